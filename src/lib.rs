@@ -1,0 +1,15 @@
+//! `gateway`: a self-hosted, single-tenant S3 gateway.
+//!
+//! Objects arriving over S3 are cut into segments, encrypted with a fresh key per segment,
+//! erasure-coded with Reed-Solomon and spread as pieces over storage nodes; metadata lives in
+//! an embedded SQLite database. Module layout follows the data path:
+//! `s3` → `object` → `crypto` / `erasure` → `transfer` → `nodes`, with `meta` beside.
+#![deny(clippy::unwrap_used)]
+
+pub mod config;
+pub mod crypto;
+pub mod erasure;
+pub mod meta;
+pub mod nodes;
+pub mod object;
+pub mod s3;

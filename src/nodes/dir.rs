@@ -1,0 +1,301 @@
+//! A storage node that is a local directory (a disk, a mount).
+//!
+//! Layout, version 1:
+//! ```text
+//! DIR/NODE            "gateway-dir-node v1\n" — marks an initialised node directory
+//! DIR/tmp/            pieces being written (`<hex>.<random>.tmp`)
+//! DIR/pieces/ab/<hex> committed pieces, fanned out by the first byte of the id
+//! ```
+//! A piece is written to `tmp/`, fsynced, renamed into `pieces/`, and the directory is
+//! fsynced before commit returns. A directory without the `NODE` marker is refused rather than
+//! silently re-created: an unmounted disk must not look like an empty node.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter};
+
+const MARKER: &str = "NODE";
+const MARKER_BODY: &str = "gateway-dir-node v1\n";
+
+pub struct DirNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: String,
+    root: PathBuf,
+}
+
+impl DirNode {
+    /// Opens the node directory at `root`, initialising it first if `init` is set and the
+    /// directory is new (absent or empty).
+    pub fn open(id: &str, root: &Path, init: bool) -> Result<DirNode, NodeError> {
+        let io = |op, source| NodeError::Io {
+            node: id.to_string(),
+            op,
+            source,
+        };
+        let marker = root.join(MARKER);
+        if !marker.exists() {
+            let empty = match fs::read_dir(root) {
+                Ok(mut entries) => entries.next().is_none(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                Err(e) => return Err(io("read node directory", e)),
+            };
+            if !init || !empty {
+                return Err(NodeError::Unavailable {
+                    node: id.to_string(),
+                    reason: format!(
+                        "{} is not an initialised node directory (no {MARKER} file)",
+                        root.display()
+                    ),
+                });
+            }
+            init_dir(root).map_err(|e| io("initialise node directory", e))?;
+        } else {
+            let body = fs::read_to_string(&marker).map_err(|e| io("read node marker", e))?;
+            if body != MARKER_BODY {
+                return Err(NodeError::Unavailable {
+                    node: id.to_string(),
+                    reason: format!("unsupported node format: {:?}", body.trim()),
+                });
+            }
+        }
+        Ok(DirNode {
+            inner: Arc::new(Inner {
+                id: id.to_string(),
+                root: root.to_path_buf(),
+            }),
+        })
+    }
+}
+
+fn init_dir(root: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(root.join("tmp"))?;
+    let pieces = root.join("pieces");
+    fs::create_dir_all(&pieces)?;
+    for b in 0..=255u8 {
+        fs::create_dir_all(pieces.join(format!("{b:02x}")))?;
+    }
+    sync_dir(&pieces)?;
+    let tmp_marker = root.join("NODE.tmp");
+    let mut f = File::create(&tmp_marker)?;
+    f.write_all(MARKER_BODY.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp_marker, root.join(MARKER))?;
+    sync_dir(root)?;
+    if let Some(parent) = root.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+impl Inner {
+    fn piece_path(&self, piece: &PieceId) -> PathBuf {
+        let hex = piece.to_hex();
+        self.root.join("pieces").join(&hex[..2]).join(hex)
+    }
+
+    fn io(&self, op: &'static str) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+        move |source| {
+            if source.kind() == std::io::ErrorKind::NotFound && op == "open piece" {
+                NodeError::NotFound {
+                    node: self.id.clone(),
+                }
+            } else {
+                NodeError::Io {
+                    node: self.id.clone(),
+                    op,
+                    source,
+                }
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    node: &str,
+    f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(NodeError::Unavailable {
+            node: node.to_string(),
+            reason: format!("worker failed: {e}"),
+        })
+    })
+}
+
+impl NodeStore for DirNode {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn create<'a>(
+        &'a self,
+        piece: PieceId,
+    ) -> BoxFuture<'a, Result<Box<dyn PieceWriter>, NodeError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            blocking(&self.inner.id, move || {
+                let mut rand = [0u8; 8];
+                crate::crypto::random_bytes(&mut rand).map_err(|e| NodeError::Unavailable {
+                    node: inner.id.clone(),
+                    reason: e.to_string(),
+                })?;
+                let tmp = inner.root.join("tmp").join(format!(
+                    "{}.{}.tmp",
+                    piece.to_hex(),
+                    crate::crypto::encode_hex(&rand)
+                ));
+                let file = File::create_new(&tmp).map_err(inner.io("create temp piece"))?;
+                Ok(Box::new(DirWriter {
+                    inner: inner.clone(),
+                    piece,
+                    tmp,
+                    file: Some(file),
+                }) as Box<dyn PieceWriter>)
+            })
+            .await
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        piece: PieceId,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'a, Result<Bytes, NodeError>> {
+        let inner = self.inner.clone();
+        Box::pin(blocking(&self.inner.id, move || {
+            let path = inner.piece_path(&piece);
+            let mut f = File::open(&path).map_err(inner.io("open piece"))?;
+            let size = f.metadata().map_err(inner.io("stat piece"))?.len();
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(NodeError::ShortRead {
+                    node: inner.id.clone(),
+                });
+            }
+            f.seek(SeekFrom::Start(offset))
+                .map_err(inner.io("seek piece"))?;
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact(&mut buf).map_err(inner.io("read piece"))?;
+            Ok(Bytes::from(buf))
+        }))
+    }
+
+    fn delete<'a>(&'a self, piece: PieceId) -> BoxFuture<'a, Result<(), NodeError>> {
+        let inner = self.inner.clone();
+        Box::pin(blocking(&self.inner.id, move || {
+            let path = inner.piece_path(&piece);
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(inner.io("delete piece")(e)),
+            }
+        }))
+    }
+}
+
+struct DirWriter {
+    inner: Arc<Inner>,
+    piece: PieceId,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl PieceWriter for DirWriter {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), NodeError>> {
+        Box::pin(async move {
+            let Some(mut file) = self.file.take() else {
+                return Err(NodeError::Unavailable {
+                    node: self.inner.id.clone(),
+                    reason: "write after a failed write".into(),
+                });
+            };
+            let inner = self.inner.clone();
+            let file = blocking(&self.inner.id, move || {
+                file.write_all(&data).map_err(inner.io("write piece"))?;
+                Ok(file)
+            })
+            .await?;
+            self.file = Some(file);
+            Ok(())
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), NodeError>> {
+        Box::pin(async move {
+            let file = self.file.take();
+            let inner = self.inner.clone();
+            let id = inner.id.clone();
+            blocking(&id, move || {
+                let file = file.ok_or_else(|| NodeError::Unavailable {
+                    node: inner.id.clone(),
+                    reason: "commit after a failed write".into(),
+                })?;
+                file.sync_all().map_err(inner.io("fsync piece"))?;
+                drop(file);
+                let dest = inner.piece_path(&self.piece);
+                fs::rename(&self.tmp, &dest).map_err(inner.io("rename piece"))?;
+                // Renamed: nothing left for Drop to clean up.
+                self.tmp = PathBuf::new();
+                if let Some(dir) = dest.parent() {
+                    sync_dir(dir).map_err(inner.io("fsync piece directory"))?;
+                }
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+        })
+    }
+}
+
+impl Drop for DirWriter {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            self.file.take();
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = DirNode::open("d1", &dir.path().join("n"), true).unwrap();
+        super::super::conformance::run(&node).await;
+        // No temp files left behind.
+        let tmp: Vec<_> = fs::read_dir(dir.path().join("n/tmp")).unwrap().collect();
+        assert!(tmp.is_empty());
+    }
+
+    #[test]
+    fn refuses_uninitialised_non_empty_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("stray"), b"x").unwrap();
+        assert!(DirNode::open("d", dir.path(), true).is_err());
+        let empty = dir.path().join("e");
+        assert!(DirNode::open("d", &empty, false).is_err());
+        assert!(DirNode::open("d", &empty, true).is_ok());
+        // Reopen without init works once initialised.
+        assert!(DirNode::open("d", &empty, false).is_ok());
+    }
+}

@@ -1,0 +1,158 @@
+//! Storage nodes: the [`NodeStore`] trait and its backends.
+//!
+//! Contract of every backend:
+//! - A piece is written through a [`PieceWriter`]; it becomes visible under its id only when
+//!   [`PieceWriter::commit`] returns `Ok`, and then it is durable (fsynced, or the backend's
+//!   equivalent). A writer dropped or aborted before commit leaves no visible piece.
+//! - Committing over an existing id replaces it atomically.
+//! - [`NodeStore::read`] returns exactly the requested range or an error; a range past the
+//!   end is an error (`NodeError::ShortRead`), never silently short data.
+//! - Deleting a missing piece is not an error.
+//! - Nodes only ever see [`PieceId`]s (keyed hashes); never bucket or object names.
+
+pub mod dir;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+pub use dir::DirNode;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The name of a piece on one node: a keyed hash, different on every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PieceId(pub [u8; 32]);
+
+impl PieceId {
+    /// The id of piece `number` of segment `segment` of stream `stream_id`, on the node whose
+    /// piece-id key is `node_key` (see `crypto::RootKey::piece_id_key`).
+    pub fn derive(node_key: &[u8; 32], stream_id: &[u8; 16], segment: u32, number: u16) -> Self {
+        let mut h = blake3::Hasher::new_keyed(node_key);
+        h.update(stream_id);
+        h.update(&segment.to_be_bytes());
+        h.update(&number.to_be_bytes());
+        PieceId(*h.finalize().as_bytes())
+    }
+
+    pub fn to_hex(&self) -> String {
+        crate::crypto::encode_hex(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("node {node}: piece not found")]
+    NotFound { node: String },
+    #[error("node {node}: piece is shorter than the requested range")]
+    ShortRead { node: String },
+    #[error("node {node} is unavailable: {reason}")]
+    Unavailable { node: String, reason: String },
+    #[error("node {node}: {op}: {source}")]
+    Io {
+        node: String,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One storage node.
+pub trait NodeStore: Send + Sync {
+    /// The node's id from the configuration.
+    fn id(&self) -> &str;
+
+    /// Starts writing a piece.
+    fn create<'a>(
+        &'a self,
+        piece: PieceId,
+    ) -> BoxFuture<'a, Result<Box<dyn PieceWriter>, NodeError>>;
+
+    /// Reads `len` bytes at `offset` of a committed piece.
+    fn read<'a>(
+        &'a self,
+        piece: PieceId,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'a, Result<Bytes, NodeError>>;
+
+    /// Removes a piece; a missing piece is not an error.
+    fn delete<'a>(&'a self, piece: PieceId) -> BoxFuture<'a, Result<(), NodeError>>;
+}
+
+/// An in-progress piece upload.
+pub trait PieceWriter: Send {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), NodeError>>;
+    /// Makes the piece durable and visible.
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), NodeError>>;
+    /// Discards the piece.
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// The conformance suite every backend passes.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use super::*;
+
+    pub async fn run(node: &dyn NodeStore) {
+        let id = PieceId([1; 32]);
+        // Not visible before commit.
+        let mut w = node.create(id).await.unwrap();
+        w.write(Bytes::from_static(b"hello ")).await.unwrap();
+        w.write(Bytes::from_static(b"world")).await.unwrap();
+        assert!(matches!(
+            node.read(id, 0, 1).await,
+            Err(NodeError::NotFound { .. })
+        ));
+        w.commit().await.unwrap();
+        assert_eq!(&node.read(id, 0, 11).await.unwrap()[..], b"hello world");
+        assert_eq!(&node.read(id, 6, 5).await.unwrap()[..], b"world");
+        assert_eq!(node.read(id, 11, 0).await.unwrap().len(), 0);
+        assert!(matches!(
+            node.read(id, 6, 6).await,
+            Err(NodeError::ShortRead { .. })
+        ));
+        // Replace atomically.
+        let mut w = node.create(id).await.unwrap();
+        w.write(Bytes::from_static(b"second")).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(&node.read(id, 0, 6).await.unwrap()[..], b"second");
+        // Abort leaves the old piece.
+        let mut w = node.create(id).await.unwrap();
+        w.write(Bytes::from_static(b"third!")).await.unwrap();
+        w.abort().await;
+        assert_eq!(&node.read(id, 0, 6).await.unwrap()[..], b"second");
+        // A dropped writer leaves nothing visible either.
+        let other = PieceId([2; 32]);
+        let mut w = node.create(other).await.unwrap();
+        w.write(Bytes::from_static(b"x")).await.unwrap();
+        drop(w);
+        assert!(matches!(
+            node.read(other, 0, 1).await,
+            Err(NodeError::NotFound { .. })
+        ));
+        // Delete, twice.
+        node.delete(id).await.unwrap();
+        node.delete(id).await.unwrap();
+        assert!(matches!(
+            node.read(id, 0, 1).await,
+            Err(NodeError::NotFound { .. })
+        ));
+        // Concurrent writers of different pieces.
+        let mut handles = Vec::new();
+        for i in 0..8u8 {
+            handles.push(async move {
+                let pid = PieceId([10 + i; 32]);
+                let mut w = node.create(pid).await.unwrap();
+                w.write(Bytes::from(vec![i; 1000])).await.unwrap();
+                w.commit().await.unwrap();
+                pid
+            });
+        }
+        for (i, h) in handles.into_iter().enumerate() {
+            let pid = h.await;
+            assert_eq!(node.read(pid, 0, 1000).await.unwrap(), vec![i as u8; 1000]);
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! GET: metadata → for each segment in range: fetch the needed stripes from `k` pieces in
+//! parallel (more when one fails or does not verify) → verify chunk MACs → decode only if a
+//! data piece is missing → decrypt the needed blocks → stream the plaintext out.
+//!
+//! Stripes are fetched in groups of about [`GROUP_BYTES`] of ciphertext, so memory per
+//! download is bounded by that, the output channel depth, and one AEAD block.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{BodyStream, Inner, ObjectError, ObjectLayer};
+use crate::crypto::{
+    ciphertext_len, plain_block_count, unwrap_segment_key, BlockCipher, CipherSuite, TAG_LEN,
+};
+use crate::erasure::piece::verify_record;
+use crate::erasure::{Layout, PieceHeader, StripeDecoder, CHUNK_MAC_LEN, PIECE_HEADER_LEN};
+use crate::meta::{ObjectRecord, PieceRecord, Placement, SegmentRecord};
+use crate::nodes::PieceId;
+
+/// Ciphertext bytes fetched per group of stripes.
+const GROUP_BYTES: u64 = 4 << 20;
+/// Depth of the plaintext channel towards the client.
+const OUT_DEPTH: usize = 2;
+
+/// A requested byte range, as in an HTTP `Range: bytes=` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=a-b` (inclusive).
+    FromTo(u64, u64),
+    /// `bytes=a-`.
+    From(u64),
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The half-open range `[start, end)` within an object of `size` bytes, or `InvalidRange`
+    /// when unsatisfiable (RFC 9110: first byte at or past the end, or an empty suffix).
+    pub fn resolve(self, size: u64) -> Result<(u64, u64), ObjectError> {
+        let bad = Err(ObjectError::InvalidRange { size });
+        match self {
+            ByteRange::FromTo(a, b) if a < size && a <= b => Ok((a, b.min(size - 1) + 1)),
+            ByteRange::From(a) if a < size => Ok((a, size)),
+            ByteRange::Suffix(n) if n > 0 && size > 0 => Ok((size - n.min(size), size)),
+            _ => bad,
+        }
+    }
+}
+
+pub struct GetOutcome {
+    pub record: ObjectRecord,
+    /// The half-open range served, when a range was requested.
+    pub range: Option<(u64, u64)>,
+    pub body: BodyStream,
+}
+
+impl ObjectLayer {
+    /// Starts a download. The first bytes are produced before this returns, so a missing or
+    /// corrupt object fails here (as an error status) rather than mid-body.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<GetOutcome, ObjectError> {
+        let record = self.head_object(bucket, key).await?;
+        let (start, end) = match range {
+            Some(r) => r.resolve(record.size)?,
+            None => (0, record.size),
+        };
+        let (tx, mut rx) = mpsc::channel(OUT_DEPTH);
+        let inner = self.inner.clone();
+        let rec = record.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stream_range(&inner, &rec, start, end, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        // Peek at the first item to surface early failures as errors.
+        let first = if end > start { rx.recv().await } else { None };
+        let (tx2, rx2) = mpsc::channel(OUT_DEPTH);
+        match first {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(bytes)) => {
+                // Re-chain: first item, then the rest.
+                tokio::spawn(async move {
+                    if tx2.send(Ok(bytes)).await.is_err() {
+                        return;
+                    }
+                    while let Some(item) = rx.recv().await {
+                        if tx2.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            None => drop(tx2),
+        }
+        Ok(GetOutcome {
+            record,
+            range: range.map(|_| (start, end)),
+            body: rx2,
+        })
+    }
+}
+
+type Tx = mpsc::Sender<Result<Bytes, ObjectError>>;
+
+async fn stream_range(
+    inner: &Arc<Inner>,
+    rec: &ObjectRecord,
+    start: u64,
+    end: u64,
+    tx: &Tx,
+) -> Result<(), ObjectError> {
+    let seg_size = rec.stream.segment_size;
+    let mut seg_start = 0u64;
+    for seg in &rec.stream.segments {
+        let seg_end = seg_start + seg.plain_size;
+        if seg_end > start && seg_start < end {
+            let a = start.max(seg_start) - seg_start;
+            let b = end.min(seg_end) - seg_start;
+            read_segment(inner, rec, seg, a, b, tx).await?;
+        }
+        if seg_end >= end {
+            break;
+        }
+        seg_start += seg_size.max(seg.plain_size);
+    }
+    Ok(())
+}
+
+/// Streams plaintext bytes `[a, b)` of one segment.
+async fn read_segment(
+    inner: &Arc<Inner>,
+    rec: &ObjectRecord,
+    seg: &SegmentRecord,
+    a: u64,
+    b: u64,
+    tx: &Tx,
+) -> Result<(), ObjectError> {
+    let stream_id = rec.stream.stream_id.0;
+    let key = unwrap_segment_key(&inner.root, &seg.wrapped_key, &stream_id, seg.index)?;
+    let suite = CipherSuite::from_id(rec.stream.cipher)?;
+    let cipher = Arc::new(BlockCipher::new(suite, &key, stream_id, seg.index)?);
+    let bs = u64::from(rec.stream.block_size);
+    let cbs = bs + TAG_LEN as u64;
+    let blocks = plain_block_count(seg.plain_size, rec.stream.block_size);
+    let cipher_len = ciphertext_len(seg.plain_size, rec.stream.block_size);
+    let (b0, b1) = (a / bs, (b.max(a + 1) - 1) / bs);
+
+    let mut decrypt = Decrypt {
+        cipher,
+        block_size: bs,
+        blocks,
+        next_block: b0,
+        last_block: b1,
+        last_len: (cipher_len - (blocks - 1) * cbs) as usize,
+        carry: Vec::new(),
+        a,
+        b,
+    };
+
+    let (k, n, chunk_size, pieces) = match &seg.placement {
+        Placement::Inline(ct) => {
+            let c0 = (b0 * cbs) as usize;
+            let c1 = (((b1 + 1) * cbs).min(cipher_len) as usize).min(ct.len());
+            if c0 > c1 {
+                return Err(ObjectError::Internal(
+                    "inline segment shorter than recorded".into(),
+                ));
+            }
+            let out = decrypt.feed(&ct[c0..c1])?;
+            let _ = tx.send(Ok(Bytes::from(out))).await;
+            return Ok(());
+        }
+        Placement::Pieces {
+            k,
+            n,
+            chunk_size,
+            pieces,
+        } => (*k as usize, *n as usize, *chunk_size as usize, pieces),
+    };
+    let layout = Layout {
+        k,
+        n,
+        chunk_size,
+        cipher_len,
+    };
+    let c0 = b0 * cbs;
+    let c1 = ((b1 + 1) * cbs).min(cipher_len);
+    let (s0, s1) = layout.stripes_for(c0, c1);
+    let group = (GROUP_BYTES / layout.stripe_bytes()).max(1);
+    let mac_key = Arc::new(key.chunk_mac_key());
+    let mut bad: HashSet<u16> = HashSet::new();
+    let mut fetcher = Fetcher {
+        inner,
+        stream_id,
+        segment: seg.index,
+        layout,
+        pieces,
+        mac_key,
+    };
+    let mut g = s0;
+    while g <= s1 {
+        let g_end = (g + group - 1).min(s1);
+        let chunks = fetcher.fetch_group(g, g_end, &mut bad).await?;
+        // Decode (only if a data piece is missing) and decrypt off the reactor.
+        let skip = (c0.max(g * layout.stripe_bytes()) - g * layout.stripe_bytes()) as usize;
+        let stripe_start = g * layout.stripe_bytes();
+        let keep = (c1.min((g_end + 1) * layout.stripe_bytes()) - stripe_start) as usize;
+        let (d, out) =
+            tokio::task::spawn_blocking(move || -> (Decrypt, Result<Vec<u8>, ObjectError>) {
+                let r = (|| {
+                    let mut decoder = StripeDecoder::new(layout);
+                    let mut cipher_bytes =
+                        Vec::with_capacity((g_end - g + 1) as usize * k * chunk_size);
+                    for s in 0..(g_end - g + 1) as usize {
+                        let stripe: Vec<(usize, &[u8])> = chunks
+                            .iter()
+                            .map(|(p, data)| {
+                                (*p as usize, &data[s * chunk_size..(s + 1) * chunk_size])
+                            })
+                            .collect();
+                        decoder.decode(&stripe, &mut cipher_bytes)?;
+                    }
+                    decrypt.feed(&cipher_bytes[skip..keep])
+                })();
+                (decrypt, r)
+            })
+            .await
+            .map_err(|e| ObjectError::Internal(e.to_string()))?;
+        decrypt = d;
+        let out = out?;
+        if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+            return Ok(()); // the client went away
+        }
+        g = g_end + 1;
+    }
+    Ok(())
+}
+
+/// Decrypts consecutive ciphertext blocks and trims the plaintext to `[a, b)` of the segment.
+struct Decrypt {
+    cipher: Arc<BlockCipher>,
+    block_size: u64,
+    blocks: u64,
+    next_block: u64,
+    last_block: u64,
+    /// Ciphertext length of the segment's last block.
+    last_len: usize,
+    carry: Vec<u8>,
+    a: u64,
+    b: u64,
+}
+
+impl Decrypt {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ObjectError> {
+        self.carry.extend_from_slice(bytes);
+        let cbs = self.block_size as usize + TAG_LEN;
+        let mut out = Vec::new();
+        let mut used = 0;
+        while self.next_block <= self.last_block {
+            let is_last = self.next_block + 1 == self.blocks;
+            let need = if is_last { self.last_len } else { cbs };
+            if self.carry.len() - used < need {
+                break;
+            }
+            let block_start = self.next_block * self.block_size;
+            let mut plain = Vec::with_capacity(need);
+            self.cipher.open(
+                self.next_block,
+                is_last,
+                &self.carry[used..used + need],
+                &mut plain,
+            )?;
+            let lo = self.a.saturating_sub(block_start) as usize;
+            let hi = (self.b - block_start).min(plain.len() as u64) as usize;
+            if lo < hi {
+                out.extend_from_slice(&plain[lo..hi]);
+            }
+            used += need;
+            self.next_block += 1;
+        }
+        self.carry.drain(..used);
+        Ok(out)
+    }
+}
+
+struct Fetcher<'a> {
+    inner: &'a Arc<Inner>,
+    stream_id: [u8; 16],
+    segment: u32,
+    layout: Layout,
+    pieces: &'a [PieceRecord],
+    mac_key: Arc<[u8; 32]>,
+}
+
+impl Fetcher<'_> {
+    /// Fetches and verifies stripes `[g0, g1]` from `k` pieces; returns (piece number, chunk
+    /// data of every stripe concatenated). Pieces that fail are added to `bad` and replaced.
+    async fn fetch_group(
+        &mut self,
+        g0: u64,
+        g1: u64,
+        bad: &mut HashSet<u16>,
+    ) -> Result<Vec<(u16, Vec<u8>)>, ObjectError> {
+        let k = self.layout.k;
+        // Data pieces first: with all of them, nothing needs decoding.
+        let mut candidates: Vec<&PieceRecord> = self
+            .pieces
+            .iter()
+            .filter(|p| !bad.contains(&p.number))
+            .collect();
+        candidates.sort_by_key(|p| p.number);
+        let mut candidates = candidates.into_iter();
+        let mut running = JoinSet::new();
+        let mut good = Vec::with_capacity(k);
+        let mut causes = Vec::new();
+        let mut start_next = |running: &mut JoinSet<_>, causes: &mut Vec<String>| loop {
+            let Some(p) = candidates.next() else {
+                return false;
+            };
+            let Some(node) = self.inner.node(&p.node) else {
+                causes.push(format!("piece {} on unknown node {}", p.number, p.node));
+                continue;
+            };
+            let id = PieceId::derive(&node.id_key, &self.stream_id, self.segment, p.number);
+            let store = node.store.clone();
+            let number = p.number;
+            let node_id = p.node.clone();
+            let layout = self.layout;
+            let mac_key = self.mac_key.clone();
+            running.spawn(async move {
+                let r = fetch_piece(&*store, id, layout, number, g0, g1, mac_key).await;
+                (number, node_id, r)
+            });
+            return true;
+        };
+        for _ in 0..k {
+            if !start_next(&mut running, &mut causes) {
+                break;
+            }
+        }
+        while let Some(done) = running.join_next().await {
+            let (number, node_id, result) =
+                done.map_err(|e| ObjectError::Internal(e.to_string()))?;
+            match result {
+                Ok(data) => {
+                    good.push((number, data));
+                    if good.len() == k {
+                        running.abort_all();
+                        return Ok(good);
+                    }
+                }
+                Err(cause) => {
+                    tracing::warn!(node = %node_id, piece = number, segment = self.segment, %cause, "piece unusable, trying another");
+                    causes.push(format!("piece {number} on node {node_id}: {cause}"));
+                    bad.insert(number);
+                    start_next(&mut running, &mut causes);
+                }
+            }
+        }
+        Err(ObjectError::NotEnoughPieces {
+            segment: self.segment,
+            causes: format!(
+                "{} of {} needed pieces intact; {}",
+                good.len(),
+                k,
+                causes.join("; ")
+            ),
+        })
+    }
+}
+
+/// Reads stripes `[g0, g1]` of one piece and verifies every chunk MAC (and the header when the
+/// range starts at stripe 0). Returns the chunk data without MACs.
+async fn fetch_piece(
+    store: &dyn crate::nodes::NodeStore,
+    id: PieceId,
+    layout: Layout,
+    number: u16,
+    g0: u64,
+    g1: u64,
+    mac_key: Arc<[u8; 32]>,
+) -> Result<Vec<u8>, String> {
+    let rl = layout.record_len();
+    let with_header = g0 == 0;
+    let offset = if with_header {
+        0
+    } else {
+        layout.record_offset(g0)
+    };
+    let len = (g1 - g0 + 1) * rl
+        + if with_header {
+            PIECE_HEADER_LEN as u64
+        } else {
+            0
+        };
+    let bytes = store
+        .read(id, offset, len)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let mut body = &bytes[..];
+        if with_header {
+            let h = PieceHeader::decode(body).map_err(|e| e.to_string())?;
+            if h.chunk_size as usize != layout.chunk_size {
+                return Err("piece header disagrees with metadata".to_string());
+            }
+            body = &body[PIECE_HEADER_LEN..];
+        }
+        let mut data = Vec::with_capacity(((g1 - g0 + 1) as usize) * layout.chunk_size);
+        for (i, rec) in body.chunks(rl as usize).enumerate() {
+            let stripe = g0 + i as u64;
+            if rec.len() != rl as usize || !verify_record(&mac_key, number, stripe, rec) {
+                return Err(format!("chunk of stripe {stripe} failed verification"));
+            }
+            data.extend_from_slice(&rec[..rec.len() - CHUNK_MAC_LEN]);
+        }
+        Ok(data)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}

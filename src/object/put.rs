@@ -1,0 +1,506 @@
+//! PUT: body → segments → blocks (AEAD) → stripes (Reed-Solomon) → pieces on nodes → commit.
+//!
+//! The body is consumed in batches of whole AEAD blocks. Each batch is encrypted and
+//! erasure-coded on the blocking pool while the previous batch's piece records are being
+//! written by one writer task per piece; channels of depth [`WRITER_DEPTH`] between them bound
+//! memory to roughly `batch × n/k × depth` per upload. A block is sealed only once the next
+//! byte of the body (or its end) is known, so the last block of every segment carries the
+//! last-block flag.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{now_ms, BodyEvent, BodyReceiver, Inner, ObjectError, ObjectLayer};
+use crate::crypto::{ciphertext_len, random_bytes, wrap_segment_key, BlockCipher, SegmentKey};
+use crate::erasure::{Layout, PieceHeader, StripeEncoder};
+use crate::meta::{ObjectRecord, PieceRecord, Placement, SegmentRecord, StreamId, StreamRecord};
+use crate::nodes::{NodeError, PieceId};
+
+/// Queue depth between the encoder and each piece writer.
+const WRITER_DEPTH: usize = 2;
+/// Target plaintext bytes per encode batch (rounded to whole blocks, at least one stripe).
+const BATCH_TARGET: usize = 1 << 20;
+
+/// What the caller knows about the object besides its body.
+#[derive(Debug, Clone, Default)]
+pub struct PutObject {
+    pub bucket: String,
+    pub key: String,
+    pub content_type: Option<String>,
+    pub system_meta: Vec<(String, String)>,
+    pub user_meta: Vec<(String, String)>,
+    /// Content-MD5 sent by the client; a mismatch fails the PUT with nothing committed.
+    pub expected_md5: Option<[u8; 16]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PutOutcome {
+    pub etag: String,
+    pub size: u64,
+    pub last_modified_ms: i64,
+}
+
+/// The body being read, with read-ahead.
+struct Input {
+    rx: BodyReceiver,
+    buf: Vec<u8>,
+    ended: bool,
+    total: u64,
+}
+
+impl Input {
+    /// Reads until `buf` holds at least `want` bytes or the body ended.
+    async fn fill(&mut self, want: usize) -> Result<(), ObjectError> {
+        while self.buf.len() < want && !self.ended {
+            match self.rx.recv().await {
+                Some(BodyEvent::Data(b)) => {
+                    self.total += b.len() as u64;
+                    self.buf.extend_from_slice(&b);
+                }
+                Some(BodyEvent::End) => self.ended = true,
+                None => return Err(ObjectError::BodyAborted),
+            }
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let rest = self.buf.split_off(n);
+        std::mem::replace(&mut self.buf, rest)
+    }
+}
+
+impl ObjectLayer {
+    pub async fn put_object(
+        &self,
+        req: PutObject,
+        body: BodyReceiver,
+    ) -> Result<PutOutcome, ObjectError> {
+        self.bucket(&req.bucket).await?;
+        let inner = &self.inner;
+        let storage = &inner.storage;
+        let mut stream_id = [0u8; 16];
+        random_bytes(&mut stream_id)?;
+        let mut input = Input {
+            rx: body,
+            buf: Vec::new(),
+            ended: false,
+            total: 0,
+        };
+        let mut md5 = Md5::new();
+        let mut segments = Vec::new();
+        let mut cleanup = Cleanup {
+            inner: inner.clone(),
+            stream_id,
+            pieces: Vec::new(),
+        };
+
+        input.fill(storage.inline_limit as usize + 1).await?;
+        if input.ended && input.buf.len() as u64 <= storage.inline_limit {
+            let plain = input.take(input.buf.len());
+            let (seg, md5_done) = tokio::task::spawn_blocking({
+                let inner = inner.clone();
+                move || -> Result<_, ObjectError> {
+                    md5.update(&plain);
+                    let seg = seal_inline(&inner, stream_id, &plain)?;
+                    Ok((seg, md5))
+                }
+            })
+            .await
+            .map_err(|e| ObjectError::Internal(e.to_string()))??;
+            md5 = md5_done;
+            segments.push(seg);
+        } else {
+            let mut index = 0u32;
+            loop {
+                let (seg, md5_back) =
+                    upload_segment(inner, stream_id, index, &mut input, md5, &mut cleanup).await?;
+                md5 = md5_back;
+                segments.push(seg);
+                input.fill(1).await?;
+                if input.ended && input.buf.is_empty() {
+                    break;
+                }
+                index = index
+                    .checked_add(1)
+                    .ok_or_else(|| ObjectError::Internal("too many segments".into()))?;
+            }
+        }
+
+        let digest: [u8; 16] = md5.finalize().into();
+        if req.expected_md5.is_some_and(|m| m != digest) {
+            return Err(ObjectError::BadDigest);
+        }
+        let etag = crate::crypto::encode_hex(&digest);
+        let last_modified_ms = now_ms();
+        let record = ObjectRecord {
+            bucket: req.bucket,
+            key: req.key,
+            version_id: None,
+            format: 1,
+            size: input.total,
+            etag: etag.clone(),
+            last_modified_ms,
+            content_type: req.content_type,
+            system_meta: req.system_meta,
+            user_meta: req.user_meta,
+            stream: StreamRecord {
+                stream_id: StreamId(stream_id),
+                cipher: storage.cipher.id(),
+                block_size: storage.block_size,
+                segment_size: storage.segment_size,
+                segments,
+            },
+        };
+        inner.meta.put_object(&record).await?;
+        cleanup.pieces.clear();
+        // The replaced body, if any, is garbage now.
+        inner.gc_wake.notify_one();
+        Ok(PutOutcome {
+            etag,
+            size: input.total,
+            last_modified_ms,
+        })
+    }
+}
+
+/// Encrypts a small body as one segment stored in the metadata row.
+fn seal_inline(
+    inner: &Inner,
+    stream_id: [u8; 16],
+    plain: &[u8],
+) -> Result<SegmentRecord, ObjectError> {
+    let key = SegmentKey::generate()?;
+    let cipher = BlockCipher::new(inner.storage.cipher, &key, stream_id, 0)?;
+    let bs = inner.storage.block_size as usize;
+    let mut ct =
+        Vec::with_capacity(ciphertext_len(plain.len() as u64, inner.storage.block_size) as usize);
+    seal_blocks(&cipher, 0, plain, bs, true, &mut ct)?;
+    Ok(SegmentRecord {
+        index: 0,
+        plain_size: plain.len() as u64,
+        wrapped_key: wrap_segment_key(&inner.root, &key, &stream_id, 0)?,
+        placement: Placement::Inline(ct),
+    })
+}
+
+/// Seals `plain` as blocks starting at `first_block`; with `last`, the final block (possibly
+/// empty, when `plain` is empty) carries the last-block flag. Returns the number of blocks.
+fn seal_blocks(
+    cipher: &BlockCipher,
+    first_block: u64,
+    plain: &[u8],
+    block_size: usize,
+    last: bool,
+    out: &mut Vec<u8>,
+) -> Result<u64, ObjectError> {
+    if plain.is_empty() {
+        if last {
+            cipher.seal(first_block, true, &[], out)?;
+            return Ok(1);
+        }
+        return Ok(0);
+    }
+    let count = plain.len().div_ceil(block_size);
+    for (i, block) in plain.chunks(block_size).enumerate() {
+        let is_last = last && i + 1 == count;
+        cipher.seal(first_block + i as u64, is_last, block, out)?;
+    }
+    Ok(count as u64)
+}
+
+/// Encoder state of one segment, moved into the blocking pool for each batch.
+struct SegmentEncoder {
+    cipher: BlockCipher,
+    stripes: StripeEncoder,
+    layout: Layout,
+    md5: Md5,
+    next_block: u64,
+    next_stripe: u64,
+    carry: Vec<u8>,
+}
+
+impl SegmentEncoder {
+    /// Encrypts and codes one batch; returns the new records of each piece.
+    fn batch(
+        &mut self,
+        plain: &[u8],
+        last: bool,
+        block_size: usize,
+    ) -> Result<Vec<Vec<u8>>, ObjectError> {
+        self.md5.update(plain);
+        self.next_block += seal_blocks(
+            &self.cipher,
+            self.next_block,
+            plain,
+            block_size,
+            last,
+            &mut self.carry,
+        )?;
+        let sb = self.layout.stripe_bytes() as usize;
+        let mut out = vec![Vec::new(); self.layout.n];
+        let mut used = 0;
+        while self.carry.len() - used >= sb {
+            self.stripes
+                .encode(self.next_stripe, &self.carry[used..used + sb], &mut out)?;
+            self.next_stripe += 1;
+            used += sb;
+        }
+        if last && (used < self.carry.len() || self.next_stripe == 0) {
+            self.stripes
+                .encode(self.next_stripe, &self.carry[used..], &mut out)?;
+            self.next_stripe += 1;
+            used = self.carry.len();
+        }
+        self.carry.drain(..used);
+        Ok(out)
+    }
+}
+
+enum WriterMsg {
+    Data(Bytes),
+    Commit,
+}
+
+struct PieceTask {
+    number: u16,
+    node: String,
+    tx: Option<mpsc::Sender<WriterMsg>>,
+    handle: JoinHandle<Result<(), NodeError>>,
+}
+
+/// Pieces committed so far by an upload that has not committed its metadata yet. Dropped
+/// with pieces still listed (error, cancelled request), it deletes them in the background.
+struct Cleanup {
+    inner: Arc<Inner>,
+    stream_id: [u8; 16],
+    pieces: Vec<(u32, PieceRecord)>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.pieces.is_empty() {
+            return;
+        }
+        let pieces = std::mem::take(&mut self.pieces);
+        let inner = self.inner.clone();
+        let stream_id = self.stream_id;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for (segment, p) in pieces {
+                    if let Some(node) = inner.node(&p.node) {
+                        let id = PieceId::derive(&node.id_key, &stream_id, segment, p.number);
+                        if let Err(e) = node.store.delete(id).await {
+                            tracing::warn!(node = %p.node, error = %e, "could not delete piece of a failed upload; left for garbage collection");
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Chooses `n` distinct nodes for a segment (a random subset when there are more).
+fn choose_nodes(inner: &Inner, n: usize) -> Result<Vec<usize>, ObjectError> {
+    let mut idx: Vec<usize> = (0..inner.nodes.len()).collect();
+    if idx.len() > n {
+        // Fisher-Yates with the OS RNG; placement spreads load, it need not be secret.
+        let mut rnd = vec![0u8; idx.len() * 4];
+        random_bytes(&mut rnd)?;
+        for i in (1..idx.len()).rev() {
+            let r =
+                u32::from_le_bytes([rnd[i * 4], rnd[i * 4 + 1], rnd[i * 4 + 2], rnd[i * 4 + 3]]);
+            idx.swap(i, r as usize % (i + 1));
+        }
+        idx.truncate(n);
+    }
+    Ok(idx)
+}
+
+fn start_writers(
+    inner: &Arc<Inner>,
+    stream_id: [u8; 16],
+    segment: u32,
+    chunk_size: u32,
+    n: usize,
+) -> Result<Vec<PieceTask>, ObjectError> {
+    let chosen = choose_nodes(inner, n)?;
+    let header = Bytes::copy_from_slice(&PieceHeader { chunk_size }.encode());
+    let mut tasks = Vec::with_capacity(n);
+    for (number, node_index) in chosen.into_iter().enumerate() {
+        let number = number as u16;
+        let node = &inner.nodes[node_index];
+        let store = node.store.clone();
+        let id = PieceId::derive(&node.id_key, &stream_id, segment, number);
+        let (tx, mut rx) = mpsc::channel::<WriterMsg>(WRITER_DEPTH);
+        let header = header.clone();
+        let handle = tokio::spawn(async move {
+            let mut w = store.create(id).await?;
+            if let Err(e) = w.write(header).await {
+                w.abort().await;
+                return Err(e);
+            }
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    WriterMsg::Data(b) => {
+                        if let Err(e) = w.write(b).await {
+                            w.abort().await;
+                            return Err(e);
+                        }
+                    }
+                    WriterMsg::Commit => return w.commit().await,
+                }
+            }
+            w.abort().await;
+            Err(NodeError::Unavailable {
+                node: store.id().to_string(),
+                reason: "upload cancelled".into(),
+            })
+        });
+        tasks.push(PieceTask {
+            number,
+            node: node.store.id().to_string(),
+            tx: Some(tx),
+            handle,
+        });
+    }
+    Ok(tasks)
+}
+
+/// Uploads one segment from `input`; returns its record and the running MD5.
+async fn upload_segment(
+    inner: &Arc<Inner>,
+    stream_id: [u8; 16],
+    index: u32,
+    input: &mut Input,
+    md5: Md5,
+    cleanup: &mut Cleanup,
+) -> Result<(SegmentRecord, Md5), ObjectError> {
+    let storage = &inner.storage;
+    let scheme = storage.scheme;
+    let k = scheme.minimum as usize;
+    let n = (scheme.total as usize).min(inner.nodes.len());
+    let bs = storage.block_size as usize;
+    let batch_plain = BATCH_TARGET.max(k * storage.chunk_size).div_ceil(bs) * bs;
+    let segment_size = storage.segment_size as usize;
+
+    // First batch: decides the chunk size (small segments get a fitted one).
+    let mut remaining = segment_size;
+    let take = batch_plain.min(remaining);
+    input.fill(take + 1).await?;
+    let (first_len, mut last) = if input.buf.len() <= take {
+        (input.buf.len(), true)
+    } else {
+        (take, take == remaining)
+    };
+    let layout = if last {
+        Layout::fitted(
+            k,
+            n,
+            ciphertext_len(first_len as u64, storage.block_size),
+            storage.chunk_size,
+        )
+    } else {
+        Layout {
+            k,
+            n,
+            chunk_size: storage.chunk_size,
+            cipher_len: 0,
+        }
+    };
+
+    let key = SegmentKey::generate()?;
+    let mut encoder = SegmentEncoder {
+        cipher: BlockCipher::new(storage.cipher, &key, stream_id, index)?,
+        stripes: StripeEncoder::new(layout, key.chunk_mac_key())?,
+        layout,
+        md5,
+        next_block: 0,
+        next_stripe: 0,
+        carry: Vec::new(),
+    };
+    let mut tasks = start_writers(inner, stream_id, index, layout.chunk_size as u32, n)?;
+    let mut plain_size = 0u64;
+    let mut batch = input.take(first_len);
+    loop {
+        remaining -= batch.len();
+        plain_size += batch.len() as u64;
+        let (enc, records) = tokio::task::spawn_blocking(move || {
+            let r = encoder.batch(&batch, last, bs);
+            (encoder, r)
+        })
+        .await
+        .map_err(|e| ObjectError::Internal(e.to_string()))?;
+        encoder = enc;
+        for (task, rec) in tasks.iter_mut().zip(records?) {
+            if let Some(tx) = &task.tx {
+                if tx.send(WriterMsg::Data(Bytes::from(rec))).await.is_err() {
+                    // The writer failed; its error is collected below.
+                    task.tx = None;
+                }
+            }
+        }
+        if last {
+            break;
+        }
+        let take = batch_plain.min(remaining);
+        input.fill(take + 1).await?;
+        if input.buf.len() <= take {
+            batch = input.take(input.buf.len());
+            last = true;
+        } else {
+            batch = input.take(take);
+            last = take == remaining;
+        }
+    }
+
+    // Commit every piece, then count the durable ones.
+    for task in &mut tasks {
+        if let Some(tx) = task.tx.take() {
+            let _ = tx.send(WriterMsg::Commit).await;
+        }
+    }
+    let mut pieces = Vec::new();
+    let mut causes = Vec::new();
+    for task in tasks {
+        match task.handle.await {
+            Ok(Ok(())) => {
+                let rec = PieceRecord {
+                    number: task.number,
+                    node: task.node,
+                };
+                cleanup.pieces.push((index, rec.clone()));
+                pieces.push(rec);
+            }
+            Ok(Err(e)) => causes.push(e.to_string()),
+            Err(e) => causes.push(format!("node {}: writer failed: {e}", task.node)),
+        }
+    }
+    if pieces.len() < scheme.success as usize {
+        return Err(ObjectError::NotEnoughDurable {
+            segment: index,
+            durable: pieces.len(),
+            needed: scheme.success as usize,
+            causes: causes.join("; "),
+        });
+    }
+    if !causes.is_empty() {
+        tracing::warn!(segment = index, failures = %causes.join("; "), "segment stored with fewer than total pieces");
+    }
+    let record = SegmentRecord {
+        index,
+        plain_size,
+        wrapped_key: wrap_segment_key(&inner.root, &key, &stream_id, index)?,
+        placement: Placement::Pieces {
+            k: k as u16,
+            n: n as u16,
+            chunk_size: layout.chunk_size as u32,
+            pieces,
+        },
+    };
+    Ok((record, encoder.md5))
+}

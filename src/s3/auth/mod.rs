@@ -1,0 +1,175 @@
+//! S3 request authentication: AWS Signature Version 4 in the `Authorization` header or in the
+//! query string (presigned URLs), and the `aws-chunked` body encodings SigV4 streaming uses.
+//!
+//! Contract of [`verify_request`]:
+//! - It sees only the request head. `Ok(Verified)` means the signature over the method, the
+//!   raw path, the query, the signed headers and the declared payload hash is valid for
+//!   `creds`, the timestamp is acceptable, `host` and every `x-amz-*` header present (except
+//!   `x-amz-content-sha256`, which the canonical request covers anyway) are signed.
+//! - It does not read the body. [`Verified::payload`] says what the caller still owes:
+//!   [`PayloadMode::Sha256`] bodies must be hashed and compared before anything is committed;
+//!   the streaming modes must be decoded through [`ChunkedDecoder`]; `Unsigned` bodies carry no
+//!   integrity guarantee from SigV4.
+//! - Header auth: `x-amz-content-sha256` is required; the time is `x-amz-date` or else `Date`
+//!   (ISO 8601 basic or IMF-fixdate) and must be within 15 minutes of `now`.
+//! - Query auth: `X-Amz-Expires` is 1..=604800; the request is valid from `X-Amz-Date` minus
+//!   15 minutes (clock skew) until `X-Amz-Date + X-Amz-Expires`; the payload is
+//!   `UNSIGNED-PAYLOAD` unless an `X-Amz-Content-Sha256` parameter says otherwise.
+//! - The credential scope must be `<X-Amz-Date's date>/<any region>/s3/aws4_request`; the
+//!   region is returned, not checked. SigV2 and SigV4a are refused as unsupported.
+//! - Signatures are compared in constant time. No error or `Debug` output contains the secret
+//!   key, the signing key or the expected signature.
+//!
+//! Contract of [`ChunkedDecoder`]: see [`chunked`]'s module documentation.
+
+mod canonical;
+mod chunked;
+mod signing;
+mod sigv4;
+mod time;
+
+use std::fmt;
+
+pub use chunked::{ChunkedDecoder, ChunkedError};
+pub use signing::ChunkSigning;
+pub use sigv4::verify_request;
+
+/// The single tenant's S3 credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What the client declared about the body (`x-amz-content-sha256`, or the presigned default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadMode {
+    /// `UNSIGNED-PAYLOAD` (header, or the presigned-URL default).
+    Unsigned,
+    /// A SHA-256 the caller must check against the body.
+    Sha256([u8; 32]),
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`: aws-chunked with chunk signatures.
+    StreamingSigned,
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`: signed chunks plus a signed trailer.
+    StreamingSignedTrailer,
+    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`: unsigned chunks plus an unsigned trailer.
+    StreamingUnsignedTrailer,
+}
+
+impl PayloadMode {
+    /// Whether the body is aws-chunked and must go through [`ChunkedDecoder`].
+    pub fn is_streaming(&self) -> bool {
+        matches!(
+            self,
+            Self::StreamingSigned | Self::StreamingSignedTrailer | Self::StreamingUnsignedTrailer
+        )
+    }
+
+    /// Whether the body ends with a trailer section (checksums the caller verifies).
+    pub fn has_trailer(&self) -> bool {
+        matches!(
+            self,
+            Self::StreamingSignedTrailer | Self::StreamingUnsignedTrailer
+        )
+    }
+}
+
+/// A request whose SigV4 signature checked out.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub access_key: String,
+    /// The region the client signed with (any region is accepted).
+    pub region: String,
+    pub payload: PayloadMode,
+    /// Everything needed to verify aws-chunked chunk signatures (signing key, scope, amz date,
+    /// seed signature). Present for the two signed streaming modes, `None` otherwise
+    /// (`STREAMING-UNSIGNED-PAYLOAD-TRAILER` has no chunk signatures).
+    pub chunk_signing: Option<ChunkSigning>,
+}
+
+/// Why a request failed authentication. `Display` is the client-visible message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("Access Denied: the request carries no authentication")]
+    MissingAuthentication,
+    #[error("The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.")]
+    UnsupportedMechanism,
+    #[error("Unsupported Authorization Type")]
+    UnsupportedAuthorizationType,
+    #[error(
+        "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the \
+         Authorization header should be specified"
+    )]
+    ConflictingMechanisms,
+    #[error("The authorization header is malformed; {0}")]
+    MalformedHeader(String),
+    #[error("Query-string authentication is malformed; {0}")]
+    MalformedQuery(String),
+    #[error("The AWS Access Key Id you provided does not exist in our records: {0}")]
+    InvalidAccessKeyId(String),
+    #[error(
+        "The request signature we calculated does not match the signature you provided. \
+         Check your key and signing method."
+    )]
+    SignatureDoesNotMatch,
+    #[error("Missing required header for this request: x-amz-content-sha256")]
+    MissingContentSha256,
+    #[error(
+        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, \
+         STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, STREAMING-UNSIGNED-PAYLOAD-TRAILER or a \
+         valid sha256 value"
+    )]
+    InvalidContentSha256,
+    #[error("AWS authentication requires a valid Date or x-amz-date header")]
+    InvalidDate,
+    #[error("The difference between the request time and the current time is too large.")]
+    RequestTimeTooSkewed,
+    #[error("Request has expired")]
+    Expired,
+    #[error("Request is not yet valid")]
+    NotYetValid,
+    #[error("There were headers present in the request which were not signed: {}", .0.join(", "))]
+    HeadersNotSigned(Vec<String>),
+}
+
+impl AuthError {
+    /// The S3 `<Code>` for this error.
+    pub fn s3_code(&self) -> &'static str {
+        match self {
+            Self::MissingAuthentication
+            | Self::InvalidDate
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::HeadersNotSigned(_) => "AccessDenied",
+            Self::UnsupportedMechanism | Self::MissingContentSha256 => "InvalidRequest",
+            Self::UnsupportedAuthorizationType
+            | Self::ConflictingMechanisms
+            | Self::InvalidContentSha256 => "InvalidArgument",
+            Self::MalformedHeader(_) => "AuthorizationHeaderMalformed",
+            Self::MalformedQuery(_) => "AuthorizationQueryParametersError",
+            Self::InvalidAccessKeyId(_) => "InvalidAccessKeyId",
+            Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
+        }
+    }
+
+    /// The HTTP status AWS answers this error with.
+    pub fn http_status(&self) -> u16 {
+        match self.s3_code() {
+            "AccessDenied"
+            | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "RequestTimeTooSkewed" => 403,
+            _ => 400,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation.
+
+use http::{HeaderValue, StatusCode};
+use hyper::body::Incoming;
+
+use super::body::read_small_body;
+use super::error::S3Error;
+use super::router::valid_bucket_name;
+use super::xml::{self, BucketEntry, Owner};
+use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
+
+pub(super) fn owner() -> Owner {
+    Owner {
+        id: "gateway".into(),
+        display_name: "gateway".into(),
+    }
+}
+
+pub(super) async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    let buckets = ctx
+        .layer
+        .list_buckets()
+        .await
+        .map_err(|e| object_error(e, "", ""))?;
+    let entries: Vec<BucketEntry> = buckets
+        .into_iter()
+        .map(|b| BucketEntry {
+            name: b.name,
+            creation_date_ms: b.created_ms,
+        })
+        .collect();
+    Ok(xml_response(xml::list_all_my_buckets(&owner(), &entries)))
+}
+
+pub(super) async fn create_bucket(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    body: Incoming,
+) -> Result<HttpResponse, S3Error> {
+    if !valid_bucket_name(bucket) {
+        return Err(S3Error::invalid_bucket_name(bucket));
+    }
+    // The body may carry a CreateBucketConfiguration; any region is accepted, since this
+    // gateway answers for whichever region the client signs with.
+    let raw = read_small_body(body, ctx.auth, xml::read::MAX_XML_BODY).await?;
+    xml::read::parse_create_bucket_configuration(&raw)?;
+    ctx.layer
+        .create_bucket(bucket)
+        .await
+        .map_err(|e| object_error(e, bucket, ""))?;
+    let mut resp = empty_response(StatusCode::OK);
+    if let Ok(v) = HeaderValue::from_str(&format!("/{bucket}")) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+pub(super) async fn head_bucket(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.layer
+        .bucket(bucket)
+        .await
+        .map_err(|e| object_error(e, bucket, ""))?;
+    let mut resp = empty_response(StatusCode::OK);
+    if let Ok(v) = HeaderValue::from_str(&ctx.cfg.region) {
+        resp.headers_mut().insert("x-amz-bucket-region", v);
+    }
+    Ok(resp)
+}
+
+pub(super) async fn delete_bucket(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.layer
+        .delete_bucket(bucket)
+        .await
+        .map_err(|e| object_error(e, bucket, ""))?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn get_location(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.layer
+        .bucket(bucket)
+        .await
+        .map_err(|e| object_error(e, bucket, ""))?;
+    Ok(xml_response(xml::location_constraint(&ctx.cfg.region)))
+}

@@ -1,0 +1,250 @@
+//! The S3 HTTP surface: listener, routing, authentication, XML bodies and errors.
+//!
+//! [`S3Service::handle`] is the whole request path: authenticate (SigV4, header or query),
+//! route to an [`router::Endpoint`], call one thin handler that translates to the object layer
+//! and back, and turn any error into S3's XML error document. Nothing else lives here.
+
+pub mod auth;
+pub mod body;
+mod bucket;
+pub mod error;
+mod list;
+mod object;
+pub mod router;
+pub mod xml;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use self::auth::{AuthError, Credentials, Verified};
+use self::body::ResponseBody;
+use self::error::{code_from_str, S3Error};
+use self::router::{Endpoint, Query};
+use crate::object::{ObjectError, ObjectLayer};
+
+/// Settings of the S3 listener.
+#[derive(Clone)]
+pub struct S3Config {
+    pub region: String,
+    pub credentials: Credentials,
+    /// Base domains for virtual-host-style requests (`bucket.<domain>`).
+    pub domains: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct S3Service {
+    inner: Arc<(ObjectLayer, S3Config)>,
+}
+
+pub type HttpResponse = Response<ResponseBody>;
+
+/// What a handler needs besides the endpoint.
+pub(crate) struct Ctx<'a> {
+    pub layer: &'a ObjectLayer,
+    pub cfg: &'a S3Config,
+    pub parts: &'a http::request::Parts,
+    pub query: &'a Query,
+    pub auth: &'a Verified,
+}
+
+impl S3Service {
+    pub fn new(layer: ObjectLayer, cfg: S3Config) -> Self {
+        S3Service {
+            inner: Arc::new((layer, cfg)),
+        }
+    }
+
+    /// Serves S3 on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let svc = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let svc = svc.clone();
+                async move { Ok::<_, Infallible>(svc.handle(req, peer).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn.into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+                tracing::warn!("in-flight requests did not finish within 30 s");
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let request_id = request_id();
+        let (parts, body) = req.into_parts();
+        let resource = parts.uri.path().to_string();
+        let is_head = parts.method == http::Method::HEAD;
+        let result = self.dispatch(&parts, body).await;
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::error!(%peer, method = %parts.method, %resource, code = e.code.as_str(), message = %e.message, cause = e.cause().unwrap_or(""), "request failed");
+                } else {
+                    tracing::debug!(%peer, method = %parts.method, %resource, code = e.code.as_str(), message = %e.message, "request refused");
+                }
+                error_response(&e, &resource, &request_id, is_head)
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-amz-request-id", v);
+        }
+        resp.headers_mut()
+            .insert(http::header::SERVER, HeaderValue::from_static("gateway"));
+        resp
+    }
+
+    async fn dispatch(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+    ) -> Result<HttpResponse, S3Error> {
+        let (layer, cfg) = &*self.inner;
+        let auth = auth::verify_request(parts, &cfg.credentials, SystemTime::now())
+            .map_err(|e| auth_error(&e))?;
+        let query = Query::parse(parts.uri.query())?;
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let (bucket, key) = router::split_target(host, parts.uri.path(), &cfg.domains)?;
+        let endpoint = router::route(&parts.method, bucket, key, &query)?;
+        let ctx = Ctx {
+            layer,
+            cfg,
+            parts,
+            query: &query,
+            auth: &auth,
+        };
+        match endpoint {
+            Endpoint::ListBuckets => bucket::list_buckets(&ctx).await,
+            Endpoint::CreateBucket { bucket } => bucket::create_bucket(&ctx, &bucket, body).await,
+            Endpoint::HeadBucket { bucket } => bucket::head_bucket(&ctx, &bucket).await,
+            Endpoint::DeleteBucket { bucket } => bucket::delete_bucket(&ctx, &bucket).await,
+            Endpoint::GetBucketLocation { bucket } => bucket::get_location(&ctx, &bucket).await,
+            Endpoint::ListObjects { bucket } => list::list_objects_v1(&ctx, &bucket).await,
+            Endpoint::ListObjectsV2 { bucket } => list::list_objects_v2(&ctx, &bucket).await,
+            Endpoint::DeleteObjects { bucket } => object::delete_objects(&ctx, &bucket, body).await,
+            Endpoint::PutObject { bucket, key } => {
+                object::put_object(&ctx, &bucket, &key, body).await
+            }
+            Endpoint::GetObject { bucket, key } => {
+                object::get_object(&ctx, &bucket, &key, false).await
+            }
+            Endpoint::HeadObject { bucket, key } => {
+                object::get_object(&ctx, &bucket, &key, true).await
+            }
+            Endpoint::DeleteObject { bucket, key } => {
+                object::delete_object(&ctx, &bucket, &key).await
+            }
+            Endpoint::NotImplemented { what } => Err(S3Error::not_implemented(format!(
+                "{what} is not implemented by this gateway"
+            ))),
+        }
+    }
+}
+
+fn request_id() -> String {
+    let mut b = [0u8; 8];
+    // A request id is not a secret; on RNG failure an all-zero id is still usable.
+    let _ = crate::crypto::random_bytes(&mut b);
+    crate::crypto::encode_hex(&b).to_ascii_uppercase()
+}
+
+fn auth_error(e: &AuthError) -> S3Error {
+    S3Error::new(code_from_str(e.s3_code()), e.to_string())
+}
+
+fn error_response(e: &S3Error, resource: &str, request_id: &str, is_head: bool) -> HttpResponse {
+    let body = if is_head {
+        ResponseBody::empty()
+    } else {
+        ResponseBody::full(e.to_xml(resource, request_id))
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = e.status();
+    if !is_head {
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+    }
+    for (name, value) in &e.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
+}
+
+/// An XML response with status 200.
+pub(crate) fn xml_response(xml: String) -> HttpResponse {
+    let mut resp = Response::new(ResponseBody::full(xml));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    resp
+}
+
+pub(crate) fn empty_response(status: StatusCode) -> HttpResponse {
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Maps object-layer errors to S3 errors (the one place this translation happens).
+pub(crate) fn object_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
+    use error::S3ErrorCode as C;
+    match e {
+        ObjectError::NoSuchBucket(_) => S3Error::no_such_bucket(bucket),
+        ObjectError::BucketExists(_) => S3Error::bucket_already_owned_by_you(bucket),
+        ObjectError::BucketNotEmpty(_) => S3Error::bucket_not_empty(bucket),
+        ObjectError::NoSuchKey => S3Error::no_such_key(key),
+        ObjectError::InvalidRange { size } => S3Error::invalid_range("", size),
+        ObjectError::BodyAborted => S3Error::new(C::IncompleteBody, "the request body ended early"),
+        ObjectError::BadDigest => S3Error::new(
+            C::BadDigest,
+            "The Content-MD5 you specified did not match what we received.",
+        ),
+        e @ (ObjectError::NotEnoughDurable { .. } | ObjectError::NotEnoughPieces { .. }) => {
+            // A clear 5xx naming the cause; node ids are not secret in a single-tenant setup.
+            S3Error::new(C::ServiceUnavailable, e.to_string())
+        }
+        other => S3Error::internal(other),
+    }
+}
