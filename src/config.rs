@@ -305,7 +305,7 @@ fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
         ));
     }
     let segment_size = raw.segment_size.map_or(d.segment_size, |b| b.0);
-    if segment_size == 0 || segment_size % block_size != 0 || segment_size > (1 << 30) {
+    if segment_size == 0 || !segment_size.is_multiple_of(block_size) || segment_size > (1 << 30) {
         return Err(ConfigError::new(
             "storage.segment_size",
             format!("must be a multiple of block_size ({block_size}) and at most 1 GiB"),
@@ -319,7 +319,7 @@ fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
         ));
     }
     let chunk_size = raw.chunk_size.map_or(d.chunk_size as u64, |b| b.0);
-    if chunk_size < 64 || chunk_size > (16 << 20) || chunk_size % 64 != 0 {
+    if !(64..=(16 << 20)).contains(&chunk_size) || !chunk_size.is_multiple_of(64) {
         return Err(ConfigError::new(
             "storage.chunk_size",
             "must be a multiple of 64 bytes between 64 B and 16 MiB",
@@ -422,6 +422,18 @@ mod tests {
         // Unknown keys are refused, naming the line.
         let err = Config::parse(&format!("bogus = 1\n{base}"), Path::new("/d")).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn documented_example_parses_to_the_defaults() {
+        let c = Config::parse(include_str!("../config/example.toml"), Path::new("/d")).unwrap();
+        let d = StorageConfig::default();
+        assert_eq!(c.storage.scheme, d.scheme);
+        assert_eq!(c.storage.segment_size, d.segment_size);
+        assert_eq!(c.storage.inline_limit, d.inline_limit);
+        assert_eq!(c.storage.block_size, d.block_size);
+        assert_eq!(c.storage.chunk_size, d.chunk_size);
+        assert_eq!(c.nodes.len(), 6);
     }
 
     #[test]

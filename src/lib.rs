@@ -6,6 +6,7 @@
 //! `s3` → `object` → `crypto` / `erasure` → `transfer` → `nodes`, with `meta` beside.
 #![deny(clippy::unwrap_used)]
 
+pub mod app;
 pub mod config;
 pub mod crypto;
 pub mod erasure;

@@ -90,6 +90,40 @@ pub trait PieceWriter: Send {
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
+/// A configured node that could not be opened at start: every operation fails with the
+/// reason, so reads fall back to other pieces and uploads count it as a failed piece.
+pub struct OfflineNode {
+    pub id: String,
+    pub reason: String,
+}
+
+impl OfflineNode {
+    fn err(&self) -> NodeError {
+        NodeError::Unavailable {
+            node: self.id.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+impl NodeStore for OfflineNode {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn create<'a>(&'a self, _: PieceId) -> BoxFuture<'a, Result<Box<dyn PieceWriter>, NodeError>> {
+        Box::pin(async move { Err(self.err()) })
+    }
+
+    fn read<'a>(&'a self, _: PieceId, _: u64, _: u64) -> BoxFuture<'a, Result<Bytes, NodeError>> {
+        Box::pin(async move { Err(self.err()) })
+    }
+
+    fn delete<'a>(&'a self, _: PieceId) -> BoxFuture<'a, Result<(), NodeError>> {
+        Box::pin(async move { Err(self.err()) })
+    }
+}
+
 /// The conformance suite every backend passes.
 #[cfg(test)]
 pub(crate) mod conformance {

@@ -317,6 +317,16 @@ impl fmt::Display for S3Error {
 
 impl std::error::Error for S3Error {}
 
+/// The code named `s` (as produced by other modules' `s3_code()`); unknown names map to
+/// InternalError so a typo can never turn into a success.
+pub fn code_from_str(s: &str) -> S3ErrorCode {
+    S3ErrorCode::ALL
+        .iter()
+        .copied()
+        .find(|c| c.as_str() == s)
+        .unwrap_or(S3ErrorCode::InternalError)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -443,14 +453,4 @@ mod tests {
         );
         assert_eq!(err.to_string(), "SlowDown: slow");
     }
-}
-
-/// The code named `s` (as produced by other modules' `s3_code()`); unknown names map to
-/// InternalError so a typo can never turn into a success.
-pub fn code_from_str(s: &str) -> S3ErrorCode {
-    S3ErrorCode::ALL
-        .iter()
-        .copied()
-        .find(|c| c.as_str() == s)
-        .unwrap_or(S3ErrorCode::InternalError)
 }

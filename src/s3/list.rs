@@ -164,7 +164,7 @@ fn encode_token(key: &str) -> String {
 }
 
 fn decode_token(t: &str) -> Option<String> {
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..t.len())

@@ -24,7 +24,8 @@
 //!   only when the final chunk and the section after it were complete and valid, and no byte
 //!   followed them.
 //! - Lines (chunk headers, trailers) end with `\r\n`; a bare `\n` is accepted too. A chunk-size
-//!   line is at most 4 KiB, and the whole trailer section at most 16 KiB.
+//!   line is at most 4 KiB, and the trailer section at most 16 KiB (line contents plus one
+//!   byte per line end).
 
 use std::fmt;
 
@@ -117,7 +118,10 @@ enum State {
     Failed(ChunkedError),
 }
 
-/// An incremental aws-chunked decoder. See the module documentation for its contract.
+/// An incremental aws-chunked decoder: [`feed`](Self::feed) it the raw body in any split, then
+/// [`finish`](Self::finish). Signed modes release a chunk only once it is complete and its
+/// signature verified; the unsigned-trailer mode releases bytes as they arrive. Errors are
+/// sticky. The caller still checks the decoded length, the trailer names and their checksums.
 pub struct ChunkedDecoder {
     signing: Option<ChunkSigning>,
     trailer: Trailer,
@@ -278,9 +282,10 @@ impl ChunkedDecoder {
                 let room = MAX_TRAILER_SECTION.saturating_sub(self.trailer_bytes);
                 let (used, complete) = take_line(&mut self.line, input, room)
                     .ok_or(ChunkedError::MalformedTrailer("trailer section too large"))?;
-                self.trailer_bytes += used;
                 if complete {
                     let line = std::mem::take(&mut self.line);
+                    // Counted per complete line so that the limit does not depend on the split.
+                    self.trailer_bytes += line.len() + 1;
                     self.trailer_line(&line)?;
                 }
                 Ok(used)

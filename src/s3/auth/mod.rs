@@ -20,7 +20,16 @@
 //! - Signatures are compared in constant time. No error or `Debug` output contains the secret
 //!   key, the signing key or the expected signature.
 //!
-//! Contract of [`ChunkedDecoder`]: see [`chunked`]'s module documentation.
+//! Contract of [`ChunkedDecoder`] (details on the type):
+//! - Signed streaming modes: a chunk's bytes are released only after the whole chunk and its
+//!   signature, chained from the seed signature of [`Verified::chunk_signing`], are verified,
+//!   so a decoder buffers up to `max_chunk` bytes. Trailers, when present in the signed-trailer
+//!   mode, must carry a valid `x-amz-trailer-signature`.
+//! - `STREAMING-UNSIGNED-PAYLOAD-TRAILER`: nothing authenticates the bytes, which are released
+//!   as they arrive; the caller must verify the trailer checksum before committing anything.
+//! - Left to the caller: `x-amz-decoded-content-length` against
+//!   [`ChunkedDecoder::decoded_len`], the trailer names against `x-amz-trailer`, and the
+//!   checksum values. `finish` is `Ok` only for a complete body with nothing after its end.
 
 mod canonical;
 mod chunked;
@@ -35,7 +44,7 @@ pub use signing::ChunkSigning;
 pub use sigv4::verify_request;
 
 /// The single tenant's S3 credentials.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Credentials {
     pub access_key: String,
     pub secret_key: String,

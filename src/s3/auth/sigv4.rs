@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
+use aws_lc_rs::hmac;
 use http::header::{AUTHORIZATION, DATE};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
@@ -75,9 +76,36 @@ pub fn verify_request(
 
     let key = signing::signing_key(&creds.secret_key, claim.date.date(), claim.region);
     let scope = signing::scope(claim.date.date(), claim.region);
+    if !signature_matches(parts, &claim, &params, &signed, &key, &scope) {
+        return Err(AuthError::SignatureDoesNotMatch);
+    }
+
+    let chunk_signing = matches!(
+        claim.payload,
+        PayloadMode::StreamingSigned | PayloadMode::StreamingSignedTrailer
+    )
+    .then(|| ChunkSigning::new(key, claim.date.iso().to_owned(), scope, claim.signature));
+    Ok(Verified {
+        access_key: claim.access_key.to_owned(),
+        region: claim.region.to_owned(),
+        payload: claim.payload,
+        chunk_signing,
+    })
+}
+
+/// Whether the claimed signature is the one over the request's canonical form: with the raw
+/// path first, then (if different) with its RFC 3986 form.
+fn signature_matches(
+    parts: &Parts,
+    claim: &Claim<'_>,
+    params: &[QueryParam],
+    signed: &[&str],
+    key: &hmac::Key,
+    scope: &str,
+) -> bool {
     let skip = claim.expires.is_some().then_some(SIGNATURE_PARAM);
-    let query = canonical::canonical_query(&params, skip);
-    let headers = canonical::canonical_headers(parts, &signed);
+    let query = canonical::canonical_query(params, skip);
+    let headers = canonical::canonical_headers(parts, signed);
     let matches = |path: &str| {
         let request = canonical::canonical_request(
             parts.method.as_str(),
@@ -93,27 +121,13 @@ pub fn verify_request(
             signing::hex(&signing::sha256(&request))
         );
         signing::same_signature(
-            &signing::sign(&key, string_to_sign.as_bytes()),
+            &signing::sign(key, string_to_sign.as_bytes()),
             &claim.signature,
         )
     };
     let raw = canonical::raw_path(parts);
     let normalized = canonical::normalized_path(raw);
-    if !matches(raw) && (normalized == raw || !matches(&normalized)) {
-        return Err(AuthError::SignatureDoesNotMatch);
-    }
-
-    let chunk_signing = matches!(
-        claim.payload,
-        PayloadMode::StreamingSigned | PayloadMode::StreamingSignedTrailer
-    )
-    .then(|| ChunkSigning::new(key, claim.date.iso().to_owned(), scope, claim.signature));
-    Ok(Verified {
-        access_key: claim.access_key.to_owned(),
-        region: claim.region.to_owned(),
-        payload: claim.payload,
-        chunk_signing,
-    })
+    matches(raw) || (normalized != raw && matches(&normalized))
 }
 
 /// The error for a request with neither mechanism: a half-built presigned URL, SigV2, or none.

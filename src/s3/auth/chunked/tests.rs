@@ -427,6 +427,31 @@ fn malformed_framing_is_refused() {
 }
 
 #[test]
+fn the_trailer_limit_does_not_depend_on_the_split() {
+    // Each line holds 32 content bytes and a CR, and counts 33 bytes against the 16 KiB
+    // limit: 496 lines fit (16368 bytes, then the final empty line), 497 do not.
+    let section = |lines: usize| {
+        let mut body = b"0\r\n".to_vec();
+        for i in 0..lines {
+            body.extend_from_slice(format!("x-amz-meta-{i:04}:0123456789abcdef\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body
+    };
+    for (lines, fits) in [(496, true), (497, false)] {
+        let body = section(lines);
+        for split in [1, 2, 31, body.len()] {
+            let (_, result) = decode(
+                decoder(PayloadMode::StreamingUnsignedTrailer, None),
+                &body,
+                split,
+            );
+            assert_eq!(result.is_ok(), fits, "{lines} lines, split {split}");
+        }
+    }
+}
+
+#[test]
 fn construction_checks_mode_and_signing() {
     let signing = example_signing(SEED);
     for mode in [PayloadMode::Unsigned, PayloadMode::Sha256([0; 32])] {

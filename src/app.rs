@@ -1,0 +1,360 @@
+//! Starting a gateway: the data directory's first-start defaults, and the running server.
+//!
+//! [`prepare`] turns a data directory (and optionally a config file) into a validated
+//! [`Config`] plus credentials, creating the embedded default on first start: a config file,
+//! a random root key (mode 0600), random S3 credentials (mode 0600) unless
+//! `GATEWAY_ACCESS_KEY`/`GATEWAY_SECRET_KEY` are set, and six local directory nodes. A root
+//! key is only ever generated for a data directory that has no metadata yet, so an existing
+//! store can never silently get a new key. [`Gateway::start`] opens the nodes and the metadata
+//! and serves S3.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError, NodeKind, CONFIG_FILE};
+use crate::crypto::{CryptoError, RootKey};
+use crate::meta::{Meta, MetaError};
+use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode};
+use crate::object::ObjectLayer;
+use crate::s3::auth::Credentials;
+use crate::s3::{S3Config, S3Service};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("metadata: {0}")]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(
+        "root key {0} is missing but the metadata database exists: refusing to create a new key (objects would be unreadable); restore the key file"
+    )]
+    MissingKey(PathBuf),
+    #[error("credentials file {path}: {reason}")]
+    Credentials { path: PathBuf, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AppError + '_ {
+    move |source| AppError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Everything needed to start.
+pub struct Prepared {
+    pub config: Config,
+    pub credentials: Credentials,
+    pub root_key: RootKey,
+    /// Whether this call created the embedded default configuration.
+    pub created_config: bool,
+    /// Whether the credentials came from the environment.
+    pub credentials_from_env: bool,
+}
+
+/// The default data directory: `$XDG_DATA_HOME/gateway`, else `~/.local/share/gateway`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("gateway");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ".".into());
+    home.join(".local/share/gateway")
+}
+
+/// Loads (or on first start creates) configuration, key and credentials.
+pub fn prepare(data_dir: &Path, config_file: Option<&Path>) -> Result<Prepared, AppError> {
+    let (config_path, explicit) = match config_file {
+        Some(p) => (p.to_path_buf(), true),
+        None => (data_dir.join(CONFIG_FILE), false),
+    };
+    let mut created_config = false;
+    let text = match std::fs::read_to_string(&config_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            create_private_dir(data_dir)?;
+            let text = Config::embedded_default_text();
+            write_new_file(&config_path, text.as_bytes(), 0o644)?;
+            created_config = true;
+            text
+        }
+        Err(e) => return Err(io_err(&config_path)(e)),
+    };
+    let config = Config::parse(&text, data_dir)?;
+    create_private_dir(&config.data_dir)?;
+
+    let root_key = match RootKey::load(&config.key_file) {
+        Ok(k) => k,
+        Err(_) if !config.key_file.exists() => {
+            if config.metadata_file.exists() {
+                return Err(AppError::MissingKey(config.key_file.clone()));
+            }
+            let k = RootKey::generate()?;
+            k.save_new(&config.key_file)?;
+            k
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let env_creds = (
+        std::env::var("GATEWAY_ACCESS_KEY")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        std::env::var("GATEWAY_SECRET_KEY")
+            .ok()
+            .filter(|v| !v.is_empty()),
+    );
+    let (credentials, credentials_from_env) = match env_creds {
+        (Some(access_key), Some(secret_key)) => (
+            Credentials {
+                access_key,
+                secret_key,
+            },
+            true,
+        ),
+        _ => (load_or_create_credentials(&config.credentials_file)?, false),
+    };
+    Ok(Prepared {
+        config,
+        credentials,
+        root_key,
+        created_config,
+        credentials_from_env,
+    })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), AppError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir).map_err(io_err(dir))
+}
+
+fn write_new_file(path: &Path, body: &[u8], mode: u32) -> Result<(), AppError> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = o.open(path).map_err(io_err(path))?;
+    f.write_all(body).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsFile {
+    access_key: String,
+    secret_key: String,
+}
+
+fn load_or_create_credentials(path: &Path) -> Result<Credentials, AppError> {
+    let bad = |reason: String| AppError::Credentials {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let f: CredentialsFile = toml::from_str(&text)
+                .map_err(|e| bad(e.message().lines().next().unwrap_or("invalid").to_string()))?;
+            if f.access_key.is_empty() || f.secret_key.is_empty() {
+                return Err(bad("access_key and secret_key must not be empty".into()));
+            }
+            Ok(Credentials {
+                access_key: f.access_key,
+                secret_key: f.secret_key,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let creds = Credentials {
+                access_key: random_string(20, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?,
+                secret_key: random_string(
+                    40,
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                )?,
+            };
+            let body = format!(
+                "# S3 credentials of this gateway. Keep this file private.\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+                creds.access_key, creds.secret_key
+            );
+            write_new_file(path, body.as_bytes(), 0o600)?;
+            Ok(creds)
+        }
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// A random string over `alphabet` (its length must divide 256 for an unbiased draw).
+fn random_string(len: usize, alphabet: &[u8]) -> Result<String, CryptoError> {
+    let mut raw = vec![0u8; len];
+    crate::crypto::random_bytes(&mut raw)?;
+    Ok(raw
+        .iter()
+        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
+        .collect())
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub layer: ObjectLayer,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Gateway {
+    /// Opens nodes and metadata, binds the listener and starts serving.
+    pub async fn start(p: &Prepared) -> Result<Gateway, AppError> {
+        let cfg = &p.config;
+        let meta = Meta::open(&cfg.metadata_file).await?;
+        let mut nodes: Vec<Arc<dyn NodeStore>> = Vec::new();
+        for n in &cfg.nodes {
+            // A node is only initialised while it holds none of our pieces: a node directory
+            // that lost its contents (an unmounted disk, a deleted folder) must stay visibly
+            // broken rather than become an empty node that silently lost data.
+            let holds_pieces = !meta.pieces_on_node(&n.id, 1).await?.is_empty();
+            let opened = match &n.kind {
+                NodeKind::Dir { path } => DirNode::open(&n.id, path, !holds_pieces)
+                    .map(|d| Arc::new(d) as Arc<dyn NodeStore>),
+            };
+            nodes.push(match opened {
+                Ok(node) => node,
+                Err(e) => {
+                    tracing::error!(node = %n.id, error = %e, "node unavailable; serving from the other nodes");
+                    Arc::new(OfflineNode {
+                        id: n.id.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            });
+        }
+        let layer = ObjectLayer::new(cfg.storage.clone(), p.root_key.clone(), nodes, meta);
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| AppError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| AppError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+        let service = S3Service::new(
+            layer.clone(),
+            S3Config {
+                region: cfg.region.clone(),
+                credentials: p.credentials.clone(),
+                domains: vec!["localhost".into()],
+            },
+        );
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(service.serve(listener, async {
+            let _ = rx.await;
+        }));
+        Ok(Gateway {
+            addr,
+            layer,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.map_err(std::io::Error::other)?
+    }
+
+    /// Waits until the server ends (it ends only through [`Gateway::stop`] or an error).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        (&mut self.task).await.map_err(std::io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_creates_and_later_starts_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let p = prepare(&data, None).unwrap();
+        assert!(p.created_config);
+        assert_eq!(p.config.nodes.len(), 6);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |f: &str| {
+                std::fs::metadata(data.join(f))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777
+            };
+            assert_eq!(mode("root.key"), 0o600);
+            assert_eq!(mode("credentials.toml"), 0o600);
+        }
+        let again = prepare(&data, None).unwrap();
+        assert!(!again.created_config);
+        assert_eq!(again.credentials.secret_key, p.credentials.secret_key);
+        assert_eq!(
+            std::fs::read(&p.config.key_file).unwrap(),
+            std::fs::read(&again.config.key_file).unwrap()
+        );
+    }
+
+    #[test]
+    fn never_replaces_a_lost_key_of_an_existing_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = prepare(dir.path(), None).unwrap();
+        std::fs::write(&p.config.metadata_file, b"").unwrap();
+        std::fs::remove_file(&p.config.key_file).unwrap();
+        assert!(matches!(
+            prepare(dir.path(), None),
+            Err(AppError::MissingKey(_))
+        ));
+    }
+
+    #[test]
+    fn explicit_missing_config_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        assert!(prepare(dir.path(), Some(&missing)).is_err());
+    }
+}

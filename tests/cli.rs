@@ -1,0 +1,306 @@
+//! The real `gateway` binary: first start creates a data directory, later starts reuse it,
+//! environment credentials win over the file, and a bad configuration exits with status 2
+//! and one line naming the field. Every child process is killed by a guard, and every wait
+//! is bounded.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const ENV_ACCESS: &str = "CLIENVACCESSKEY00001";
+const ENV_SECRET: &str = "cli-env-secret+with/chars000000000000000";
+
+/// A running `gateway run`, killed (and reaped) when dropped.
+struct Running {
+    child: Child,
+    /// What it printed on stdout up to and including the scheme line.
+    stdout: Vec<String>,
+    endpoint: String,
+    access_key: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.args(["run", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("GATEWAY_ACCESS_KEY")
+        .env_remove("GATEWAY_SECRET_KEY")
+        .env("GATEWAY_LOG", "warn")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Starts the binary and waits (bounded) for its startup banner.
+fn start(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> Running {
+    let stderr = std::fs::File::create(log).unwrap();
+    let mut child = command(data_dir, env)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn gateway");
+    let out = child.stdout.take().unwrap();
+    let mut running = Running {
+        child,
+        stdout: Vec::new(),
+        endpoint: String::new(),
+        access_key: String::new(),
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("gateway listening on ") {
+                    running.endpoint = url.to_string();
+                }
+                if let Some(k) = line.strip_prefix("  access key: ") {
+                    running.access_key = k.to_string();
+                }
+                let last = line.starts_with("  scheme ");
+                running.stdout.push(line);
+                if last {
+                    break;
+                }
+            }
+            Err(e) => panic!(
+                "no startup banner ({e}); stdout so far: {:?}; stderr: {}",
+                running.stdout,
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+        }
+    }
+    running
+}
+
+fn client(endpoint: &str, access: &str, secret: &str) -> Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(access, secret, None, None, "cli-test"))
+        .force_path_style(true)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
+fn file_credentials(data_dir: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(data_dir.join("credentials.toml")).unwrap();
+    let t: toml::Table = toml::from_str(&text).unwrap();
+    let get = |k: &str| t[k].as_str().unwrap().to_string();
+    (get("access_key"), get("secret_key"))
+}
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Waits (bounded) for a child to exit on its own; kills it and fails on timeout.
+fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("gateway did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Dirs {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+fn dirs() -> Dirs {
+    let tmp = tempfile::tempdir().unwrap();
+    Dirs {
+        data: tmp.path().join("data"),
+        log: tmp.path().join("stderr.log"),
+        _tmp: tmp,
+    }
+}
+
+#[tokio::test]
+async fn first_start_creates_the_data_dir_and_later_starts_reuse_it() {
+    let d = dirs();
+    let gw = start(&d.data, &d.log, &[]);
+    assert!(
+        gw.stdout[0].starts_with("created a new gateway in "),
+        "{:?}",
+        gw.stdout
+    );
+    let port = gw
+        .endpoint
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("listening line: {:?}", gw.stdout));
+    assert!(port.parse::<u16>().is_ok_and(|p| p != 0), "{port}");
+
+    for f in ["config.toml", "root.key", "credentials.toml"] {
+        assert!(d.data.join(f).is_file(), "{f} not created");
+    }
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&d.data.join("root.key")), 0o600);
+        assert_eq!(mode(&d.data.join("credentials.toml")), 0o600);
+    }
+    for i in 1..=6 {
+        let node = d.data.join(format!("nodes/n{i}"));
+        assert!(
+            node.join("NODE").is_file(),
+            "{} not initialised",
+            node.display()
+        );
+    }
+    let (access, secret) = file_credentials(&d.data);
+    assert_eq!(gw.access_key, access);
+    assert!(
+        gw.stdout.iter().all(|l| !l.contains(&secret)),
+        "the secret key was printed"
+    );
+
+    // The printed endpoint and the file's credentials work.
+    let c = client(&gw.endpoint, &access, &secret);
+    c.create_bucket().bucket("cli").send().await.unwrap();
+    let body = b"survives a restart".repeat(1000);
+    c.put_object()
+        .bucket("cli")
+        .key("k")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let key_before = std::fs::read(d.data.join("root.key")).unwrap();
+    let creds_before = std::fs::read(d.data.join("credentials.toml")).unwrap();
+    gw.stop();
+
+    // Second start: nothing is created again, the same key and credentials are used, and the
+    // object written before is readable (so the key really is the same).
+    let gw = start(&d.data, &d.log, &[]);
+    assert!(
+        gw.stdout.iter().all(|l| !l.starts_with("created")),
+        "{:?}",
+        gw.stdout
+    );
+    assert_eq!(gw.access_key, access);
+    assert_eq!(std::fs::read(d.data.join("root.key")).unwrap(), key_before);
+    assert_eq!(
+        std::fs::read(d.data.join("credentials.toml")).unwrap(),
+        creds_before
+    );
+    let c = client(&gw.endpoint, &access, &secret);
+    let got = c.get_object().bucket("cli").key("k").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes()[..] == body[..]);
+}
+
+#[tokio::test]
+async fn environment_credentials_win_over_the_file() {
+    let d = dirs();
+    // Create the data directory (and its credentials file) first.
+    start(&d.data, &d.log, &[]).stop();
+    let (file_access, file_secret) = file_credentials(&d.data);
+
+    let env = [
+        ("GATEWAY_ACCESS_KEY", ENV_ACCESS),
+        ("GATEWAY_SECRET_KEY", ENV_SECRET),
+    ];
+    let gw = start(&d.data, &d.log, &env);
+    assert_eq!(gw.access_key, ENV_ACCESS);
+    assert!(gw.stdout.iter().all(|l| !l.contains(ENV_SECRET)));
+
+    let c = client(&gw.endpoint, ENV_ACCESS, ENV_SECRET);
+    c.create_bucket().bucket("env").send().await.unwrap();
+    c.put_object()
+        .bucket("env")
+        .key("k")
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await
+        .unwrap();
+    let got = c.get_object().bucket("env").key("k").send().await.unwrap();
+    assert_eq!(
+        &got.body.collect().await.unwrap().into_bytes()[..],
+        b"hello"
+    );
+
+    // The file's credentials are not accepted meanwhile.
+    let err = client(&gw.endpoint, &file_access, &file_secret)
+        .list_buckets()
+        .send()
+        .await
+        .expect_err("file credentials accepted while the environment overrides them");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert_eq!(err.code(), Some("InvalidAccessKeyId"));
+    // And the file was left alone.
+    assert_eq!(file_credentials(&d.data), (file_access, file_secret));
+}
+
+#[test]
+fn bad_config_exits_2_with_one_line_naming_the_field() {
+    let cases = [
+        ("[storage]\nscheme = \"4/3/6/6\"\n", "storage.scheme"),
+        ("[storage]\ncipher = \"rot13\"\n", "storage.cipher"),
+        ("listen = \"nowhere\"\n", "listen"),
+    ];
+    for (text, field) in cases {
+        let d = dirs();
+        std::fs::create_dir_all(&d.data).unwrap();
+        std::fs::write(d.data.join("config.toml"), text).unwrap();
+        let mut child = command(&d.data, &[])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&d.log).unwrap())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(10));
+        let stderr = std::fs::read_to_string(&d.log).unwrap();
+        assert_eq!(status.code(), Some(2), "{text:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{text:?}: {stderr}");
+        assert!(
+            lines[0].contains(&format!("{field}:")),
+            "{text:?}: {stderr}"
+        );
+    }
+}

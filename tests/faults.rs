@@ -1,0 +1,370 @@
+//! Fault tests against a running gateway: node directories deleted under it, pieces corrupted
+//! on disk. The contract under test: any `k` intact pieces of a segment are enough, a corrupt
+//! chunk is detected and routed around, and when too little survives a request fails with a
+//! 503 and never returns wrong bytes or commits a partial object.
+
+mod common;
+#[path = "common/fs.rs"]
+mod fs_util;
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use common::{data, Opts, TestGateway};
+use fs_util::{code_of, no_retry, piece, piece_paths, record, status_of};
+
+const SEG: usize = 256 << 10;
+const BUCKET: &str = "faults";
+
+/// The objects every test stores: (key, size). Inline, one stripe, many stripes of one
+/// segment, several segments with a short last one.
+const OBJECTS: [(&str, usize); 4] = [
+    ("inline", 3000),
+    ("one-stripe", 10_000),
+    ("many-stripes", 100_000),
+    ("multi-segment", 3 * SEG + 12_345),
+];
+
+async fn setup(opts: Opts) -> (TestGateway, Client) {
+    let gw = TestGateway::start_with(opts).await;
+    let c = no_retry(&gw.client());
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    (gw, c)
+}
+
+async fn put(c: &Client, key: &str, body: &[u8]) {
+    c.put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+async fn put_all(c: &Client) -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (i, (key, size)) in OBJECTS.into_iter().enumerate() {
+        let body = data(size, 100 + i as u64);
+        put(c, key, &body).await;
+        out.push((key, body));
+    }
+    out
+}
+
+/// GET (optionally with a Range header); panics on failure.
+async fn get(c: &Client, key: &str, range: Option<&str>) -> Vec<u8> {
+    let out = c
+        .get_object()
+        .bucket(BUCKET)
+        .key(key)
+        .set_range(range.map(str::to_string))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key} {range:?}: {e:?}"));
+    out.body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("body of {key} {range:?}: {e:?}"))
+        .into_bytes()
+        .to_vec()
+}
+
+/// Asserts a GET fails with 503 ServiceUnavailable before any body byte is sent.
+async fn get_fails_503(c: &Client, key: &str, range: Option<&str>) {
+    let r = c
+        .get_object()
+        .bucket(BUCKET)
+        .key(key)
+        .set_range(range.map(str::to_string))
+        .send()
+        .await;
+    match r {
+        Ok(out) => {
+            let body = out.body.collect().await;
+            panic!(
+                "get {key} {range:?} succeeded ({} body bytes) with too few intact pieces",
+                body.map(|b| b.into_bytes().len()).unwrap_or(0)
+            );
+        }
+        Err(e) => {
+            assert_eq!(status_of(&e), Some(503), "get {key} {range:?}: {e:?}");
+            assert_eq!(code_of(&e).as_deref(), Some("ServiceUnavailable"));
+        }
+    }
+}
+
+/// Range headers worth reading from an object of `size` bytes, with the bytes they select:
+/// inside one block, across blocks, across stripes, across segments, open-ended, suffixes,
+/// and an end past the object.
+fn ranges(size: usize) -> Vec<(String, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut from_to = |a: usize, b: usize| {
+        if a < size && a <= b {
+            out.push((format!("bytes={a}-{b}"), a..b.min(size - 1) + 1));
+        }
+    };
+    from_to(0, 0);
+    from_to(10, 99);
+    from_to(4000, 4200);
+    from_to(1000, 40_000);
+    from_to(size / 2, size / 2 + 70_000);
+    from_to(SEG - 100, SEG + 100);
+    from_to(SEG + 5000, 2 * SEG + 5000);
+    from_to(size.saturating_sub(3), size + 1000);
+    out.push((format!("bytes={}-", size / 3), size / 3..size));
+    let n = 5000.min(size);
+    out.push((format!("bytes=-{n}"), size - n..size));
+    out
+}
+
+async fn assert_all_readable(c: &Client, objects: &[(&str, Vec<u8>)]) {
+    for (key, body) in objects {
+        let got = get(c, key, None).await;
+        assert!(
+            got == *body,
+            "{key}: full GET differs ({} bytes)",
+            got.len()
+        );
+        for (header, want) in ranges(body.len()) {
+            let got = get(c, key, Some(&header)).await;
+            assert!(
+                got[..] == body[want.clone()],
+                "{key} {header}: bytes differ"
+            );
+        }
+    }
+}
+
+fn remove_node(gw: &TestGateway, id: &str) {
+    let dir = fs_util::node_dir(gw, id);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!dir.exists());
+}
+
+#[tokio::test]
+async fn every_object_reads_bit_exact_with_n_minus_k_nodes_deleted() {
+    let (gw, c) = setup(Opts::default()).await;
+    let objects = put_all(&c).await;
+    // The lost nodes must hold data pieces, or nothing would need decoding.
+    let rec = record(&gw, BUCKET, "multi-segment").await.unwrap();
+    assert!(
+        fs_util::piece_files(&gw, &rec)
+            .iter()
+            .any(|p| p.number < 4 && (p.node == "n1" || p.node == "n2")),
+        "no data piece on n1/n2"
+    );
+    remove_node(&gw, "n1");
+    remove_node(&gw, "n2");
+    assert_all_readable(&c, &objects).await;
+}
+
+#[tokio::test]
+async fn corrupt_chunks_are_detected_and_routed_around() {
+    let (gw, c) = setup(Opts::default()).await;
+    let objects = put_all(&c).await;
+    let rec = record(&gw, BUCKET, "multi-segment").await.unwrap();
+
+    let multi = &objects[3..];
+    let one_segment = &objects[2..3];
+
+    // One flipped byte in a data piece (piece 0 is always read first when intact).
+    let p0 = piece(&gw, &rec, 0, 0);
+    fs_util::flip_byte(&p0.path, p0.data_offset(0, 100));
+    assert_all_readable(&c, multi).await;
+
+    // A second corrupt piece of the same segment, in another stripe; and in segment 1, a
+    // broken header on one piece and a broken MAC on another.
+    let p1 = piece(&gw, &rec, 0, 1);
+    fs_util::flip_byte(&p1.path, p1.data_offset(5, 7));
+    let s1p0 = piece(&gw, &rec, 1, 0);
+    fs_util::flip_byte(&s1p0.path, 0);
+    let s1p3 = piece(&gw, &rec, 1, 3);
+    fs_util::flip_byte(&s1p3.path, s1p3.mac_offset(2, 0));
+    assert_all_readable(&c, multi).await;
+
+    // The same for an object of one segment, corrupting two data pieces in two stripes.
+    let rec = record(&gw, BUCKET, "many-stripes").await.unwrap();
+    let a = piece(&gw, &rec, 0, 2);
+    fs_util::flip_byte(&a.path, a.data_offset(1, 0));
+    let b = piece(&gw, &rec, 0, 3);
+    fs_util::flip_byte(&b.path, b.data_offset(4, b.chunk_size - 1));
+    assert_all_readable(&c, one_segment).await;
+    // Objects whose pieces were not touched read as before.
+    assert_all_readable(&c, &objects[..2]).await;
+}
+
+#[tokio::test]
+async fn too_many_corrupt_pieces_fail_and_never_return_wrong_bytes() {
+    let (gw, c) = setup(Opts::default()).await;
+    let objects = put_all(&c).await;
+    let body = &objects[3].1;
+    let rec = record(&gw, BUCKET, "multi-segment").await.unwrap();
+    // Three of six pieces of segment 1 corrupt in stripe 0: only 3 < k = 4 intact there.
+    for number in 0..3 {
+        let p = piece(&gw, &rec, 1, number);
+        fs_util::flip_byte(&p.path, p.data_offset(0, 11));
+    }
+    // Segment 0 is untouched, and so are the later stripes of segment 1 (a range read
+    // verifies only the stripes it reads).
+    let got = get(&c, "multi-segment", Some("bytes=0-99999")).await;
+    assert!(got[..] == body[..100_000]);
+    let (a, b) = (SEG + 40_000, SEG + 60_000);
+    let got = get(&c, "multi-segment", Some(&format!("bytes={a}-{b}"))).await;
+    assert!(got[..] == body[a..=b]);
+    // A read starting in the damaged stripe fails before any byte is sent.
+    get_fails_503(
+        &c,
+        "multi-segment",
+        Some(&format!("bytes={SEG}-{}", SEG + 10)),
+    )
+    .await;
+    // A full read has already sent segment 0 when it reaches the damage: the body must then
+    // fail, never complete.
+    match c
+        .get_object()
+        .bucket(BUCKET)
+        .key("multi-segment")
+        .send()
+        .await
+    {
+        Err(e) => assert!(status_of(&e).is_some_and(|s| s >= 500), "{e:?}"),
+        Ok(out) => {
+            if let Ok(b) = out.body.collect().await {
+                panic!(
+                    "full GET completed ({} bytes) although segment 1 is unrecoverable",
+                    b.into_bytes().len()
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn more_than_n_minus_k_nodes_gone_gives_503_not_wrong_bytes() {
+    let (gw, c) = setup(Opts::default()).await;
+    let objects = put_all(&c).await;
+    for id in ["n1", "n2", "n3"] {
+        remove_node(&gw, id);
+    }
+    for (key, body) in &objects {
+        if *key == "inline" {
+            // Inline bodies live in the metadata: no node is involved.
+            assert!(get(&c, key, None).await == *body);
+            continue;
+        }
+        get_fails_503(&c, key, None).await;
+        get_fails_503(&c, key, Some("bytes=0-99")).await;
+        get_fails_503(&c, key, Some("bytes=-10")).await;
+        // Metadata is intact: HEAD still answers.
+        let head = c
+            .head_object()
+            .bucket(BUCKET)
+            .key(*key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_length(), Some(body.len() as i64));
+    }
+}
+
+#[tokio::test]
+async fn upload_with_a_node_missing_fails_with_503_and_commits_nothing() {
+    let (gw, c) = setup(Opts::default()).await;
+    let old = data(50_000, 1);
+    put(&c, "kept", &old).await;
+    remove_node(&gw, "n6");
+
+    // 4/5/6/6 needs all six pieces durable: one node gone fails the upload.
+    for (key, size) in [("one-stripe", 10_000), ("many-stripes", 200_000)] {
+        let err = c
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(data(size, 2)))
+            .send()
+            .await
+            .expect_err("upload without enough nodes succeeded");
+        assert_eq!(status_of(&err), Some(503), "{key}: {err:?}");
+        assert_eq!(code_of(&err).as_deref(), Some("ServiceUnavailable"));
+        let head = c.head_object().bucket(BUCKET).key(key).send().await;
+        assert_eq!(head.map_err(|e| status_of(&e)).err(), Some(Some(404)));
+        assert!(record(&gw, BUCKET, key).await.is_none());
+    }
+    // A multi-segment upload fails too. The gateway may answer before reading the whole body,
+    // so the client can see the connection close instead of the 503; either way no success.
+    let err = c
+        .put_object()
+        .bucket(BUCKET)
+        .key("multi-segment")
+        .body(ByteStream::from(data(3 * SEG + 1, 3)))
+        .send()
+        .await
+        .expect_err("multi-segment upload without enough nodes succeeded");
+    if let Some(s) = status_of(&err) {
+        assert_eq!(s, 503, "{err:?}");
+    }
+    assert!(record(&gw, BUCKET, "multi-segment").await.is_none());
+
+    // A failed overwrite leaves the previous object as it was.
+    let err = c
+        .put_object()
+        .bucket(BUCKET)
+        .key("kept")
+        .body(ByteStream::from(data(60_000, 4)))
+        .send()
+        .await
+        .expect_err("overwrite without enough nodes succeeded");
+    assert_eq!(status_of(&err), Some(503));
+    assert!(get(&c, "kept", None).await == old);
+
+    let listed = c.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+    let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["kept"]);
+
+    // The pieces the failed uploads did write are deleted again: only "kept"'s five pieces
+    // survive on the remaining nodes, and no temporary file is left behind.
+    let nodes = gw.nodes_dir();
+    let settled =
+        fs_util::eventually(Duration::from_secs(5), || piece_paths(&nodes).len() == 5).await;
+    assert!(settled, "left over pieces: {:?}", piece_paths(&nodes));
+    let kept = record(&gw, BUCKET, "kept").await.unwrap();
+    for p in fs_util::piece_files(&gw, &kept) {
+        assert_eq!(p.path.exists(), p.node != "n6", "{p:?}");
+    }
+    for id in ["n1", "n2", "n3", "n4", "n5"] {
+        let tmp = fs_util::node_dir(&gw, id).join("tmp");
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "{id}/tmp not empty"
+        );
+    }
+}
+
+#[tokio::test]
+async fn scheme_with_spare_pieces_uploads_with_a_node_missing() {
+    let (gw, c) = setup(Opts {
+        scheme: "2/3/4/6",
+        ..Opts::default()
+    })
+    .await;
+    remove_node(&gw, "n1");
+    // success = 4 of total = 6: five durable pieces are plenty.
+    let objects = put_all(&c).await;
+    for (key, _) in &objects {
+        let rec = record(&gw, BUCKET, key).await.unwrap();
+        for seg in &rec.stream.segments {
+            if let gateway::meta::Placement::Pieces { pieces, .. } = &seg.placement {
+                let nodes: Vec<&str> = pieces.iter().map(|p| p.node.as_str()).collect();
+                assert_eq!(nodes, ["n2", "n3", "n4", "n5", "n6"], "{key}");
+            }
+        }
+    }
+    assert_all_readable(&c, &objects).await;
+    // k = 2: losing two more nodes still leaves enough.
+    remove_node(&gw, "n2");
+    remove_node(&gw, "n3");
+    assert_all_readable(&c, &objects).await;
+}

@@ -1,0 +1,143 @@
+//! What storage nodes can learn: nothing about names or contents. Objects whose bucket, key,
+//! metadata and body carry marker strings are stored, then every file under `nodes/` (names
+//! and bytes) is searched for the markers; and piece file names are checked to be per-node
+//! keyed hashes, different on every node for the pieces of one segment.
+
+mod common;
+#[path = "common/fs.rs"]
+mod fs_util;
+
+use std::collections::HashSet;
+
+use aws_sdk_s3::primitives::ByteStream;
+use common::TestGateway;
+use fs_util::{files_under, piece_files, record};
+
+const BUCKET: &str = "marker-bucket-9b1c";
+const BODY_MARKER: &str = "SECRET-MARKER-7f3a";
+const KEY_MARKER: &str = "SECRET-KEY-MARKER";
+const META_MARKER: &str = "SECRET-META-MARKER-c0de";
+const TYPE_MARKER: &str = "application/x-secret-type-marker-5e21";
+const SEG: usize = 256 << 10;
+
+/// A body of `len` bytes made of the marker repeated.
+fn marker_body(len: usize) -> Vec<u8> {
+    BODY_MARKER.bytes().cycle().take(len).collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn nodes_never_see_names_metadata_or_plaintext() {
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let objects = [
+        (format!("private/{KEY_MARKER}.txt"), 3000),
+        (format!("private/{KEY_MARKER}-stripes.bin"), 100_000),
+        (format!("private/{KEY_MARKER}-large.bin"), 3 * SEG + 777),
+    ];
+    for (key, size) in &objects {
+        c.put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .content_type(TYPE_MARKER)
+            .metadata("note", META_MARKER)
+            .body(ByteStream::from(marker_body(*size)))
+            .send()
+            .await
+            .unwrap();
+    }
+    // The objects really are stored and readable (so the scan below looks at real pieces).
+    for (key, size) in &objects {
+        let got = c.get_object().bucket(BUCKET).key(key).send().await.unwrap();
+        assert_eq!(got.metadata().unwrap().get("note").unwrap(), META_MARKER);
+        let bytes = got.body.collect().await.unwrap().into_bytes();
+        assert!(bytes[..] == marker_body(*size)[..]);
+    }
+    let mut expected_pieces = 0;
+    for (key, _) in &objects {
+        expected_pieces += piece_files(&gw, &record(&gw, BUCKET, key).await.unwrap()).len();
+    }
+    // 1 segment of many stripes + 4 segments, 6 pieces each; the small one is inline.
+    assert_eq!(expected_pieces, 5 * 6);
+
+    let markers: Vec<&[u8]> = vec![
+        BODY_MARKER.as_bytes(),
+        KEY_MARKER.as_bytes(),
+        META_MARKER.as_bytes(),
+        TYPE_MARKER.as_bytes(),
+        BUCKET.as_bytes(),
+        b"private/",
+    ];
+    let files = files_under(&gw.nodes_dir());
+    let pieces = fs_util::piece_paths(&gw.nodes_dir());
+    assert_eq!(pieces.len(), expected_pieces, "{pieces:?}");
+    for f in &files {
+        let name = f
+            .strip_prefix(gw.nodes_dir())
+            .unwrap()
+            .to_string_lossy()
+            .to_ascii_lowercase();
+        let body = std::fs::read(f).unwrap();
+        for m in &markers {
+            let lower = String::from_utf8_lossy(m).to_ascii_lowercase();
+            assert!(!name.contains(&lower), "file name {name} contains {lower}");
+            assert!(
+                !contains(&body, m),
+                "{} contains {:?}",
+                f.display(),
+                String::from_utf8_lossy(m)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn pieces_of_one_segment_have_different_names_on_every_node() {
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let key = format!("private/{KEY_MARKER}-large.bin");
+    c.put_object()
+        .bucket(BUCKET)
+        .key(&key)
+        .body(ByteStream::from(marker_body(2 * SEG + 1)))
+        .send()
+        .await
+        .unwrap();
+    let rec = record(&gw, BUCKET, &key).await.unwrap();
+    let stream_hex: String = rec
+        .stream
+        .stream_id
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let pieces = piece_files(&gw, &rec);
+    assert_eq!(pieces.len(), 3 * 6);
+    for seg in 0..3 {
+        let of_seg: Vec<_> = pieces.iter().filter(|p| p.segment == seg).collect();
+        let nodes: HashSet<_> = of_seg.iter().map(|p| p.node.as_str()).collect();
+        let names: HashSet<_> = of_seg.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(nodes.len(), 6, "segment {seg} is not spread over six nodes");
+        assert_eq!(names.len(), 6, "segment {seg} reuses a piece name");
+        for p in &of_seg {
+            assert!(p.path.is_file(), "{p:?} is not where the gateway keeps it");
+            assert!(!p.name.contains(&stream_hex));
+        }
+    }
+    // On disk: each node holds one file per segment, and no name appears on two nodes.
+    let mut all = HashSet::new();
+    for i in 1..=6 {
+        let on_node = fs_util::piece_paths(&fs_util::node_dir(&gw, &format!("n{i}")));
+        assert_eq!(on_node.len(), 3, "node n{i}");
+        for p in on_node {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(name.len(), 64);
+            assert!(all.insert(name), "piece name repeated across nodes");
+        }
+    }
+}
