@@ -129,7 +129,7 @@ pub struct ListPage {
 /// the common prefix `prefix + remainder[..=end of first delimiter]`. If `start_after` is a
 /// common prefix or lies inside one, the listing resumes after every key of that prefix.
 /// `max_keys` bounds objects and common prefixes together; with `max_keys == 0` the page is
-/// empty and `is_truncated` says whether any matching key exists (as AWS does).
+/// empty and not truncated (as S3 answers max-keys=0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListQuery<'a> {
     pub bucket: &'a str,

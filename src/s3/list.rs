@@ -141,7 +141,6 @@ pub(super) async fn list_objects_v2(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpR
     } else {
         None
     };
-    // With max-keys=0 a non-empty listing is truncated but has nothing to continue from.
     Ok(xml_response(xml::list_objects_v2(&xml::ListObjectsV2 {
         bucket: bucket.to_string(),
         prefix: c.prefix,
