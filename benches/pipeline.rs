@@ -65,7 +65,7 @@ async fn run() {
                 return;
             }
         }
-        let _ = tx.send(BodyEvent::End).await;
+        let _ = tx.send(BodyEvent::End(None)).await;
     });
     let t = Instant::now();
     let put = layer

@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod app;
+pub mod checksum;
 pub mod config;
 pub mod crypto;
 pub mod erasure;

@@ -351,7 +351,7 @@ async fn scheme_with_spare_pieces_uploads_with_a_node_missing() {
     let objects = put_all(&c).await;
     for (key, _) in &objects {
         let rec = record(&gw, BUCKET, key).await.unwrap();
-        for seg in &rec.stream.segments {
+        for seg in &rec.parts[0].stream.segments {
             if let gateway::meta::Placement::Pieces { pieces, .. } = &seg.placement {
                 assert_eq!(pieces.len(), 5, "{key}");
                 assert!(pieces.iter().all(|p| p.node != "n1"), "{key}");

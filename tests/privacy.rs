@@ -109,7 +109,7 @@ async fn pieces_of_one_segment_have_different_names_on_every_node() {
         .await
         .unwrap();
     let rec = record(&gw, BUCKET, &key).await.unwrap();
-    let stream_hex: String = rec
+    let stream_hex: String = rec.parts[0]
         .stream
         .stream_id
         .0

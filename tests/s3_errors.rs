@@ -252,33 +252,38 @@ async fn operations_we_do_not_implement_answer_501() {
         .send()
         .await
         .unwrap();
+    let enabled = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+        .build();
     assert_s3_err!(
-        c.get_bucket_versioning().bucket("nimpl").send().await,
-        501,
-        "NotImplemented"
-    );
-    let tags = aws_sdk_s3::types::Tagging::builder()
-        .tag_set(
-            aws_sdk_s3::types::Tag::builder()
-                .key("a")
-                .value("b")
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    assert_s3_err!(
-        c.put_object_tagging()
+        c.put_bucket_versioning()
             .bucket("nimpl")
-            .key("k")
-            .tagging(tags)
+            .versioning_configuration(enabled)
             .send()
             .await,
         501,
         "NotImplemented"
     );
     assert_s3_err!(
-        c.get_object_acl().bucket("nimpl").key("k").send().await,
+        c.get_bucket_policy().bucket("nimpl").send().await,
+        501,
+        "NotImplemented"
+    );
+    assert_s3_err!(
+        c.put_object_acl()
+            .bucket("nimpl")
+            .key("k")
+            .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+            .send()
+            .await,
+        501,
+        "NotImplemented"
+    );
+    assert_s3_err!(
+        c.put_bucket_lifecycle_configuration()
+            .bucket("nimpl")
+            .send()
+            .await,
         501,
         "NotImplemented"
     );

@@ -469,9 +469,12 @@ async fn both_cipher_suites_round_trip() {
         .await;
         let layer = &gw.gateway.as_ref().unwrap().layer;
         let rec = layer.head_object("ciph", "o4097").await.unwrap();
-        ids.push(rec.stream.cipher);
+        ids.push(rec.parts[0].stream.cipher);
         let rec_inline = layer.head_object("ciph", "o1").await.unwrap();
-        assert_eq!(rec_inline.stream.cipher, rec.stream.cipher, "{cipher}");
+        assert_eq!(
+            rec_inline.parts[0].stream.cipher, rec.parts[0].stream.cipher,
+            "{cipher}"
+        );
     }
     assert_ne!(
         ids[0], ids[1],

@@ -1,26 +1,34 @@
-//! Metadata store: buckets, objects, the stream (stored body) behind each object, its segments
-//! and where every piece of every segment lives.
+//! Metadata store: buckets, objects, multipart uploads, the streams (stored bodies) they
+//! reference, each stream's segments and where every piece of every segment lives.
 //!
 //! Contract:
-//! - Every mutation is one transaction: a reader sees an object either entirely (row, stream,
-//!   every segment and piece) or not at all, never a mix of an old and a new body.
+//! - Every mutation is one transaction: a reader sees an object either entirely (row, parts,
+//!   their streams with every segment and piece) or not at all, never a mix of an old and a
+//!   new body.
 //! - Object keys are compared as raw UTF-8 bytes (memcmp), the order S3 listings require.
-//! - A body stops being live when its object is replaced or deleted; in the same transaction
-//!   it becomes [`Garbage`], which is durable and stays listed by [`Meta::garbage`] (with its
-//!   pieces) until [`Meta::garbage_done`] forgets it. Nothing here deletes pieces from nodes.
-//! - A stream id belongs to exactly one object for its whole life; putting a record whose
-//!   stream id is already known (live or garbage) fails with [`MetaError::StreamExists`].
-//! - Nothing here knows HTTP or S3 XML. Listing semantics are S3's (see [`ListQuery`]).
+//! - A stream is referenced by object parts and multipart-upload parts; several objects may
+//!   share one (copies), and an upload part may share one with objects. A stream becomes
+//!   [`Garbage`] in the same transaction that removes its last reference (object replaced or
+//!   deleted, part replaced, upload completed without it or aborted, bucket deleted with its
+//!   uploads). Garbage is durable and stays listed by [`Meta::garbage`] (with its pieces)
+//!   until [`Meta::garbage_done`] forgets it. Nothing here deletes pieces from nodes.
+//! - A garbage stream is never referenced again: a write that names one fails with
+//!   [`MetaError::StreamGone`], because garbage collection may already be deleting its pieces.
+//! - Conditional writes ([`Precondition`]) are checked inside the writing transaction, so of
+//!   two racing writers at most one succeeds.
+//! - Nothing here knows HTTP or S3 XML. Listing semantics are S3's (see [`ListQuery`],
+//!   [`UploadListQuery`]).
 //!
 //! [`SqliteMeta`] is the synchronous backend; [`Meta`] is the cheap-to-clone async facade that
 //! runs each call on tokio's blocking pool.
 
+mod facade;
 mod sqlite;
 
-pub use sqlite::SqliteMeta;
+pub use facade::Meta;
+pub use sqlite::{SqliteMeta, MAX_PART_NUMBER};
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -46,9 +54,9 @@ pub struct ObjectRecord {
     pub version_id: Option<String>,
     /// Record format version, [`OBJECT_FORMAT`].
     pub format: u32,
-    /// Plaintext bytes.
+    /// Plaintext bytes (the sum of the parts' sizes).
     pub size: u64,
-    /// Without quotes.
+    /// Without quotes: hex MD5 for a single PUT, `md5-of-part-md5s-N` for multipart.
     pub etag: String,
     pub last_modified_ms: i64,
     pub content_type: Option<String>,
@@ -56,7 +64,127 @@ pub struct ObjectRecord {
     pub system_meta: Vec<(String, String)>,
     /// x-amz-meta-* without the prefix, lowercase names, order preserved.
     pub user_meta: Vec<(String, String)>,
+    /// Object tags, order preserved.
+    pub tags: Vec<(String, String)>,
+    /// The whole-object checksum, when the client supplied or requested one.
+    pub checksum: Option<StoredChecksum>,
+    /// The body: one part for a single PUT (number 0), the completed parts of a multipart
+    /// upload (numbers as uploaded, ascending). Several objects may share a stream (copies);
+    /// a stream becomes garbage only when nothing references it any more.
+    pub parts: Vec<ObjectPart>,
+}
+
+/// A checksum as S3 reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChecksum {
+    /// `checksum::ChecksumAlgorithm::id()`.
+    pub algorithm: u8,
+    /// 1 = FULL_OBJECT, 2 = COMPOSITE.
+    pub kind: u8,
+    /// Base64 of the digest; composite values carry their `-N` suffix.
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectPart {
+    /// 0 for a single PUT; the multipart part number (1..=10000) otherwise.
+    pub number: u32,
+    pub size: u64,
+    /// Hex MD5 of the part's plaintext, without quotes.
+    pub etag: String,
+    /// Base64 checksum of the part in the object's checksum algorithm, if any.
+    pub checksum: Option<String>,
     pub stream: StreamRecord,
+}
+
+/// An in-progress multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub upload_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub initiated_ms: i64,
+    pub content_type: Option<String>,
+    pub system_meta: Vec<(String, String)>,
+    pub user_meta: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    /// Checksum algorithm id and kind (see [`StoredChecksum`]) chosen at creation.
+    pub checksum_algorithm: Option<u8>,
+    pub checksum_kind: Option<u8>,
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRecord {
+    pub number: u32,
+    pub size: u64,
+    pub etag: String,
+    pub checksum: Option<String>,
+    pub last_modified_ms: i64,
+    pub stream: StreamRecord,
+}
+
+/// Summary of a part for ListParts (no segments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartSummary {
+    pub number: u32,
+    pub size: u64,
+    pub etag: String,
+    pub checksum: Option<String>,
+    pub last_modified_ms: i64,
+}
+
+/// A write that only happens if the current object matches (checked inside the transaction,
+/// so two racing writers cannot both succeed).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Precondition {
+    #[default]
+    None,
+    /// `If-None-Match: *`: only if no object exists under the key.
+    IfNoneMatchStar,
+    /// `If-Match: etag`: only if the object exists with this ETag (unquoted).
+    IfMatch(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSummary {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated_ms: i64,
+}
+
+/// ListMultipartUploads: uploads ordered by (key bytes, upload id), S3 semantics for prefix,
+/// delimiter (common prefixes), key_marker / upload_id_marker and max_uploads.
+///
+/// Listed uploads have keys starting with `prefix`. Without `key_marker` the listing starts at
+/// the first such key and `upload_id_marker` is ignored. With `key_marker` alone it starts
+/// after every upload of that key; with both, after that (key, upload id), so later uploads of
+/// the same key follow. A `key_marker` that is a common prefix, or lies inside one, resumes
+/// after every key of that prefix (the common prefix was already returned). `max_uploads`
+/// bounds uploads and common prefixes together; 0 gives an empty, untruncated page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadListQuery<'a> {
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    pub key_marker: Option<&'a str>,
+    pub upload_id_marker: Option<&'a str>,
+    pub max_uploads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UploadListPage {
+    /// In (key bytes, upload id) order.
+    pub uploads: Vec<UploadSummary>,
+    /// In byte order; each appears once across all pages of one listing.
+    pub common_prefixes: Vec<String>,
+    /// True only if at least one more upload or common prefix follows this page.
+    pub is_truncated: bool,
+    /// The position of the last entry of the page (`None` when the page is empty): the key
+    /// and upload id of the last upload, or the last common prefix and `None`. Passed back as
+    /// `key_marker` / `upload_id_marker`, they continue the listing exactly after this page.
+    pub next_key_marker: Option<String>,
+    pub next_upload_id_marker: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +294,14 @@ pub enum MetaError {
     StreamExists(StreamId),
     #[error("stream {0:?} is live; only garbage can be forgotten")]
     StreamLive(StreamId),
+    #[error("stream {0:?} is no longer live (its object was deleted)")]
+    StreamGone(StreamId),
+    #[error("no such key")]
+    NoSuchKey,
+    #[error("no such upload: {0}")]
+    NoSuchUpload(String),
+    #[error("precondition failed")]
+    PreconditionFailed,
     #[error("invalid object record: {0}")]
     InvalidRecord(String),
     #[error("corrupt metadata: {0}")]
@@ -197,158 +333,10 @@ fn common_prefix<'k>(prefix: &str, key: &'k str, delimiter: &str) -> Option<&'k 
     key.get(..prefix.len() + at + delimiter.len())
 }
 
-/// Async facade over [`SqliteMeta`]: every call runs in `tokio::task::spawn_blocking`.
-/// Cloning is cheap and shares the same database connections.
-#[derive(Debug, Clone)]
-pub struct Meta {
-    inner: Arc<SqliteMeta>,
-}
-
-impl From<SqliteMeta> for Meta {
-    fn from(backend: SqliteMeta) -> Self {
-        Meta {
-            inner: Arc::new(backend),
-        }
-    }
-}
-
-impl Meta {
-    /// Opens or creates the database at `path`; see [`SqliteMeta::open`].
-    pub async fn open(path: &Path) -> Result<Meta, MetaError> {
-        let path = path.to_path_buf();
-        let backend = tokio::task::spawn_blocking(move || SqliteMeta::open(&path)).await??;
-        Ok(Meta::from(backend))
-    }
-
-    async fn run<T, F>(&self, f: F) -> Result<T, MetaError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&SqliteMeta) -> Result<T, MetaError> + Send + 'static,
-    {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner)).await?
-    }
-
-    pub async fn create_bucket(&self, name: &str, created_ms: i64) -> Result<(), MetaError> {
-        let name = name.to_owned();
-        self.run(move |m| m.create_bucket(&name, created_ms)).await
-    }
-
-    pub async fn delete_bucket(&self, name: &str) -> Result<(), MetaError> {
-        let name = name.to_owned();
-        self.run(move |m| m.delete_bucket(&name)).await
-    }
-
-    pub async fn get_bucket(&self, name: &str) -> Result<Option<BucketInfo>, MetaError> {
-        let name = name.to_owned();
-        self.run(move |m| m.get_bucket(&name)).await
-    }
-
-    pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>, MetaError> {
-        self.run(|m| m.list_buckets()).await
-    }
-
-    pub async fn put_object(&self, rec: &ObjectRecord) -> Result<(), MetaError> {
-        let rec = rec.clone();
-        self.run(move |m| m.put_object(&rec)).await
-    }
-
-    pub async fn get_object(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Option<ObjectRecord>, MetaError> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |m| m.get_object(&bucket, &key)).await
-    }
-
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, MetaError> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |m| m.delete_object(&bucket, &key)).await
-    }
-
-    pub async fn list_objects(&self, q: &ListQuery<'_>) -> Result<ListPage, MetaError> {
-        let bucket = q.bucket.to_owned();
-        let prefix = q.prefix.to_owned();
-        let delimiter = q.delimiter.map(str::to_owned);
-        let start_after = q.start_after.map(str::to_owned);
-        let max_keys = q.max_keys;
-        self.run(move |m| {
-            m.list_objects(&ListQuery {
-                bucket: &bucket,
-                prefix: &prefix,
-                delimiter: delimiter.as_deref(),
-                start_after: start_after.as_deref(),
-                max_keys,
-            })
-        })
-        .await
-    }
-
-    pub async fn garbage(&self, limit: usize) -> Result<Vec<Garbage>, MetaError> {
-        self.run(move |m| m.garbage(limit)).await
-    }
-
-    pub async fn garbage_done(&self, stream_id: &StreamId) -> Result<(), MetaError> {
-        let stream_id = *stream_id;
-        self.run(move |m| m.garbage_done(&stream_id)).await
-    }
-
-    pub async fn pieces_on_node(
-        &self,
-        node: &str,
-        limit: usize,
-    ) -> Result<Vec<(StreamId, u32, u16)>, MetaError> {
-        let node = node.to_owned();
-        self.run(move |m| m.pieces_on_node(&node, limit)).await
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn record(bucket: &str, key: &str, id: u8) -> ObjectRecord {
-        ObjectRecord {
-            bucket: bucket.into(),
-            key: key.into(),
-            version_id: None,
-            format: OBJECT_FORMAT,
-            size: 3,
-            etag: "abc".into(),
-            last_modified_ms: 7,
-            content_type: None,
-            system_meta: vec![],
-            user_meta: vec![],
-            stream: StreamRecord {
-                stream_id: StreamId([id; 16]),
-                cipher: 1,
-                block_size: 64,
-                segment_size: 64,
-                segments: vec![SegmentRecord {
-                    index: 0,
-                    plain_size: 3,
-                    wrapped_key: vec![1, 2],
-                    placement: Placement::Pieces {
-                        k: 1,
-                        n: 2,
-                        chunk_size: 16,
-                        pieces: vec![
-                            PieceRecord {
-                                number: 0,
-                                node: "n1".into(),
-                            },
-                            PieceRecord {
-                                number: 1,
-                                node: "n2".into(),
-                            },
-                        ],
-                    },
-                }],
-            },
-        }
-    }
 
     #[test]
     fn successor_skips_every_extension() {
@@ -371,56 +359,5 @@ mod tests {
         assert_eq!(common_prefix("x", "x--y--z", "--"), Some("x--"));
         assert_eq!(common_prefix("x-", "x--y", "--"), None);
         assert_eq!(common_prefix("", "é日😀x", "日"), Some("é日"));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn facade_round_trips_through_blocking_pool() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Meta::open(&dir.path().join("meta.db")).await.unwrap();
-        meta.create_bucket("b", 5).await.unwrap();
-        assert!(matches!(
-            meta.create_bucket("b", 6).await,
-            Err(MetaError::BucketExists(_))
-        ));
-        assert_eq!(
-            meta.get_bucket("b").await.unwrap(),
-            Some(BucketInfo {
-                name: "b".into(),
-                created_ms: 5
-            })
-        );
-        assert_eq!(meta.list_buckets().await.unwrap().len(), 1);
-
-        let rec = record("b", "dir/k", 1);
-        meta.put_object(&rec).await.unwrap();
-        let clone = meta.clone();
-        assert_eq!(clone.get_object("b", "dir/k").await.unwrap(), Some(rec));
-        let page = meta
-            .list_objects(&ListQuery {
-                bucket: "b",
-                prefix: "",
-                delimiter: Some("/"),
-                start_after: None,
-                max_keys: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(page.common_prefixes, vec!["dir/".to_string()]);
-        assert_eq!(
-            meta.pieces_on_node("n2", 10).await.unwrap(),
-            vec![(StreamId([1; 16]), 0, 1)]
-        );
-
-        meta.put_object(&record("b", "dir/k", 2)).await.unwrap();
-        let garbage = meta.garbage(10).await.unwrap();
-        assert_eq!(garbage.len(), 1);
-        assert_eq!(garbage[0].stream_id, StreamId([1; 16]));
-        meta.garbage_done(&StreamId([1; 16])).await.unwrap();
-        assert!(meta.garbage(10).await.unwrap().is_empty());
-
-        assert!(meta.delete_object("b", "dir/k").await.unwrap());
-        assert!(!meta.delete_object("b", "dir/k").await.unwrap());
-        meta.delete_bucket("b").await.unwrap();
-        assert_eq!(meta.get_bucket("b").await.unwrap(), None);
     }
 }

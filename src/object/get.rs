@@ -18,7 +18,7 @@ use crate::crypto::{
 };
 use crate::erasure::piece::verify_record;
 use crate::erasure::{Layout, PieceHeader, StripeDecoder, CHUNK_MAC_LEN, PIECE_HEADER_LEN};
-use crate::meta::{ObjectRecord, PieceRecord, Placement, SegmentRecord};
+use crate::meta::{ObjectRecord, PieceRecord, Placement, SegmentRecord, StreamRecord};
 use crate::nodes::PieceId;
 
 /// Ciphertext bytes fetched per group of stripes.
@@ -49,6 +49,15 @@ impl ByteRange {
             _ => bad,
         }
     }
+}
+
+/// The byte range `[start, end)` of part `n` (1-based, in the order the parts were
+/// completed) of an object; a single-PUT object is one part.
+pub fn part_range(rec: &ObjectRecord, n: u32) -> Option<(u64, u64)> {
+    let idx = (n as usize).checked_sub(1)?;
+    let start: u64 = rec.parts.iter().take(idx).map(|p| p.size).sum();
+    let part = rec.parts.get(idx)?;
+    Some((start, start + part.size))
 }
 
 pub struct GetOutcome {
@@ -117,19 +126,42 @@ async fn stream_range(
     end: u64,
     tx: &Tx,
 ) -> Result<(), ObjectError> {
-    let seg_size = rec.stream.segment_size;
+    let mut part_start = 0u64;
+    for part in &rec.parts {
+        let part_end = part_start + part.size;
+        if part_end > start && part_start < end {
+            let a = start.max(part_start) - part_start;
+            let b = end.min(part_end) - part_start;
+            stream_part(inner, &part.stream, a, b, tx).await?;
+        }
+        if part_end >= end {
+            break;
+        }
+        part_start = part_end;
+    }
+    Ok(())
+}
+
+/// Streams plaintext bytes `[start, end)` of one stored body.
+async fn stream_part(
+    inner: &Arc<Inner>,
+    stream: &StreamRecord,
+    start: u64,
+    end: u64,
+    tx: &Tx,
+) -> Result<(), ObjectError> {
     let mut seg_start = 0u64;
-    for seg in &rec.stream.segments {
+    for seg in &stream.segments {
         let seg_end = seg_start + seg.plain_size;
         if seg_end > start && seg_start < end {
             let a = start.max(seg_start) - seg_start;
             let b = end.min(seg_end) - seg_start;
-            read_segment(inner, rec, seg, a, b, tx).await?;
+            read_segment(inner, stream, seg, a, b, tx).await?;
         }
         if seg_end >= end {
             break;
         }
-        seg_start += seg_size.max(seg.plain_size);
+        seg_start = seg_end;
     }
     Ok(())
 }
@@ -137,20 +169,20 @@ async fn stream_range(
 /// Streams plaintext bytes `[a, b)` of one segment.
 async fn read_segment(
     inner: &Arc<Inner>,
-    rec: &ObjectRecord,
+    stream: &StreamRecord,
     seg: &SegmentRecord,
     a: u64,
     b: u64,
     tx: &Tx,
 ) -> Result<(), ObjectError> {
-    let stream_id = rec.stream.stream_id.0;
+    let stream_id = stream.stream_id.0;
     let key = unwrap_segment_key(&inner.root, &seg.wrapped_key, &stream_id, seg.index)?;
-    let suite = CipherSuite::from_id(rec.stream.cipher)?;
+    let suite = CipherSuite::from_id(stream.cipher)?;
     let cipher = Arc::new(BlockCipher::new(suite, &key, stream_id, seg.index)?);
-    let bs = u64::from(rec.stream.block_size);
+    let bs = u64::from(stream.block_size);
     let cbs = bs + TAG_LEN as u64;
-    let blocks = plain_block_count(seg.plain_size, rec.stream.block_size);
-    let cipher_len = ciphertext_len(seg.plain_size, rec.stream.block_size);
+    let blocks = plain_block_count(seg.plain_size, stream.block_size);
+    let cipher_len = ciphertext_len(seg.plain_size, stream.block_size);
     let (b0, b1) = (a / bs, (b.max(a + 1) - 1) / bs);
 
     let mut decrypt = Decrypt {

@@ -15,8 +15,11 @@
 //!   are only ever produced after their chunk MACs and AEAD tags verified, so a reader gets
 //!   correct bytes or an error, never wrong bytes.
 
+pub mod conditions;
+mod copy;
 mod gc;
 mod get;
+pub mod multipart;
 mod put;
 
 use std::sync::Arc;
@@ -28,10 +31,13 @@ use tokio::sync::{mpsc, Notify};
 use crate::config::StorageConfig;
 use crate::crypto::{CryptoError, RootKey};
 use crate::erasure::ErasureError;
-use crate::meta::{BucketInfo, ListPage, ListQuery, Meta, MetaError, ObjectRecord};
+use crate::meta::{BucketInfo, ListPage, ListQuery, Meta, MetaError, ObjectRecord, StoredChecksum};
 use crate::nodes::{NodeError, NodeStore};
 
-pub use get::{ByteRange, GetOutcome};
+pub use conditions::{Conditions, Outcome as ConditionOutcome};
+pub use copy::{CopyObject, CopyOutcome, MetadataDirective, TaggingDirective};
+pub use get::{part_range, ByteRange, GetOutcome};
+pub use multipart::{CompleteOutcome, CompletedPart, CreateUpload, PartOutcome};
 pub use put::{PutObject, PutOutcome};
 
 /// What the S3 layer feeds into a PUT. The body is complete only when `End` arrives: a
@@ -39,7 +45,9 @@ pub use put::{PutObject, PutOutcome};
 #[derive(Debug)]
 pub enum BodyEvent {
     Data(Bytes),
-    End,
+    /// The body ended and passed every check; carries the checksum the client supplied (or
+    /// asked for) over the whole body, already verified.
+    End(Option<StoredChecksum>),
 }
 
 pub type BodyReceiver = mpsc::Receiver<BodyEvent>;
@@ -63,6 +71,18 @@ pub enum ObjectError {
     BodyAborted,
     #[error("the body does not match its Content-MD5")]
     BadDigest,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("no such upload")]
+    NoSuchUpload,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("part {0} was not found or its ETag does not match")]
+    InvalidPart(u32),
+    #[error("part {0} is smaller than the minimum allowed size")]
+    EntityTooSmall(u32),
     #[error("segment {segment}: only {durable} of the {needed} required pieces became durable: {causes}")]
     NotEnoughDurable {
         segment: u32,
@@ -73,7 +93,7 @@ pub enum ObjectError {
     #[error("segment {segment}: not enough intact pieces to read ({causes})")]
     NotEnoughPieces { segment: u32, causes: String },
     #[error("metadata: {0}")]
-    Meta(#[from] MetaError),
+    Meta(MetaError),
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
     #[error("erasure coding: {0}")]
@@ -82,6 +102,22 @@ pub enum ObjectError {
     Node(#[from] NodeError),
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<MetaError> for ObjectError {
+    /// Domain outcomes the metadata store decides become their own variants; the rest are
+    /// store failures.
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::NoSuchBucket(b) => ObjectError::NoSuchBucket(b),
+            MetaError::BucketExists(b) => ObjectError::BucketExists(b),
+            MetaError::BucketNotEmpty(b) => ObjectError::BucketNotEmpty(b),
+            MetaError::NoSuchKey | MetaError::StreamGone(_) => ObjectError::NoSuchKey,
+            MetaError::NoSuchUpload(_) => ObjectError::NoSuchUpload,
+            MetaError::PreconditionFailed => ObjectError::PreconditionFailed,
+            other => ObjectError::Meta(other),
+        }
+    }
 }
 
 /// A configured node with its per-node piece-id key.
@@ -146,18 +182,11 @@ impl ObjectLayer {
     }
 
     pub async fn create_bucket(&self, name: &str) -> Result<(), ObjectError> {
-        match self.inner.meta.create_bucket(name, now_ms()).await {
-            Err(MetaError::BucketExists(b)) => Err(ObjectError::BucketExists(b)),
-            other => Ok(other?),
-        }
+        Ok(self.inner.meta.create_bucket(name, now_ms()).await?)
     }
 
     pub async fn delete_bucket(&self, name: &str) -> Result<(), ObjectError> {
-        match self.inner.meta.delete_bucket(name).await {
-            Err(MetaError::NoSuchBucket(b)) => Err(ObjectError::NoSuchBucket(b)),
-            Err(MetaError::BucketNotEmpty(b)) => Err(ObjectError::BucketNotEmpty(b)),
-            other => Ok(other?),
-        }
+        Ok(self.inner.meta.delete_bucket(name).await?)
     }
 
     pub async fn bucket(&self, name: &str) -> Result<BucketInfo, ObjectError> {

@@ -17,7 +17,10 @@ use tokio::task::JoinHandle;
 use super::{now_ms, BodyEvent, BodyReceiver, Inner, ObjectError, ObjectLayer};
 use crate::crypto::{ciphertext_len, random_bytes, wrap_segment_key, BlockCipher, SegmentKey};
 use crate::erasure::{Layout, PieceHeader, StripeEncoder};
-use crate::meta::{ObjectRecord, PieceRecord, Placement, SegmentRecord, StreamId, StreamRecord};
+use crate::meta::{
+    ObjectPart, ObjectRecord, PieceRecord, Placement, Precondition, SegmentRecord, StoredChecksum,
+    StreamId, StreamRecord, OBJECT_FORMAT,
+};
 use crate::nodes::{NodeError, PieceId};
 
 /// Queue depth between the encoder and each piece writer.
@@ -33,8 +36,11 @@ pub struct PutObject {
     pub content_type: Option<String>,
     pub system_meta: Vec<(String, String)>,
     pub user_meta: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
     /// Content-MD5 sent by the client; a mismatch fails the PUT with nothing committed.
     pub expected_md5: Option<[u8; 16]>,
+    /// Conditional write (`If-None-Match: *`, `If-Match`), checked atomically at commit.
+    pub precondition: Precondition,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +48,24 @@ pub struct PutOutcome {
     pub etag: String,
     pub size: u64,
     pub last_modified_ms: i64,
+    pub checksum: Option<StoredChecksum>,
+}
+
+/// A body stored on the nodes but not yet referenced by any metadata. Dropping it (error,
+/// cancelled request) deletes its pieces in the background; [`StoredBody::keep`] after the
+/// metadata commit makes it permanent.
+pub(crate) struct StoredBody {
+    pub stream: StreamRecord,
+    pub md5: [u8; 16],
+    pub size: u64,
+    pub checksum: Option<StoredChecksum>,
+    cleanup: Cleanup,
+}
+
+impl StoredBody {
+    pub fn keep(mut self) {
+        self.cleanup.pieces.clear();
+    }
 }
 
 /// The body being read, with read-ahead.
@@ -50,6 +74,7 @@ struct Input {
     buf: Vec<u8>,
     ended: bool,
     total: u64,
+    checksum: Option<StoredChecksum>,
 }
 
 impl Input {
@@ -61,7 +86,10 @@ impl Input {
                     self.total += b.len() as u64;
                     self.buf.extend_from_slice(&b);
                 }
-                Some(BodyEvent::End) => self.ended = true,
+                Some(BodyEvent::End(checksum)) => {
+                    self.ended = true;
+                    self.checksum = checksum;
+                }
                 None => return Err(ObjectError::BodyAborted),
             }
         }
@@ -81,91 +109,128 @@ impl ObjectLayer {
         body: BodyReceiver,
     ) -> Result<PutOutcome, ObjectError> {
         self.bucket(&req.bucket).await?;
-        let inner = &self.inner;
-        let storage = &inner.storage;
-        let mut stream_id = [0u8; 16];
-        random_bytes(&mut stream_id)?;
-        let mut input = Input {
-            rx: body,
-            buf: Vec::new(),
-            ended: false,
-            total: 0,
-        };
-        let mut md5 = Md5::new();
-        let mut segments = Vec::new();
-        let mut cleanup = Cleanup {
-            inner: inner.clone(),
-            stream_id,
-            pieces: Vec::new(),
-        };
-
-        input.fill(storage.inline_limit as usize + 1).await?;
-        if input.ended && input.buf.len() as u64 <= storage.inline_limit {
-            let plain = input.take(input.buf.len());
-            let (seg, md5_done) = tokio::task::spawn_blocking({
-                let inner = inner.clone();
-                move || -> Result<_, ObjectError> {
-                    md5.update(&plain);
-                    let seg = seal_inline(&inner, stream_id, &plain)?;
-                    Ok((seg, md5))
-                }
-            })
-            .await
-            .map_err(|e| ObjectError::Internal(e.to_string()))??;
-            md5 = md5_done;
-            segments.push(seg);
-        } else {
-            let mut index = 0u32;
-            loop {
-                let (seg, md5_back) =
-                    upload_segment(inner, stream_id, index, &mut input, md5, &mut cleanup).await?;
-                md5 = md5_back;
-                segments.push(seg);
-                input.fill(1).await?;
-                if input.ended && input.buf.is_empty() {
-                    break;
-                }
-                index = index
-                    .checked_add(1)
-                    .ok_or_else(|| ObjectError::Internal("too many segments".into()))?;
-            }
+        if req.precondition == Precondition::IfNoneMatchStar
+            && self
+                .inner
+                .meta
+                .get_object(&req.bucket, &req.key)
+                .await?
+                .is_some()
+        {
+            // Early refusal saves the upload; the commit re-checks atomically.
+            return Err(ObjectError::PreconditionFailed);
         }
-
-        let digest: [u8; 16] = md5.finalize().into();
-        if req.expected_md5.is_some_and(|m| m != digest) {
+        let body = store_body(&self.inner, body).await?;
+        if req.expected_md5.is_some_and(|m| m != body.md5) {
             return Err(ObjectError::BadDigest);
         }
-        let etag = crate::crypto::encode_hex(&digest);
+        let etag = crate::crypto::encode_hex(&body.md5);
         let last_modified_ms = now_ms();
         let record = ObjectRecord {
             bucket: req.bucket,
             key: req.key,
             version_id: None,
-            format: 1,
-            size: input.total,
+            format: OBJECT_FORMAT,
+            size: body.size,
             etag: etag.clone(),
             last_modified_ms,
             content_type: req.content_type,
             system_meta: req.system_meta,
             user_meta: req.user_meta,
-            stream: StreamRecord {
-                stream_id: StreamId(stream_id),
-                cipher: storage.cipher.id(),
-                block_size: storage.block_size,
-                segment_size: storage.segment_size,
-                segments,
-            },
+            tags: req.tags,
+            checksum: body.checksum.clone(),
+            parts: vec![ObjectPart {
+                number: 0,
+                size: body.size,
+                etag: etag.clone(),
+                checksum: body.checksum.as_ref().map(|c| c.value.clone()),
+                stream: body.stream.clone(),
+            }],
         };
-        inner.meta.put_object(&record).await?;
-        cleanup.pieces.clear();
-        // The replaced body, if any, is garbage now.
-        inner.gc_wake.notify_one();
-        Ok(PutOutcome {
+        self.inner
+            .meta
+            .put_object(&record, &req.precondition)
+            .await?;
+        let out = PutOutcome {
             etag,
-            size: input.total,
+            size: body.size,
             last_modified_ms,
-        })
+            checksum: body.checksum.clone(),
+        };
+        body.keep();
+        // The replaced body, if any, may be garbage now.
+        self.inner.gc_wake.notify_one();
+        Ok(out)
     }
+}
+
+/// Stores a body as a new stream: inline when small, else segment by segment on the nodes.
+pub(crate) async fn store_body(
+    inner: &Arc<Inner>,
+    body: BodyReceiver,
+) -> Result<StoredBody, ObjectError> {
+    let storage = &inner.storage;
+    let mut stream_id = [0u8; 16];
+    random_bytes(&mut stream_id)?;
+    let mut input = Input {
+        rx: body,
+        buf: Vec::new(),
+        ended: false,
+        total: 0,
+        checksum: None,
+    };
+    let mut md5 = Md5::new();
+    let mut segments = Vec::new();
+    let mut cleanup = Cleanup {
+        inner: inner.clone(),
+        stream_id,
+        pieces: Vec::new(),
+    };
+
+    input.fill(storage.inline_limit as usize + 1).await?;
+    if input.ended && input.buf.len() as u64 <= storage.inline_limit {
+        let plain = input.take(input.buf.len());
+        let (seg, md5_done) = tokio::task::spawn_blocking({
+            let inner = inner.clone();
+            move || -> Result<_, ObjectError> {
+                md5.update(&plain);
+                let seg = seal_inline(&inner, stream_id, &plain)?;
+                Ok((seg, md5))
+            }
+        })
+        .await
+        .map_err(|e| ObjectError::Internal(e.to_string()))??;
+        md5 = md5_done;
+        segments.push(seg);
+    } else {
+        let mut index = 0u32;
+        loop {
+            let (seg, md5_back) =
+                upload_segment(inner, stream_id, index, &mut input, md5, &mut cleanup).await?;
+            md5 = md5_back;
+            segments.push(seg);
+            input.fill(1).await?;
+            if input.ended && input.buf.is_empty() {
+                break;
+            }
+            index = index
+                .checked_add(1)
+                .ok_or_else(|| ObjectError::Internal("too many segments".into()))?;
+        }
+    }
+    Ok(StoredBody {
+        stream: StreamRecord {
+            stream_id: StreamId(stream_id),
+            cipher: storage.cipher.id(),
+            block_size: storage.block_size,
+            segment_size: storage.segment_size,
+            segments,
+        },
+        md5: md5.finalize().into(),
+        size: input.total,
+        checksum: input.checksum,
+        cleanup,
+    })
 }
 
 /// Encrypts a small body as one segment stored in the metadata row.

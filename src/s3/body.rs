@@ -18,7 +18,11 @@ use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use super::auth::{ChunkedDecoder, PayloadMode, Verified};
+use super::checksum_headers::{verify, ChecksumExpectation};
 use super::error::{S3Error, S3ErrorCode};
+use crate::checksum::{ChecksumAlgorithm, Hasher};
+use crate::meta::StoredChecksum;
+use crate::object::multipart::KIND_FULL_OBJECT;
 use crate::object::{BodyEvent, BodyStream, ObjectError};
 
 /// Largest aws-chunked chunk accepted (clients use 64 KiB to 8 MiB).
@@ -28,10 +32,16 @@ pub const MAX_PUT_SIZE: u64 = 5 << 30;
 
 /// Reads the request body into `tx`. `expected_len` is the decoded length the client
 /// declared (Content-Length, or x-amz-decoded-content-length for aws-chunked).
+///
+/// `checksums` is what the request declared (headers, trailer, algorithm); `compute` asks for
+/// a checksum even when the client sent none (multipart uploads created with an algorithm).
+/// The verified checksum travels with `BodyEvent::End`.
 pub async fn pump_request_body(
     mut body: Incoming,
     auth: &Verified,
     expected_len: Option<u64>,
+    checksums: &ChecksumExpectation,
+    compute: Option<ChecksumAlgorithm>,
     tx: mpsc::Sender<BodyEvent>,
 ) -> Result<(), S3Error> {
     let mut decoder = if auth.payload.is_streaming() {
@@ -46,6 +56,7 @@ pub async fn pump_request_body(
         PayloadMode::Sha256(_) => Some(digest::Context::new(&digest::SHA256)),
         _ => None,
     };
+    let mut hasher = checksums.algorithm.or(compute).map(Hasher::new);
     let mut total = 0u64;
     let mut decoded = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -72,6 +83,9 @@ pub async fn pump_request_body(
         if let Some(h) = sha.as_mut() {
             h.update(&data);
         }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&data);
+        }
         total += data.len() as u64;
         if total > MAX_PUT_SIZE {
             return Err(S3Error::new(
@@ -90,11 +104,10 @@ pub async fn pump_request_body(
             return Ok(());
         }
     }
-    if let Some(d) = decoder {
-        // Trailing checksums are returned by `finish`; verifying them is the checksum
-        // feature's job (not implemented yet: they are ignored, never trusted).
-        d.finish().map_err(|e| chunked_error(&e))?;
-    }
+    let trailers = match decoder {
+        Some(d) => d.finish().map_err(|e| chunked_error(&e))?,
+        None => Vec::new(),
+    };
     if let Some(n) = expected_len {
         if total < n {
             return Err(S3Error::new(
@@ -111,18 +124,30 @@ pub async fn pump_request_body(
             ));
         }
     }
-    let _ = tx.send(BodyEvent::End).await;
+    let computed = hasher.map(Hasher::finish);
+    let verified = verify(checksums, computed.as_ref(), &trailers)?;
+    // A checksum the client neither sent nor asked for, but the upload wants, is ours.
+    let stored = verified.or(computed).map(|c| StoredChecksum {
+        algorithm: c.algorithm.id(),
+        kind: KIND_FULL_OBJECT,
+        value: c.to_base64(),
+    });
+    let _ = tx.send(BodyEvent::End(stored)).await;
     Ok(())
 }
 
-/// Reads a small request body (XML) fully, up to `limit` bytes, checking the payload hash.
+/// Reads a small request body (XML) fully, up to `limit` bytes, verifying the payload hash,
+/// any checksum header or trailer, and Content-MD5.
 pub async fn read_small_body(
     body: Incoming,
     auth: &Verified,
+    headers: &http::HeaderMap,
     limit: usize,
 ) -> Result<Vec<u8>, S3Error> {
+    let checksums = super::checksum_headers::parse_request_checksums(headers)?;
+    let md5 = super::headers::content_md5(headers)?;
     let (tx, mut rx) = mpsc::channel(4);
-    let pump = pump_request_body(body, auth, None, tx);
+    let pump = pump_request_body(body, auth, None, &checksums, None, tx);
     let collect = async {
         let mut out = Vec::new();
         while let Some(ev) = rx.recv().await {
@@ -130,21 +155,32 @@ pub async fn read_small_body(
                 BodyEvent::Data(b) => {
                     if out.len() + b.len() > limit {
                         return Err(S3Error::new(
-                            S3ErrorCode::MalformedXML,
-                            "the request body is too large",
+                            S3ErrorCode::MaxMessageLengthExceeded,
+                            "Your request was too big.",
                         ));
                     }
                     out.extend_from_slice(&b);
                 }
-                BodyEvent::End => return Ok(Some(out)),
+                BodyEvent::End(_) => return Ok(Some(out)),
             }
         }
         Ok(None)
     };
     let (pumped, collected) = tokio::join!(pump, collect);
     pumped?;
-    collected?
-        .ok_or_else(|| S3Error::new(S3ErrorCode::IncompleteBody, "the request body ended early"))
+    let out = collected?
+        .ok_or_else(|| S3Error::new(S3ErrorCode::IncompleteBody, "the request body ended early"))?;
+    if let Some(expected) = md5 {
+        use md5::Digest;
+        let got: [u8; 16] = md5::Md5::digest(&out).into();
+        if got != expected {
+            return Err(S3Error::new(
+                S3ErrorCode::BadDigest,
+                "The Content-MD5 you specified did not match what we received.",
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn chunked_error(e: &super::auth::ChunkedError) -> S3Error {

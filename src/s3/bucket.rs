@@ -42,7 +42,7 @@ pub(super) async fn create_bucket(
     }
     // The body may carry a CreateBucketConfiguration; any region is accepted, since this
     // gateway answers for whichever region the client signs with.
-    let raw = read_small_body(body, ctx.auth, xml::read::MAX_XML_BODY).await?;
+    let raw = read_small_body(body, ctx.auth, &ctx.parts.headers, xml::read::MAX_XML_BODY).await?;
     xml::read::parse_create_bucket_configuration(&raw)?;
     ctx.layer
         .create_bucket(bucket)
@@ -81,4 +81,44 @@ pub(super) async fn get_location(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResp
         .await
         .map_err(|e| object_error(e, bucket, ""))?;
     Ok(xml_response(xml::location_constraint(&ctx.cfg.region)))
+}
+
+/// Versioning was never enabled: the empty configuration, as AWS answers for such buckets.
+pub(super) async fn get_versioning(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpResponse, S3Error> {
+    ctx.layer
+        .bucket(bucket)
+        .await
+        .map_err(|e| object_error(e, bucket, ""))?;
+    Ok(xml_response(xml::versioning_configuration(None)))
+}
+
+/// ACLs are not supported; clients that probe them get the only policy there is: the owner
+/// has FULL_CONTROL (what AWS answers for a private bucket or object).
+pub(super) async fn get_acl(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: Option<&str>,
+) -> Result<HttpResponse, S3Error> {
+    match key {
+        Some(k) => ctx
+            .layer
+            .head_object(bucket, k)
+            .await
+            .map(|_| ())
+            .map_err(|e| object_error(e, bucket, k))?,
+        None => ctx
+            .layer
+            .bucket(bucket)
+            .await
+            .map(|_| ())
+            .map_err(|e| object_error(e, bucket, ""))?,
+    }
+    let o = owner();
+    Ok(xml_response(format!(
+        "{}<AccessControlPolicy xmlns=\"{}\"><Owner><ID>{id}</ID><DisplayName>{name}</DisplayName></Owner><AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\"><ID>{id}</ID><DisplayName>{name}</DisplayName></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>",
+        xml::XML_DECLARATION,
+        xml::S3_XMLNS,
+        id = xml::escape_text(&o.id),
+        name = xml::escape_text(&o.display_name),
+    )))
 }

@@ -101,6 +101,7 @@ s3_error_codes! {
     InvalidRange => RANGE_NOT_SATISFIABLE, "The requested range is not satisfiable";
     InvalidRequest => BAD_REQUEST, "Invalid Request";
     InvalidStorageClass => BAD_REQUEST, "The storage class you specified is not valid";
+    InvalidPartNumber => RANGE_NOT_SATISFIABLE, "The requested partnumber is not satisfiable.";
     InvalidTag => BAD_REQUEST, "The tag provided was not a valid tag.";
     InvalidURI => BAD_REQUEST, "Couldn't parse the specified URI.";
     KeyTooLongError => BAD_REQUEST, "Your key is too long";

@@ -173,6 +173,84 @@ fn decode_token(t: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
+/// ListObjectVersions for buckets that were never versioned: every object is its own only,
+/// latest version, with VersionId `null` (what AWS answers for such buckets).
+pub(super) async fn list_object_versions(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+) -> Result<HttpResponse, S3Error> {
+    let c = common(ctx)?;
+    let q = ctx.query;
+    let key_marker = q.get("key-marker").unwrap_or("").to_string();
+    let version_marker = q.get("version-id-marker").unwrap_or("").to_string();
+    if !version_marker.is_empty() && version_marker != "null" {
+        return Err(S3Error::invalid_argument(
+            "Invalid version id specified",
+            "version-id-marker",
+            &version_marker,
+        ));
+    }
+    let p = page(
+        ctx,
+        bucket,
+        &c,
+        (!key_marker.is_empty()).then_some(key_marker.as_str()),
+    )
+    .await?;
+    let url = c.url_encoding;
+    let enc = |s: &str| -> String {
+        if url {
+            xml::escape_text(&xml::s3_url_encode(s)).into_owned()
+        } else {
+            xml::escape_text(s).into_owned()
+        }
+    };
+    let owner = super::bucket::owner();
+    let mut out = String::with_capacity(512 + p.objects.len() * 300);
+    out.push_str(xml::XML_DECLARATION);
+    out.push_str(&format!("<ListVersionsResult xmlns=\"{}\">", xml::S3_XMLNS));
+    out.push_str(&format!("<Name>{}</Name>", xml::escape_text(bucket)));
+    out.push_str(&format!("<Prefix>{}</Prefix>", enc(&c.prefix)));
+    out.push_str(&format!("<KeyMarker>{}</KeyMarker>", enc(&key_marker)));
+    out.push_str(&format!(
+        "<VersionIdMarker>{}</VersionIdMarker>",
+        xml::escape_text(&version_marker)
+    ));
+    if p.is_truncated {
+        if let Some(next) = &p.next_marker {
+            out.push_str(&format!("<NextKeyMarker>{}</NextKeyMarker>", enc(next)));
+            out.push_str("<NextVersionIdMarker>null</NextVersionIdMarker>");
+        }
+    }
+    out.push_str(&format!("<MaxKeys>{}</MaxKeys>", c.max_keys));
+    if let Some(d) = &c.delimiter {
+        out.push_str(&format!("<Delimiter>{}</Delimiter>", enc(d)));
+    }
+    out.push_str(&format!("<IsTruncated>{}</IsTruncated>", p.is_truncated));
+    if url {
+        out.push_str("<EncodingType>url</EncodingType>");
+    }
+    for o in &p.objects {
+        out.push_str(&format!(
+            "<Version><Key>{}</Key><VersionId>null</VersionId><IsLatest>true</IsLatest><LastModified>{}</LastModified><ETag>&quot;{}&quot;</ETag><Size>{}</Size><Owner><ID>{}</ID><DisplayName>{}</DisplayName></Owner><StorageClass>STANDARD</StorageClass></Version>",
+            enc(&o.key),
+            xml::time::format_iso8601_millis(o.last_modified_ms),
+            xml::escape_text(&o.etag),
+            o.size,
+            xml::escape_text(&owner.id),
+            xml::escape_text(&owner.display_name),
+        ));
+    }
+    for cp in &p.common_prefixes {
+        out.push_str(&format!(
+            "<CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes>",
+            enc(cp)
+        ));
+    }
+    out.push_str("</ListVersionsResult>");
+    Ok(xml_response(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

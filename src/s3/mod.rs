@@ -7,10 +7,15 @@
 pub mod auth;
 pub mod body;
 mod bucket;
+pub mod checksum_headers;
+mod copy;
 pub mod error;
+mod headers;
 mod list;
+mod multipart;
 mod object;
 pub mod router;
+mod tagging;
 pub mod xml;
 
 use std::convert::Infallible;
@@ -26,7 +31,7 @@ use tokio::net::TcpListener;
 use self::auth::{AuthError, Credentials, Verified};
 use self::body::ResponseBody;
 use self::error::{code_from_str, S3Error};
-use self::router::{Endpoint, Query};
+use self::router::{Op, Query};
 use crate::object::{ObjectError, ObjectLayer};
 
 /// Settings of the S3 listener.
@@ -135,8 +140,6 @@ impl S3Service {
         body: Incoming,
     ) -> Result<HttpResponse, S3Error> {
         let (layer, cfg) = &*self.inner;
-        let auth = auth::verify_request(parts, &cfg.credentials, SystemTime::now())
-            .map_err(|e| auth_error(&e))?;
         let query = Query::parse(parts.uri.query())?;
         let host = parts
             .headers
@@ -144,7 +147,22 @@ impl S3Service {
             .and_then(|h| h.to_str().ok())
             .or_else(|| parts.uri.authority().map(|a| a.as_str()));
         let (bucket, key) = router::split_target(host, parts.uri.path(), &cfg.domains)?;
-        let endpoint = router::route(&parts.method, bucket, key, &query)?;
+        // SigV2 signs a virtual-host request's bucket apart from its path: the bucket that
+        // split_target found only thanks to the Host header.
+        let (path_bucket, path_key) = router::split_target(None, parts.uri.path(), &cfg.domains)?;
+        let vhost_bucket = bucket
+            .as_deref()
+            .filter(|_| path_bucket != bucket || path_key != key);
+        let auth = auth::verify_request(parts, &cfg.credentials, SystemTime::now(), vhost_bucket)
+            .map_err(|e| auth_error(&e))?;
+        let copy_source = parts.headers.contains_key("x-amz-copy-source");
+        let op = router::route(
+            &parts.method,
+            bucket.as_deref(),
+            key.as_deref(),
+            &query,
+            copy_source,
+        )?;
         let ctx = Ctx {
             layer,
             cfg,
@@ -152,28 +170,40 @@ impl S3Service {
             query: &query,
             auth: &auth,
         };
-        match endpoint {
-            Endpoint::ListBuckets => bucket::list_buckets(&ctx).await,
-            Endpoint::CreateBucket { bucket } => bucket::create_bucket(&ctx, &bucket, body).await,
-            Endpoint::HeadBucket { bucket } => bucket::head_bucket(&ctx, &bucket).await,
-            Endpoint::DeleteBucket { bucket } => bucket::delete_bucket(&ctx, &bucket).await,
-            Endpoint::GetBucketLocation { bucket } => bucket::get_location(&ctx, &bucket).await,
-            Endpoint::ListObjects { bucket } => list::list_objects_v1(&ctx, &bucket).await,
-            Endpoint::ListObjectsV2 { bucket } => list::list_objects_v2(&ctx, &bucket).await,
-            Endpoint::DeleteObjects { bucket } => object::delete_objects(&ctx, &bucket, body).await,
-            Endpoint::PutObject { bucket, key } => {
-                object::put_object(&ctx, &bucket, &key, body).await
-            }
-            Endpoint::GetObject { bucket, key } => {
-                object::get_object(&ctx, &bucket, &key, false).await
-            }
-            Endpoint::HeadObject { bucket, key } => {
-                object::get_object(&ctx, &bucket, &key, true).await
-            }
-            Endpoint::DeleteObject { bucket, key } => {
-                object::delete_object(&ctx, &bucket, &key).await
-            }
-            Endpoint::NotImplemented { what } => Err(S3Error::not_implemented(format!(
+        let b = bucket.as_deref().unwrap_or("");
+        let k = key.as_deref().unwrap_or("");
+        match op {
+            Op::ListBuckets => bucket::list_buckets(&ctx).await,
+            Op::CreateBucket => bucket::create_bucket(&ctx, b, body).await,
+            Op::HeadBucket => bucket::head_bucket(&ctx, b).await,
+            Op::DeleteBucket => bucket::delete_bucket(&ctx, b).await,
+            Op::GetBucketLocation => bucket::get_location(&ctx, b).await,
+            Op::GetBucketVersioning => bucket::get_versioning(&ctx, b).await,
+            Op::GetBucketAcl => bucket::get_acl(&ctx, b, None).await,
+            Op::GetBucketTagging => tagging::get_bucket_tagging(&ctx, b).await,
+            Op::PutBucketTagging => tagging::put_bucket_tagging(&ctx, b, body).await,
+            Op::DeleteBucketTagging => tagging::delete_bucket_tagging(&ctx, b).await,
+            Op::ListObjects => list::list_objects_v1(&ctx, b).await,
+            Op::ListObjectsV2 => list::list_objects_v2(&ctx, b).await,
+            Op::ListObjectVersions => list::list_object_versions(&ctx, b).await,
+            Op::ListMultipartUploads => multipart::list_uploads(&ctx, b).await,
+            Op::DeleteObjects => object::delete_objects(&ctx, b, body).await,
+            Op::PutObject => object::put_object(&ctx, b, k, body).await,
+            Op::CopyObject => copy::copy_object(&ctx, b, k).await,
+            Op::GetObject => object::get_object(&ctx, b, k, false).await,
+            Op::HeadObject => object::get_object(&ctx, b, k, true).await,
+            Op::DeleteObject => object::delete_object(&ctx, b, k).await,
+            Op::GetObjectAcl => bucket::get_acl(&ctx, b, Some(k)).await,
+            Op::GetObjectTagging => tagging::get_object_tagging(&ctx, b, k).await,
+            Op::PutObjectTagging => tagging::put_object_tagging(&ctx, b, k, body).await,
+            Op::DeleteObjectTagging => tagging::delete_object_tagging(&ctx, b, k).await,
+            Op::CreateMultipartUpload => multipart::create_upload(&ctx, b, k).await,
+            Op::UploadPart => multipart::upload_part(&ctx, b, k, body).await,
+            Op::UploadPartCopy => multipart::upload_part_copy(&ctx, b, k).await,
+            Op::CompleteMultipartUpload => multipart::complete_upload(&ctx, b, k, body).await,
+            Op::AbortMultipartUpload => multipart::abort_upload(&ctx, b, k).await,
+            Op::ListParts => multipart::list_parts(&ctx, b, k).await,
+            Op::NotImplemented { what } => Err(S3Error::not_implemented(format!(
                 "{what} is not implemented by this gateway"
             ))),
         }
@@ -231,7 +261,7 @@ pub(crate) fn empty_response(status: StatusCode) -> HttpResponse {
 pub(crate) fn object_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
     use error::S3ErrorCode as C;
     match e {
-        ObjectError::NoSuchBucket(_) => S3Error::no_such_bucket(bucket),
+        ObjectError::NoSuchBucket(b) => S3Error::no_such_bucket(if b.is_empty() { bucket } else { &b }),
         ObjectError::BucketExists(_) => S3Error::bucket_already_owned_by_you(bucket),
         ObjectError::BucketNotEmpty(_) => S3Error::bucket_not_empty(bucket),
         ObjectError::NoSuchKey => S3Error::no_such_key(key),
@@ -240,6 +270,21 @@ pub(crate) fn object_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
         ObjectError::BadDigest => S3Error::new(
             C::BadDigest,
             "The Content-MD5 you specified did not match what we received.",
+        ),
+        ObjectError::PreconditionFailed => S3Error::precondition_failed("If-Match"),
+        ObjectError::NoSuchUpload => S3Error::no_such_upload(""),
+        ObjectError::InvalidRequest(m) => S3Error::invalid_request(m),
+        ObjectError::InvalidPartOrder => S3Error::new(
+            C::InvalidPartOrder,
+            "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
+        ),
+        ObjectError::InvalidPart(n) => S3Error::new(
+            C::InvalidPart,
+            format!("One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag. (part {n})"),
+        ),
+        ObjectError::EntityTooSmall(n) => S3Error::new(
+            C::EntityTooSmall,
+            format!("Your proposed upload is smaller than the minimum allowed object size. (part {n})"),
         ),
         e @ (ObjectError::NotEnoughDurable { .. } | ObjectError::NotEnoughPieces { .. }) => {
             // A clear 5xx naming the cause; node ids are not secret in a single-tenant setup.

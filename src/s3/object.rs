@@ -1,64 +1,30 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
 
-use http::header::{self, HeaderMap, HeaderName};
-use http::{HeaderValue, Response, StatusCode};
+use http::header::{self, HeaderName};
+use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use super::body::{pump_request_body, read_small_body, ResponseBody, MAX_PUT_SIZE};
 use super::error::{S3Error, S3ErrorCode};
+use super::headers::{
+    apply_response_overrides, check_key, conditions, content_md5, header_str, insert,
+    object_headers, system_meta, tagging_header, user_meta, write_precondition,
+};
 use super::xml::{self, DeleteError, DeletedObject};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
-use crate::meta::ObjectRecord;
-use crate::object::{ByteRange, ObjectError, PutObject};
+use crate::object::{part_range, ByteRange, ConditionOutcome, ObjectError, PutObject};
 
-/// Keys are at most 1024 bytes of UTF-8, as on AWS.
-const MAX_KEY_LEN: usize = 1024;
-/// User-defined metadata (names and values of x-amz-meta-*) is at most 2 KiB.
-const MAX_USER_META: usize = 2048;
-/// Stored and returned as given.
-const SYSTEM_HEADERS: &[&str] = &[
-    "cache-control",
-    "content-disposition",
-    "content-encoding",
-    "content-language",
-    "expires",
-];
-
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn check_key(key: &str) -> Result<(), S3Error> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(S3Error::new(
-            S3ErrorCode::KeyTooLongError,
-            "Your key is too long",
-        ));
-    }
-    Ok(())
-}
-
-pub(super) async fn put_object(
-    ctx: &Ctx<'_>,
-    bucket: &str,
-    key: &str,
-    body: Incoming,
-) -> Result<HttpResponse, S3Error> {
+/// The decoded body length a PUT declares: `x-amz-decoded-content-length` for aws-chunked
+/// bodies, else Content-Length (MissingContentLength when neither, unless chunked transfer).
+pub(super) fn declared_length(ctx: &Ctx<'_>) -> Result<Option<u64>, S3Error> {
     let h = &ctx.parts.headers;
-    if h.contains_key("x-amz-copy-source") {
-        return Err(S3Error::not_implemented(
-            "CopyObject is not implemented yet",
-        ));
-    }
-    check_key(key)?;
-    let streaming = ctx.auth.payload.is_streaming();
-    let declared = if streaming {
+    let declared = if ctx.auth.payload.is_streaming() {
         header_str(h, "x-amz-decoded-content-length")
     } else {
         header_str(h, "content-length")
     };
-    let expected_len = match declared {
+    let len = match declared {
         Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
             S3Error::invalid_argument("invalid content length", "Content-Length", v)
         })?),
@@ -70,36 +36,47 @@ pub(super) async fn put_object(
             ));
         }
     };
-    if expected_len.is_some_and(|n| n > MAX_PUT_SIZE) {
+    if len.is_some_and(|n| n > MAX_PUT_SIZE) {
         return Err(S3Error::new(
             S3ErrorCode::EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size (5 GiB).",
         ));
     }
-    let expected_md5 = match header_str(h, "content-md5") {
-        None => None,
-        Some(v) => Some(
-            decode_base64(v.trim())
-                .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                .ok_or_else(|| {
-                    S3Error::new(
-                        S3ErrorCode::InvalidDigest,
-                        "The Content-MD5 you specified was invalid.",
-                    )
-                })?,
-        ),
-    };
+    Ok(len)
+}
+
+/// Response headers announcing a stored checksum (PUT / UploadPart answers).
+pub(super) fn checksum_response_headers(h: &mut http::HeaderMap, algorithm: u8, value: &str) {
+    if let Some(a) = crate::checksum::ChecksumAlgorithm::from_id(algorithm) {
+        if let Ok(n) = HeaderName::from_bytes(a.header_name().as_bytes()) {
+            insert(h, n, value);
+        }
+    }
+}
+
+pub(super) async fn put_object(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    body: Incoming,
+) -> Result<HttpResponse, S3Error> {
+    let h = &ctx.parts.headers;
+    check_key(key)?;
+    let expected_len = declared_length(ctx)?;
     let req = PutObject {
         bucket: bucket.to_string(),
         key: key.to_string(),
         content_type: header_str(h, "content-type").map(str::to_string),
         system_meta: system_meta(h),
         user_meta: user_meta(h)?,
-        expected_md5,
+        tags: tagging_header(h)?.unwrap_or_default(),
+        expected_md5: content_md5(h)?,
+        precondition: write_precondition(h)?,
     };
+    let checksums = crate::s3::checksum_headers::parse_request_checksums(h)?;
     let (tx, rx) = mpsc::channel(2);
     let (pumped, put) = tokio::join!(
-        pump_request_body(body, ctx.auth, expected_len, tx),
+        pump_request_body(body, ctx.auth, expected_len, &checksums, None, tx),
         ctx.layer.put_object(req, rx)
     );
     // A body failure explains a put failure, so it is reported first.
@@ -111,61 +88,10 @@ pub(super) async fn put_object(
         header::ETAG,
         &format!("\"{}\"", out.etag),
     );
+    if let Some(c) = &out.checksum {
+        checksum_response_headers(resp.headers_mut(), c.algorithm, &c.value);
+    }
     Ok(resp)
-}
-
-fn system_meta(h: &HeaderMap) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for name in SYSTEM_HEADERS {
-        let Some(v) = header_str(h, name) else {
-            continue;
-        };
-        let v = if *name == "content-encoding" {
-            // aws-chunked is transport framing, not a property of the object.
-            let rest: Vec<&str> = v
-                .split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
-                .collect();
-            if rest.is_empty() {
-                continue;
-            }
-            rest.join(", ")
-        } else {
-            v.to_string()
-        };
-        out.push((name.to_string(), v));
-    }
-    out
-}
-
-fn user_meta(h: &HeaderMap) -> Result<Vec<(String, String)>, S3Error> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut size = 0;
-    for (name, value) in h {
-        let Some(n) = name.as_str().strip_prefix("x-amz-meta-") else {
-            continue;
-        };
-        let v = value.to_str().map_err(|_| {
-            S3Error::invalid_argument("metadata values must be US-ASCII", name.as_str(), "")
-        })?;
-        size += n.len() + v.len();
-        // Repeated headers are joined, as HTTP allows.
-        match out.iter_mut().find(|(k, _)| k == n) {
-            Some((_, existing)) => {
-                existing.push(',');
-                existing.push_str(v);
-            }
-            None => out.push((n.to_string(), v.to_string())),
-        }
-    }
-    if size > MAX_USER_META {
-        return Err(S3Error::new(
-            S3ErrorCode::MetadataTooLarge,
-            "Your metadata headers exceed the maximum allowed metadata size.",
-        ));
-    }
-    Ok(out)
 }
 
 /// Parses `Range: bytes=...`. Forms we cannot serve (several ranges, other units) and
@@ -188,79 +114,101 @@ fn parse_range(v: &str) -> Option<ByteRange> {
     }
 }
 
-fn insert(h: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        h.insert(name, v);
-    }
-}
-
-fn object_headers(h: &mut HeaderMap, rec: &ObjectRecord) {
-    insert(h, header::ETAG, &format!("\"{}\"", rec.etag));
-    insert(
-        h,
-        header::LAST_MODIFIED,
-        &xml::time::format_http_date(rec.last_modified_ms.div_euclid(1000)),
-    );
-    insert(
-        h,
-        header::CONTENT_TYPE,
-        rec.content_type.as_deref().unwrap_or("binary/octet-stream"),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    for (name, value) in &rec.system_meta {
-        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-            insert(h, n, value);
-        }
-    }
-    for (name, value) in &rec.user_meta {
-        if let Ok(n) = HeaderName::from_bytes(format!("x-amz-meta-{name}").as_bytes()) {
-            insert(h, n, value);
-        }
-    }
-}
-
 pub(super) async fn get_object(
     ctx: &Ctx<'_>,
     bucket: &str,
     key: &str,
     head: bool,
 ) -> Result<HttpResponse, S3Error> {
-    let range = header_str(&ctx.parts.headers, "range").and_then(parse_range);
-    let range_text = header_str(&ctx.parts.headers, "range").unwrap_or("");
+    let h = &ctx.parts.headers;
+    let range_text = header_str(h, "range").unwrap_or("");
     let map_err = |e: ObjectError| match e {
         ObjectError::InvalidRange { size } => S3Error::invalid_range(range_text, size),
         e => object_error(e, bucket, key),
     };
-    let (rec, served, body) = if head {
-        let rec = ctx.layer.head_object(bucket, key).await.map_err(map_err)?;
+    let mut rec = ctx.layer.head_object(bucket, key).await.map_err(map_err)?;
+    match conditions(h, "").evaluate(&rec.etag, rec.last_modified_ms) {
+        ConditionOutcome::Proceed => {}
+        ConditionOutcome::PreconditionFailed => {
+            return Err(S3Error::precondition_failed("If-Match"));
+        }
+        ConditionOutcome::NotModified => {
+            let mut resp = empty_response(StatusCode::NOT_MODIFIED);
+            let hm = resp.headers_mut();
+            insert(hm, header::ETAG, &format!("\"{}\"", rec.etag));
+            insert(
+                hm,
+                header::LAST_MODIFIED,
+                &xml::time::format_http_date(rec.last_modified_ms.div_euclid(1000)),
+            );
+            return Ok(resp);
+        }
+    }
+    let mut range = header_str(h, "range").and_then(parse_range);
+    if let Some(n) = ctx.query.get("partNumber") {
+        let n: u32 = n
+            .parse()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                S3Error::invalid_argument(
+                    "Part number must be an integer between 1 and 10000, inclusive",
+                    "partNumber",
+                    n,
+                )
+            })?;
+        if range.is_some() {
+            return Err(S3Error::invalid_request(
+                "Cannot specify both Range header and partNumber query parameter",
+            ));
+        }
+        let (a, b) = part_range(&rec, n).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidPartNumber,
+                "The requested partnumber is not satisfiable",
+            )
+        })?;
+        // An empty part is served whole (an empty range cannot be expressed).
+        range = (b > a).then_some(ByteRange::FromTo(a, b - 1));
+    }
+    let (served, body) = if head {
         let served = match range {
             Some(r) => Some(r.resolve(rec.size).map_err(map_err)?),
             None => None,
         };
-        (rec, served, ResponseBody::empty())
+        (served, ResponseBody::empty())
     } else {
         let out = ctx
             .layer
             .get_object(bucket, key, range)
             .await
             .map_err(map_err)?;
-        (out.record, out.range, ResponseBody::Stream(out.body))
+        // The body read is the one now current (it may have been replaced meanwhile).
+        rec = out.record;
+        (out.range, ResponseBody::Stream(out.body))
     };
+    let checksum_mode =
+        header_str(h, "x-amz-checksum-mode").is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
     let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    object_headers(h, &rec);
+    let hm = resp.headers_mut();
+    let whole = served
+        .is_none_or(|(a, b)| a == 0 && b == rec.size && ctx.query.get("partNumber").is_none());
+    object_headers(hm, &rec, checksum_mode, whole);
+    if !head {
+        apply_response_overrides(hm, ctx.query);
+    }
     match served {
         Some((start, end)) => {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            let h = resp.headers_mut();
-            insert(h, header::CONTENT_LENGTH, &(end - start).to_string());
+            let hm = resp.headers_mut();
+            insert(hm, header::CONTENT_LENGTH, &(end - start).to_string());
             insert(
-                h,
+                hm,
                 header::CONTENT_RANGE,
                 &format!("bytes {}-{}/{}", start, end - 1, rec.size),
             );
         }
-        None => insert(h, header::CONTENT_LENGTH, &rec.size.to_string()),
+        None => insert(hm, header::CONTENT_LENGTH, &rec.size.to_string()),
     }
     Ok(resp)
 }
@@ -283,7 +231,7 @@ pub(super) async fn delete_objects(
     bucket: &str,
     body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
-    let raw = read_small_body(body, ctx.auth, xml::read::MAX_XML_BODY).await?;
+    let raw = read_small_body(body, ctx.auth, &ctx.parts.headers, xml::read::MAX_XML_BODY).await?;
     let req = xml::read::parse_delete(&raw)?;
     ctx.layer
         .bucket(bucket)
@@ -326,40 +274,6 @@ pub(super) async fn delete_objects(
     )))
 }
 
-/// Standard base64 with padding (RFC 4648), as Content-MD5 uses.
-fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let b = s.as_bytes();
-    if b.is_empty() || !b.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(b.len() / 4 * 3);
-    for (i, quad) in b.chunks_exact(4).enumerate() {
-        let last = i + 1 == b.len() / 4;
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            n = (n << 6) | val(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..4 - pad]);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,18 +287,5 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,3-4"), None);
         assert_eq!(parse_range("items=0-1"), None);
         assert_eq!(parse_range("bytes=-"), None);
-    }
-
-    #[test]
-    fn base64() {
-        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(decode_base64("aGVsbG8h").unwrap(), b"hello!");
-        assert_eq!(decode_base64("aGk=").unwrap(), b"hi");
-        assert_eq!(decode_base64("aA==").unwrap(), b"h");
-        assert!(decode_base64("aGk").is_none());
-        assert!(decode_base64("a=Gk").is_none());
-        assert!(decode_base64("").is_none());
-        // MD5 of the empty string.
-        assert_eq!(decode_base64("1B2M2Y8AsgTpgAmY7PhCfg==").unwrap().len(), 16);
     }
 }

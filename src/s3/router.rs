@@ -75,46 +75,39 @@ pub fn decode_path(s: &str) -> Result<String, S3Error> {
     String::from_utf8(percent_decode(s, false)?).map_err(|_| invalid_uri())
 }
 
+/// The S3 operation a request asks for. Bucket and key travel separately.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum Op {
     ListBuckets,
-    CreateBucket {
-        bucket: String,
-    },
-    HeadBucket {
-        bucket: String,
-    },
-    DeleteBucket {
-        bucket: String,
-    },
-    GetBucketLocation {
-        bucket: String,
-    },
-    ListObjects {
-        bucket: String,
-    },
-    ListObjectsV2 {
-        bucket: String,
-    },
-    DeleteObjects {
-        bucket: String,
-    },
-    PutObject {
-        bucket: String,
-        key: String,
-    },
-    GetObject {
-        bucket: String,
-        key: String,
-    },
-    HeadObject {
-        bucket: String,
-        key: String,
-    },
-    DeleteObject {
-        bucket: String,
-        key: String,
-    },
+    CreateBucket,
+    HeadBucket,
+    DeleteBucket,
+    GetBucketLocation,
+    GetBucketVersioning,
+    GetBucketAcl,
+    GetBucketTagging,
+    PutBucketTagging,
+    DeleteBucketTagging,
+    ListObjects,
+    ListObjectsV2,
+    ListObjectVersions,
+    ListMultipartUploads,
+    DeleteObjects,
+    PutObject,
+    CopyObject,
+    GetObject,
+    HeadObject,
+    DeleteObject,
+    GetObjectAcl,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
+    CreateMultipartUpload,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    ListParts,
     /// A recognised request for an operation this gateway does not implement.
     NotImplemented {
         what: String,
@@ -139,12 +132,28 @@ const PLAIN_PARAMS: &[&str] = &[
     "response-content-disposition",
     "response-content-encoding",
     "x-id",
+    "key-marker",
+    "upload-id-marker",
+    "version-id-marker",
+    "max-uploads",
+    "max-parts",
+    "part-number-marker",
 ];
 
-fn sub_resource(q: &Query) -> Option<&str> {
-    q.0.iter()
-        .map(|(n, _)| n.as_str())
-        .find(|n| !PLAIN_PARAMS.contains(n) && !n.to_ascii_lowercase().starts_with("x-amz-"))
+/// The sub-resource names of a request (sorted, unique), without plain parameters.
+fn sub_resources(q: &Query) -> Vec<&str> {
+    let mut subs: Vec<&str> =
+        q.0.iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| {
+                !PLAIN_PARAMS.contains(n)
+                    && *n != "versionId"
+                    && !n.to_ascii_lowercase().starts_with("x-amz-")
+            })
+            .collect();
+    subs.sort_unstable();
+    subs.dedup();
+    subs
 }
 
 /// Splits host and path into (bucket, key). `domains` are the virtual-host base domains.
@@ -186,61 +195,74 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-/// Chooses the endpoint.
+/// Chooses the operation. `copy_source` tells whether `x-amz-copy-source` is present.
 pub fn route(
     method: &http::Method,
-    bucket: Option<String>,
-    key: Option<String>,
+    bucket: Option<&str>,
+    key: Option<&str>,
     q: &Query,
-) -> Result<Endpoint, S3Error> {
-    use http::Method;
-    let sub = sub_resource(q).map(str::to_string);
-    let not_impl = |what: String| Ok(Endpoint::NotImplemented { what });
-    let Some(bucket) = bucket else {
-        return match (method, sub) {
-            (&Method::GET, None) => Ok(Endpoint::ListBuckets),
-            (m, s) => not_impl(format!("{m} / {}", s.unwrap_or_default())),
-        };
-    };
-    let Some(key) = key else {
-        return match (method, sub.as_deref()) {
-            (&Method::PUT, None) => Ok(Endpoint::CreateBucket { bucket }),
-            (&Method::HEAD, None) => Ok(Endpoint::HeadBucket { bucket }),
-            (&Method::DELETE, None) => Ok(Endpoint::DeleteBucket { bucket }),
-            (&Method::GET, Some("location")) => Ok(Endpoint::GetBucketLocation { bucket }),
-            (&Method::GET, None) if q.get("list-type") == Some("2") => {
-                Ok(Endpoint::ListObjectsV2 { bucket })
-            }
-            (&Method::GET, None) => Ok(Endpoint::ListObjects { bucket }),
-            (&Method::POST, Some("delete")) => Ok(Endpoint::DeleteObjects { bucket }),
-            (m, s) => not_impl(format!("{m} on a bucket with ?{}", s.unwrap_or(""))),
-        };
-    };
-    match (method, sub.as_deref()) {
-        (&Method::PUT, None) => Ok(Endpoint::PutObject { bucket, key }),
-        (&Method::GET, None) => Ok(Endpoint::GetObject { bucket, key }),
-        (&Method::HEAD, None) => Ok(Endpoint::HeadObject { bucket, key }),
-        (&Method::DELETE, None) => Ok(Endpoint::DeleteObject { bucket, key }),
-        // An unversioned object's only version is "null".
-        (&Method::GET | &Method::HEAD | &Method::DELETE, Some("versionId"))
-            if q.get("versionId") == Some("null") && q.0.len() == 1 + plain_count(q) =>
-        {
-            match *method {
-                Method::GET => Ok(Endpoint::GetObject { bucket, key }),
-                Method::HEAD => Ok(Endpoint::HeadObject { bucket, key }),
-                _ => Ok(Endpoint::DeleteObject { bucket, key }),
-            }
+    copy_source: bool,
+) -> Result<Op, S3Error> {
+    use http::Method as M;
+    // Unversioned buckets have one version per key, "null"; anything else does not exist.
+    if let Some(v) = q.get("versionId") {
+        if v != "null" {
+            return Err(S3Error::invalid_argument(
+                "Invalid version id specified",
+                "versionId",
+                v,
+            ));
         }
-        (m, s) => not_impl(format!("{m} on an object with ?{}", s.unwrap_or(""))),
     }
-}
-
-fn plain_count(q: &Query) -> usize {
-    q.0.iter()
-        .filter(|(n, _)| {
-            PLAIN_PARAMS.contains(&n.as_str()) || n.to_ascii_lowercase().starts_with("x-amz-")
+    let subs = sub_resources(q);
+    let not_impl = |on: &str| {
+        Ok(Op::NotImplemented {
+            what: format!("{method} on {on} with ?{}", subs.join("&")),
         })
-        .count()
+    };
+    if bucket.is_none() {
+        return match (method, subs.as_slice()) {
+            (&M::GET, []) => Ok(Op::ListBuckets),
+            _ => not_impl("the service"),
+        };
+    }
+    if key.is_none() {
+        return Ok(match (method, subs.as_slice()) {
+            (&M::PUT, []) => Op::CreateBucket,
+            (&M::HEAD, []) => Op::HeadBucket,
+            (&M::DELETE, []) => Op::DeleteBucket,
+            (&M::GET, ["location"]) => Op::GetBucketLocation,
+            (&M::GET, ["versioning"]) => Op::GetBucketVersioning,
+            (&M::GET, ["acl"]) => Op::GetBucketAcl,
+            (&M::GET, ["tagging"]) => Op::GetBucketTagging,
+            (&M::PUT, ["tagging"]) => Op::PutBucketTagging,
+            (&M::DELETE, ["tagging"]) => Op::DeleteBucketTagging,
+            (&M::GET, []) if q.get("list-type") == Some("2") => Op::ListObjectsV2,
+            (&M::GET, []) => Op::ListObjects,
+            (&M::GET, ["versions"]) => Op::ListObjectVersions,
+            (&M::GET, ["uploads"]) => Op::ListMultipartUploads,
+            (&M::POST, ["delete"]) => Op::DeleteObjects,
+            _ => return not_impl("a bucket"),
+        });
+    }
+    Ok(match (method, subs.as_slice()) {
+        (&M::PUT, []) if copy_source => Op::CopyObject,
+        (&M::PUT, []) => Op::PutObject,
+        (&M::GET, [] | ["partNumber"]) => Op::GetObject,
+        (&M::HEAD, [] | ["partNumber"]) => Op::HeadObject,
+        (&M::DELETE, []) => Op::DeleteObject,
+        (&M::GET, ["acl"]) => Op::GetObjectAcl,
+        (&M::GET, ["tagging"]) => Op::GetObjectTagging,
+        (&M::PUT, ["tagging"]) => Op::PutObjectTagging,
+        (&M::DELETE, ["tagging"]) => Op::DeleteObjectTagging,
+        (&M::POST, ["uploads"]) => Op::CreateMultipartUpload,
+        (&M::PUT, ["partNumber", "uploadId"]) if copy_source => Op::UploadPartCopy,
+        (&M::PUT, ["partNumber", "uploadId"]) => Op::UploadPart,
+        (&M::POST, ["uploadId"]) => Op::CompleteMultipartUpload,
+        (&M::DELETE, ["uploadId"]) => Op::AbortMultipartUpload,
+        (&M::GET, ["uploadId"]) => Op::ListParts,
+        _ => return not_impl("an object"),
+    })
 }
 
 /// Bucket names by the DNS rules AWS applies to new buckets.
@@ -276,68 +298,91 @@ mod tests {
     use super::*;
     use http::Method;
 
-    fn ep(method: Method, host: &str, path: &str, query: &str) -> Endpoint {
+    fn ep(
+        method: Method,
+        host: &str,
+        path: &str,
+        query: &str,
+    ) -> (Option<String>, Option<String>, Op) {
         let q = Query::parse(Some(query)).unwrap();
         let (b, k) = split_target(Some(host), path, &["localhost".to_string()]).unwrap();
-        route(&method, b, k, &q).unwrap()
+        let op = route(&method, b.as_deref(), k.as_deref(), &q, false).unwrap();
+        (b, k, op)
     }
 
     #[test]
     fn path_and_vhost_style() {
         assert_eq!(
             ep(Method::GET, "127.0.0.1:7777", "/", ""),
-            Endpoint::ListBuckets
+            (None, None, Op::ListBuckets)
         );
         assert_eq!(
             ep(Method::GET, "127.0.0.1:7777", "/b/a%20b/c+d", ""),
-            Endpoint::GetObject {
-                bucket: "b".into(),
-                key: "a b/c+d".into()
-            }
+            (Some("b".into()), Some("a b/c+d".into()), Op::GetObject)
         );
         assert_eq!(
             ep(Method::GET, "bkt.localhost:7777", "/x//y", ""),
-            Endpoint::GetObject {
-                bucket: "bkt".into(),
-                key: "x//y".into()
-            }
+            (Some("bkt".into()), Some("x//y".into()), Op::GetObject)
         );
         assert_eq!(
             ep(Method::GET, "bkt.localhost", "/", "list-type=2&prefix=a+b"),
-            Endpoint::ListObjectsV2 {
-                bucket: "bkt".into()
-            }
+            (Some("bkt".into()), None, Op::ListObjectsV2)
         );
         assert_eq!(
-            ep(Method::PUT, "localhost:1", "/bkt/", ""),
-            Endpoint::CreateBucket {
-                bucket: "bkt".into()
-            }
+            ep(Method::PUT, "localhost:1", "/bkt/", "").2,
+            Op::CreateBucket
         );
     }
 
     #[test]
-    fn sub_resources_are_not_implemented() {
+    fn sub_resources_select_operations() {
+        assert_eq!(
+            ep(Method::PUT, "h", "/b/k", "tagging").2,
+            Op::PutObjectTagging
+        );
+        assert_eq!(
+            ep(Method::GET, "h", "/b", "versioning").2,
+            Op::GetBucketVersioning
+        );
+        assert_eq!(
+            ep(Method::POST, "h", "/b/k", "uploads").2,
+            Op::CreateMultipartUpload
+        );
+        assert_eq!(
+            ep(Method::PUT, "h", "/b/k", "partNumber=1&uploadId=x").2,
+            Op::UploadPart
+        );
+        assert_eq!(
+            ep(Method::GET, "h", "/b/k", "partNumber=2").2,
+            Op::GetObject
+        );
+        assert_eq!(
+            ep(Method::GET, "h", "/b/k", "versionId=null").2,
+            Op::GetObject
+        );
+        let q = Query::parse(Some("partNumber=1&uploadId=x")).unwrap();
+        assert_eq!(
+            route(&Method::PUT, Some("b"), Some("k"), &q, true).unwrap(),
+            Op::UploadPartCopy
+        );
+        assert_eq!(
+            route(&Method::PUT, Some("b"), Some("k"), &Query::default(), true).unwrap(),
+            Op::CopyObject
+        );
         for (m, path, q) in [
-            (Method::PUT, "/b/k", "tagging"),
-            (Method::GET, "/b", "versioning"),
-            (Method::POST, "/b/k", "uploads"),
-            (Method::PUT, "/b/k", "partNumber=1&uploadId=x"),
-            (Method::GET, "/b/k", "acl"),
+            (Method::GET, "/b", "policy"),
+            (Method::PUT, "/b", "versioning"),
             (Method::POST, "/b/k", ""),
+            (Method::PUT, "/b/k", "acl"),
+            (Method::GET, "/b", "lifecycle"),
         ] {
             assert!(
-                matches!(ep(m.clone(), "h", path, q), Endpoint::NotImplemented { .. }),
+                matches!(ep(m.clone(), "h", path, q).2, Op::NotImplemented { .. }),
                 "{m} {path}?{q}"
             );
         }
-        assert_eq!(
-            ep(Method::GET, "h", "/b/k", "versionId=null"),
-            Endpoint::GetObject {
-                bucket: "b".into(),
-                key: "k".into()
-            }
-        );
+        let q = Query::parse(Some("versionId=abc")).unwrap();
+        assert!(route(&Method::GET, Some("b"), Some("k"), &q, false).is_err());
     }
 
     #[test]

@@ -93,16 +93,17 @@ impl PieceFile {
 /// order, with the file path the gateway uses for it.
 pub fn piece_files(gw: &TestGateway, rec: &ObjectRecord) -> Vec<PieceFile> {
     let mut out = Vec::new();
-    for seg in &rec.stream.segments {
+    let stream = &rec.parts[0].stream;
+    for seg in &stream.segments {
         let Placement::Pieces {
             chunk_size, pieces, ..
-        } = &seg.placement
+        } = seg.placement.clone()
         else {
             continue;
         };
-        for p in pieces {
+        for p in &pieces {
             let key = gw.prepared.root_key.piece_id_key(&p.node);
-            let name = PieceId::derive(&key, &rec.stream.stream_id.0, seg.index, p.number).to_hex();
+            let name = PieceId::derive(&key, &stream.stream_id.0, seg.index, p.number).to_hex();
             let path = node_dir(gw, &p.node)
                 .join("pieces")
                 .join(&name[..2])
@@ -113,7 +114,7 @@ pub fn piece_files(gw: &TestGateway, rec: &ObjectRecord) -> Vec<PieceFile> {
                 node: p.node.clone(),
                 name,
                 path,
-                chunk_size: *chunk_size as usize,
+                chunk_size: chunk_size as usize,
             });
         }
     }

@@ -1,22 +1,31 @@
 //! S3 request authentication: AWS Signature Version 4 in the `Authorization` header or in the
-//! query string (presigned URLs), and the `aws-chunked` body encodings SigV4 streaming uses.
+//! query string (presigned URLs), the `aws-chunked` body encodings SigV4 streaming uses, and
+//! the legacy Signature Version 2 (header and presigned URLs) that boto3 still presigns with.
 //!
 //! Contract of [`verify_request`]:
-//! - It sees only the request head. `Ok(Verified)` means the signature over the method, the
-//!   raw path, the query, the signed headers and the declared payload hash is valid for
-//!   `creds`, the timestamp is acceptable, `host` and every `x-amz-*` header present (except
-//!   `x-amz-content-sha256`, which the canonical request covers anyway) are signed.
+//! - It sees only the request head. The mechanism is SigV2 when the `Authorization` scheme is
+//!   `AWS`, or without that header when the query has `AWSAccessKeyId` (and no
+//!   `X-Amz-Algorithm`); SigV4 otherwise. SigV4a and other schemes are refused as unsupported.
+//! - SigV4: `Ok(Verified)` means the signature over the method, the raw path, the query, the
+//!   signed headers and the declared payload hash is valid for `creds`, the timestamp is
+//!   acceptable, `host` and every `x-amz-*` header present (except `x-amz-content-sha256`,
+//!   which the canonical request covers anyway) are signed.
+//! - SigV2 (contract in `sigv2.rs`): `Ok(Verified)` means the HMAC-SHA1 over the method,
+//!   Content-MD5, Content-Type, the date or `Expires`, every `x-amz-*` header and the resource
+//!   (`/<vhost_bucket>` + raw path + sub-resources) is valid for `creds` and the time is
+//!   acceptable; the payload is always [`PayloadMode::Unsigned`] and the region `us-east-1`.
+//!   `vhost_bucket` is the bucket the Host header named (virtual-host style), else `None`.
 //! - It does not read the body. [`Verified::payload`] says what the caller still owes:
 //!   [`PayloadMode::Sha256`] bodies must be hashed and compared before anything is committed;
 //!   the streaming modes must be decoded through [`ChunkedDecoder`]; `Unsigned` bodies carry no
-//!   integrity guarantee from SigV4.
-//! - Header auth: `x-amz-content-sha256` is required; the time is `x-amz-date` or else `Date`
-//!   (ISO 8601 basic or IMF-fixdate) and must be within 15 minutes of `now`.
-//! - Query auth: `X-Amz-Expires` is 1..=604800; the request is valid from `X-Amz-Date` minus
-//!   15 minutes (clock skew) until `X-Amz-Date + X-Amz-Expires`; the payload is
+//!   integrity guarantee from the signature.
+//! - SigV4 header auth: `x-amz-content-sha256` is required; the time is `x-amz-date` or else
+//!   `Date` (ISO 8601 basic or IMF-fixdate) and must be within 15 minutes of `now`.
+//! - SigV4 query auth: `X-Amz-Expires` is 1..=604800; the request is valid from `X-Amz-Date`
+//!   minus 15 minutes (clock skew) until `X-Amz-Date + X-Amz-Expires`; the payload is
 //!   `UNSIGNED-PAYLOAD` unless an `X-Amz-Content-Sha256` parameter says otherwise.
-//! - The credential scope must be `<X-Amz-Date's date>/<any region>/s3/aws4_request`; the
-//!   region is returned, not checked. SigV2 and SigV4a are refused as unsupported.
+//! - The SigV4 credential scope must be `<X-Amz-Date's date>/<any region>/s3/aws4_request`;
+//!   the region is returned, not checked.
 //! - Signatures are compared in constant time. No error or `Debug` output contains the secret
 //!   key, the signing key or the expected signature.
 //!
@@ -34,14 +43,36 @@
 mod canonical;
 mod chunked;
 mod signing;
+mod sigv2;
 mod sigv4;
 mod time;
 
 use std::fmt;
+use std::time::SystemTime;
+
+use http::request::Parts;
 
 pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use signing::ChunkSigning;
-pub use sigv4::verify_request;
+
+/// Verifies the signature of a request head (SigV2 or SigV4) against the single tenant's
+/// credentials. `vhost_bucket` is the bucket named by the Host header of a virtual-host-style
+/// request (SigV2 signs it as part of the resource), `None` for path style.
+///
+/// See the [module contract](self) for exactly what `Ok` guarantees and what the caller
+/// still has to check on the body.
+pub fn verify_request(
+    parts: &Parts,
+    creds: &Credentials,
+    now: SystemTime,
+    vhost_bucket: Option<&str>,
+) -> Result<Verified, AuthError> {
+    if sigv2::applies(parts) {
+        sigv2::verify(parts, creds, now, vhost_bucket)
+    } else {
+        sigv4::verify_request(parts, creds, now)
+    }
+}
 
 /// The single tenant's S3 credentials.
 #[derive(Clone)]
@@ -92,7 +123,7 @@ impl PayloadMode {
     }
 }
 
-/// A request whose SigV4 signature checked out.
+/// A request whose signature checked out.
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub access_key: String,

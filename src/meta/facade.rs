@@ -1,0 +1,433 @@
+//! [`Meta`]: the async facade over [`SqliteMeta`]. Every call clones its arguments and runs
+//! the synchronous call on tokio's blocking pool; results and errors are exactly those of the
+//! [`SqliteMeta`] method of the same name.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{
+    BucketInfo, Garbage, ListPage, ListQuery, MetaError, ObjectRecord, PartRecord, PartSummary,
+    Precondition, SqliteMeta, StreamId, UploadListPage, UploadListQuery, UploadRecord,
+};
+
+/// Cheap to clone; clones share the same database connections.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    inner: Arc<SqliteMeta>,
+}
+
+impl From<SqliteMeta> for Meta {
+    fn from(backend: SqliteMeta) -> Self {
+        Meta {
+            inner: Arc::new(backend),
+        }
+    }
+}
+
+type Tags = Vec<(String, String)>;
+
+impl Meta {
+    /// Opens or creates the database at `path`; see [`SqliteMeta::open`].
+    pub async fn open(path: &Path) -> Result<Meta, MetaError> {
+        let path = path.to_path_buf();
+        let backend = tokio::task::spawn_blocking(move || SqliteMeta::open(&path)).await??;
+        Ok(Meta::from(backend))
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, MetaError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteMeta) -> Result<T, MetaError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner)).await?
+    }
+
+    pub async fn create_bucket(&self, name: &str, created_ms: i64) -> Result<(), MetaError> {
+        let name = name.to_owned();
+        self.run(move |m| m.create_bucket(&name, created_ms)).await
+    }
+
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), MetaError> {
+        let name = name.to_owned();
+        self.run(move |m| m.delete_bucket(&name)).await
+    }
+
+    pub async fn get_bucket(&self, name: &str) -> Result<Option<BucketInfo>, MetaError> {
+        let name = name.to_owned();
+        self.run(move |m| m.get_bucket(&name)).await
+    }
+
+    pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>, MetaError> {
+        self.run(|m| m.list_buckets()).await
+    }
+
+    pub async fn set_bucket_tags(
+        &self,
+        bucket: &str,
+        tags: Option<&[(String, String)]>,
+    ) -> Result<(), MetaError> {
+        let bucket = bucket.to_owned();
+        let tags: Option<Tags> = tags.map(<[_]>::to_vec);
+        self.run(move |m| m.set_bucket_tags(&bucket, tags.as_deref()))
+            .await
+    }
+
+    pub async fn get_bucket_tags(&self, bucket: &str) -> Result<Option<Tags>, MetaError> {
+        let bucket = bucket.to_owned();
+        self.run(move |m| m.get_bucket_tags(&bucket)).await
+    }
+
+    pub async fn put_object(
+        &self,
+        rec: &ObjectRecord,
+        pre: &Precondition,
+    ) -> Result<(), MetaError> {
+        let (rec, pre) = (rec.clone(), pre.clone());
+        self.run(move |m| m.put_object(&rec, &pre)).await
+    }
+
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectRecord>, MetaError> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.run(move |m| m.get_object(&bucket, &key)).await
+    }
+
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, MetaError> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.run(move |m| m.delete_object(&bucket, &key)).await
+    }
+
+    pub async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), MetaError> {
+        let (bucket, key, tags) = (bucket.to_owned(), key.to_owned(), tags.to_vec());
+        self.run(move |m| m.set_object_tags(&bucket, &key, &tags))
+            .await
+    }
+
+    pub async fn list_objects(&self, q: &ListQuery<'_>) -> Result<ListPage, MetaError> {
+        let bucket = q.bucket.to_owned();
+        let prefix = q.prefix.to_owned();
+        let delimiter = q.delimiter.map(str::to_owned);
+        let start_after = q.start_after.map(str::to_owned);
+        let max_keys = q.max_keys;
+        self.run(move |m| {
+            m.list_objects(&ListQuery {
+                bucket: &bucket,
+                prefix: &prefix,
+                delimiter: delimiter.as_deref(),
+                start_after: start_after.as_deref(),
+                max_keys,
+            })
+        })
+        .await
+    }
+
+    pub async fn create_upload(&self, u: &UploadRecord) -> Result<(), MetaError> {
+        let u = u.clone();
+        self.run(move |m| m.create_upload(&u)).await
+    }
+
+    pub async fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, MetaError> {
+        let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.run(move |m| m.get_upload(&bucket, &key, &id)).await
+    }
+
+    pub async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: &PartRecord,
+    ) -> Result<(), MetaError> {
+        let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        let part = part.clone();
+        self.run(move |m| m.put_part(&bucket, &key, &id, &part))
+            .await
+    }
+
+    pub async fn get_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartRecord>, MetaError> {
+        let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.run(move |m| m.get_parts(&bucket, &key, &id)).await
+    }
+
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<(Vec<PartSummary>, bool), MetaError> {
+        let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.run(move |m| m.list_parts(&bucket, &key, &id, after, max))
+            .await
+    }
+
+    pub async fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), MetaError> {
+        let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.run(move |m| m.abort_upload(&bucket, &key, &id)).await
+    }
+
+    pub async fn complete_upload(
+        &self,
+        upload_id: &str,
+        rec: &ObjectRecord,
+        pre: &Precondition,
+    ) -> Result<(), MetaError> {
+        let (id, rec, pre) = (upload_id.to_owned(), rec.clone(), pre.clone());
+        self.run(move |m| m.complete_upload(&id, &rec, &pre)).await
+    }
+
+    pub async fn list_uploads(&self, q: &UploadListQuery<'_>) -> Result<UploadListPage, MetaError> {
+        let bucket = q.bucket.to_owned();
+        let prefix = q.prefix.to_owned();
+        let delimiter = q.delimiter.map(str::to_owned);
+        let key_marker = q.key_marker.map(str::to_owned);
+        let upload_id_marker = q.upload_id_marker.map(str::to_owned);
+        let max_uploads = q.max_uploads;
+        self.run(move |m| {
+            m.list_uploads(&UploadListQuery {
+                bucket: &bucket,
+                prefix: &prefix,
+                delimiter: delimiter.as_deref(),
+                key_marker: key_marker.as_deref(),
+                upload_id_marker: upload_id_marker.as_deref(),
+                max_uploads,
+            })
+        })
+        .await
+    }
+
+    pub async fn garbage(&self, limit: usize) -> Result<Vec<Garbage>, MetaError> {
+        self.run(move |m| m.garbage(limit)).await
+    }
+
+    pub async fn garbage_done(&self, stream_id: &StreamId) -> Result<(), MetaError> {
+        let stream_id = *stream_id;
+        self.run(move |m| m.garbage_done(&stream_id)).await
+    }
+
+    pub async fn pieces_on_node(
+        &self,
+        node: &str,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u32, u16)>, MetaError> {
+        let node = node.to_owned();
+        self.run(move |m| m.pieces_on_node(&node, limit)).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::meta::{
+        ObjectPart, PieceRecord, Placement, SegmentRecord, StreamRecord, OBJECT_FORMAT,
+    };
+
+    fn stream(id: u8) -> StreamRecord {
+        StreamRecord {
+            stream_id: StreamId([id; 16]),
+            cipher: 1,
+            block_size: 64,
+            segment_size: 64,
+            segments: vec![SegmentRecord {
+                index: 0,
+                plain_size: 3,
+                wrapped_key: vec![1, 2],
+                placement: Placement::Pieces {
+                    k: 1,
+                    n: 2,
+                    chunk_size: 16,
+                    pieces: vec![
+                        PieceRecord {
+                            number: 0,
+                            node: "n1".into(),
+                        },
+                        PieceRecord {
+                            number: 1,
+                            node: "n2".into(),
+                        },
+                    ],
+                },
+            }],
+        }
+    }
+
+    fn record(bucket: &str, key: &str, id: u8) -> ObjectRecord {
+        ObjectRecord {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: None,
+            format: OBJECT_FORMAT,
+            size: 3,
+            etag: "abc".into(),
+            last_modified_ms: 7,
+            content_type: None,
+            system_meta: vec![],
+            user_meta: vec![],
+            tags: vec![],
+            checksum: None,
+            parts: vec![ObjectPart {
+                number: 0,
+                size: 3,
+                etag: "abc".into(),
+                checksum: None,
+                stream: stream(id),
+            }],
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn objects_and_buckets_round_trip_through_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(&dir.path().join("meta.db")).await.unwrap();
+        meta.create_bucket("b", 5).await.unwrap();
+        assert!(matches!(
+            meta.create_bucket("b", 6).await,
+            Err(MetaError::BucketExists(_))
+        ));
+        assert_eq!(
+            meta.get_bucket("b").await.unwrap(),
+            Some(BucketInfo {
+                name: "b".into(),
+                created_ms: 5
+            })
+        );
+        assert_eq!(meta.list_buckets().await.unwrap().len(), 1);
+        let tags = vec![("k".to_string(), "v".to_string())];
+        meta.set_bucket_tags("b", Some(&tags)).await.unwrap();
+        assert_eq!(meta.get_bucket_tags("b").await.unwrap(), Some(tags.clone()));
+
+        let mut rec = record("b", "dir/k", 1);
+        meta.put_object(&rec, &Precondition::IfNoneMatchStar)
+            .await
+            .unwrap();
+        assert!(matches!(
+            meta.put_object(&rec, &Precondition::IfNoneMatchStar).await,
+            Err(MetaError::PreconditionFailed)
+        ));
+        meta.set_object_tags("b", "dir/k", &tags).await.unwrap();
+        rec.tags = tags;
+        let clone = meta.clone();
+        assert_eq!(clone.get_object("b", "dir/k").await.unwrap(), Some(rec));
+        let page = meta
+            .list_objects(&ListQuery {
+                bucket: "b",
+                prefix: "",
+                delimiter: Some("/"),
+                start_after: None,
+                max_keys: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.common_prefixes, vec!["dir/".to_string()]);
+        assert_eq!(
+            meta.pieces_on_node("n2", 10).await.unwrap(),
+            vec![(StreamId([1; 16]), 0, 1)]
+        );
+
+        meta.put_object(
+            &record("b", "dir/k", 2),
+            &Precondition::IfMatch("abc".into()),
+        )
+        .await
+        .unwrap();
+        let garbage = meta.garbage(10).await.unwrap();
+        assert_eq!(garbage.len(), 1);
+        assert_eq!(garbage[0].stream_id, StreamId([1; 16]));
+        meta.garbage_done(&StreamId([1; 16])).await.unwrap();
+        assert!(meta.garbage(10).await.unwrap().is_empty());
+
+        assert!(meta.delete_object("b", "dir/k").await.unwrap());
+        assert!(!meta.delete_object("b", "dir/k").await.unwrap());
+        meta.delete_bucket("b").await.unwrap();
+        assert_eq!(meta.get_bucket("b").await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploads_round_trip_through_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(&dir.path().join("meta.db")).await.unwrap();
+        meta.create_bucket("b", 5).await.unwrap();
+        let upload = UploadRecord {
+            upload_id: "u".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            initiated_ms: 9,
+            content_type: None,
+            system_meta: vec![],
+            user_meta: vec![],
+            tags: vec![],
+            checksum_algorithm: Some(1),
+            checksum_kind: Some(2),
+        };
+        meta.create_upload(&upload).await.unwrap();
+        assert_eq!(
+            meta.get_upload("b", "k", "u").await.unwrap(),
+            Some(upload.clone())
+        );
+        let part = |number: u32, id: u8| PartRecord {
+            number,
+            size: 3,
+            etag: "abc".into(),
+            checksum: None,
+            last_modified_ms: 8,
+            stream: stream(id),
+        };
+        meta.put_part("b", "k", "u", &part(1, 1)).await.unwrap();
+        meta.put_part("b", "k", "u", &part(2, 2)).await.unwrap();
+        assert_eq!(meta.get_parts("b", "k", "u").await.unwrap().len(), 2);
+        let (listed, truncated) = meta.list_parts("b", "k", "u", 0, 1).await.unwrap();
+        assert_eq!((listed.len(), listed[0].number, truncated), (1, 1, true));
+        let page = meta
+            .list_uploads(&UploadListQuery {
+                bucket: "b",
+                prefix: "",
+                delimiter: None,
+                key_marker: None,
+                upload_id_marker: None,
+                max_uploads: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.uploads.len(), 1);
+
+        let mut rec = record("b", "k", 1);
+        rec.parts[0].number = 1;
+        meta.complete_upload("u", &rec, &Precondition::None)
+            .await
+            .unwrap();
+        assert_eq!(meta.get_object("b", "k").await.unwrap(), Some(rec));
+        let garbage = meta.garbage(10).await.unwrap();
+        assert_eq!(garbage.len(), 1);
+        assert_eq!(garbage[0].stream_id, StreamId([2; 16]));
+        assert!(matches!(
+            meta.abort_upload("b", "k", "u").await,
+            Err(MetaError::NoSuchUpload(_))
+        ));
+    }
+}

@@ -1,0 +1,153 @@
+//! The SQLite schema (version [`SCHEMA_VERSION`]) and the checks made when a database is opened.
+//!
+//! A new, empty database gets the schema and `PRAGMA user_version = SCHEMA_VERSION` in one
+//! transaction. A database with that version is used as is; a newer one is refused with
+//! [`MetaError::SchemaTooNew`]; a non-empty one without a version, or with an unknown older
+//! version, is refused with [`MetaError::Corrupt`] and left untouched.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::super::{MetaError, SCHEMA_VERSION};
+
+/// Version 1. Reference model: a stream (stored body) is referenced by object parts and upload
+/// parts; it is marked garbage in the transaction that removes its last reference, and its rows
+/// stay until garbage collection has deleted its pieces. Every table that references a stream
+/// has an index on `stream_id`, so "is anything still referencing it" and the foreign-key check
+/// of `garbage_done` are index lookups.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE buckets (
+    name TEXT NOT NULL PRIMARY KEY,
+    created_ms INTEGER NOT NULL,
+    -- JSON array of [key, value]; NULL = no tag set (distinct from an empty one).
+    tags TEXT
+) WITHOUT ROWID;
+
+CREATE TABLE streams (
+    stream_id BLOB NOT NULL PRIMARY KEY CHECK (length(stream_id) = 16),
+    cipher INTEGER NOT NULL,
+    block_size INTEGER NOT NULL,
+    segment_size INTEGER NOT NULL,
+    garbage INTEGER NOT NULL DEFAULT 0 CHECK (garbage IN (0, 1)),
+    garbage_since_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX streams_garbage ON streams (garbage_since_ms, stream_id) WHERE garbage = 1;
+
+CREATE TABLE objects (
+    bucket TEXT NOT NULL REFERENCES buckets (name),
+    key BLOB NOT NULL,
+    version_id TEXT,
+    format INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    last_modified_ms INTEGER NOT NULL,
+    content_type TEXT,
+    system_meta TEXT NOT NULL,
+    user_meta TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    checksum_algorithm INTEGER,
+    checksum_kind INTEGER,
+    checksum TEXT,
+    PRIMARY KEY (bucket, key),
+    CHECK ((checksum IS NULL) = (checksum_algorithm IS NULL)
+        AND (checksum IS NULL) = (checksum_kind IS NULL))
+) WITHOUT ROWID;
+
+-- The body of an object: its parts in order (idx = position), each on one stream.
+CREATE TABLE object_parts (
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    stream_id BLOB NOT NULL REFERENCES streams (stream_id),
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    checksum TEXT,
+    PRIMARY KEY (bucket, key, idx),
+    FOREIGN KEY (bucket, key) REFERENCES objects (bucket, key) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX object_parts_by_stream ON object_parts (stream_id);
+
+CREATE TABLE uploads (
+    upload_id TEXT NOT NULL PRIMARY KEY,
+    bucket TEXT NOT NULL REFERENCES buckets (name),
+    key BLOB NOT NULL,
+    initiated_ms INTEGER NOT NULL,
+    content_type TEXT,
+    system_meta TEXT NOT NULL,
+    user_meta TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    checksum_algorithm INTEGER,
+    checksum_kind INTEGER
+) WITHOUT ROWID;
+CREATE INDEX uploads_by_key ON uploads (bucket, key, upload_id);
+
+CREATE TABLE upload_parts (
+    upload_id TEXT NOT NULL REFERENCES uploads (upload_id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    stream_id BLOB NOT NULL REFERENCES streams (stream_id),
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    checksum TEXT,
+    last_modified_ms INTEGER NOT NULL,
+    PRIMARY KEY (upload_id, number)
+) WITHOUT ROWID;
+CREATE INDEX upload_parts_by_stream ON upload_parts (stream_id);
+
+CREATE TABLE segments (
+    stream_id BLOB NOT NULL REFERENCES streams (stream_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    plain_size INTEGER NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    inline_data BLOB,
+    k INTEGER,
+    n INTEGER,
+    chunk_size INTEGER,
+    PRIMARY KEY (stream_id, idx),
+    CHECK ((inline_data IS NOT NULL AND k IS NULL AND n IS NULL AND chunk_size IS NULL)
+        OR (inline_data IS NULL AND k IS NOT NULL AND n IS NOT NULL AND chunk_size IS NOT NULL))
+) WITHOUT ROWID;
+
+CREATE TABLE pieces (
+    stream_id BLOB NOT NULL,
+    segment_idx INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    PRIMARY KEY (stream_id, segment_idx, number),
+    FOREIGN KEY (stream_id, segment_idx) REFERENCES segments (stream_id, idx) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX pieces_by_node ON pieces (node, stream_id);
+";
+
+/// Creates the schema in an empty database, or checks the version of an existing one.
+pub(super) fn init_schema(conn: &mut Connection) -> Result<(), MetaError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: u32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    match found {
+        0 => {
+            let objects: i64 =
+                tx.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
+            if objects > 0 {
+                return Err(MetaError::Corrupt(
+                    "database has tables but no schema version; not a gateway metadata database"
+                        .into(),
+                ));
+            }
+            tx.execute_batch(SCHEMA)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        SCHEMA_VERSION => {}
+        found if found > SCHEMA_VERSION => {
+            return Err(MetaError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        }
+        found => {
+            return Err(MetaError::Corrupt(format!(
+                "unknown schema version {found} (this build knows {SCHEMA_VERSION})"
+            )))
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Multipart uploads: each part is stored as its own stream when it arrives; completing the
+//! upload commits an object whose parts reference those streams, so completion moves no data.
+//!
+//! Contract:
+//! - Re-uploading a part number stores a new stream (fresh segment keys, so no key/nonce pair
+//!   is ever reused) and makes the old one garbage.
+//! - Completion validates the client's list as S3 does (ascending order → InvalidPartOrder;
+//!   unknown part or ETag/checksum mismatch → InvalidPart; a non-last part under 5 MiB →
+//!   EntityTooSmall) and commits atomically: of two racing completions exactly one wins, the
+//!   other sees NoSuchUpload. Parts not named in the list become garbage.
+//! - ETag: hex MD5 of the concatenated binary part MD5s, then `-N`. Checksums: COMPOSITE is the
+//!   checksum of the concatenated part checksums plus `-N`; FULL_OBJECT (CRCs only) is the CRC
+//!   of the whole object, combined from the part CRCs.
+
+use md5::{Digest, Md5};
+
+use super::put::store_body;
+use super::{now_ms, BodyReceiver, ObjectError, ObjectLayer};
+use crate::checksum::{self, Checksum, ChecksumAlgorithm, ChecksumType};
+use crate::meta::{
+    ObjectPart, ObjectRecord, PartRecord, PartSummary, Precondition, StoredChecksum,
+    UploadListPage, UploadListQuery, UploadRecord, OBJECT_FORMAT,
+};
+
+/// Every part but the last must be at least this big (as on AWS).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+pub const KIND_FULL_OBJECT: u8 = 1;
+pub const KIND_COMPOSITE: u8 = 2;
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateUpload {
+    pub bucket: String,
+    pub key: String,
+    pub content_type: Option<String>,
+    pub system_meta: Vec<(String, String)>,
+    pub user_meta: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    pub checksum: Option<(ChecksumAlgorithm, ChecksumType)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartOutcome {
+    pub etag: String,
+    pub checksum: Option<String>,
+    pub last_modified_ms: i64,
+}
+
+/// One entry of the client's CompleteMultipartUpload list.
+#[derive(Debug, Clone)]
+pub struct CompletedPart {
+    pub number: u32,
+    /// Unquoted.
+    pub etag: String,
+    /// Base64 checksum the client says the part has, in the upload's algorithm.
+    pub checksum: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompleteOutcome {
+    pub etag: String,
+    pub checksum: Option<StoredChecksum>,
+    pub size: u64,
+}
+
+fn kind_id(t: ChecksumType) -> u8 {
+    match t {
+        ChecksumType::FullObject => KIND_FULL_OBJECT,
+        ChecksumType::Composite => KIND_COMPOSITE,
+    }
+}
+
+impl ObjectLayer {
+    pub async fn create_upload(&self, req: CreateUpload) -> Result<String, ObjectError> {
+        self.bucket(&req.bucket).await?;
+        let mut id = [0u8; 24];
+        crate::crypto::random_bytes(&mut id)?;
+        let upload_id = crate::crypto::encode_hex(&id);
+        let rec = UploadRecord {
+            upload_id: upload_id.clone(),
+            bucket: req.bucket,
+            key: req.key,
+            initiated_ms: now_ms(),
+            content_type: req.content_type,
+            system_meta: req.system_meta,
+            user_meta: req.user_meta,
+            tags: req.tags,
+            checksum_algorithm: req.checksum.map(|(a, _)| a.id()),
+            checksum_kind: req.checksum.map(|(_, t)| kind_id(t)),
+        };
+        self.inner.meta.create_upload(&rec).await?;
+        Ok(upload_id)
+    }
+
+    /// The upload, or NoSuchUpload (also when it belongs to another bucket or key).
+    pub async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadRecord, ObjectError> {
+        self.bucket(bucket).await?;
+        self.inner
+            .meta
+            .get_upload(bucket, key, upload_id)
+            .await?
+            .ok_or(ObjectError::NoSuchUpload)
+    }
+
+    /// Stores one part. `body`'s end event carries the verified checksum, if the client sent
+    /// one or the upload asked for one.
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: BodyReceiver,
+        expected_md5: Option<[u8; 16]>,
+    ) -> Result<PartOutcome, ObjectError> {
+        self.upload(bucket, key, upload_id).await?;
+        let body = store_body(&self.inner, body).await?;
+        if expected_md5.is_some_and(|m| m != body.md5) {
+            return Err(ObjectError::BadDigest);
+        }
+        let etag = crate::crypto::encode_hex(&body.md5);
+        let part = PartRecord {
+            number,
+            size: body.size,
+            etag: etag.clone(),
+            checksum: body.checksum.as_ref().map(|c| c.value.clone()),
+            last_modified_ms: now_ms(),
+            stream: body.stream.clone(),
+        };
+        self.inner
+            .meta
+            .put_part(bucket, key, upload_id, &part)
+            .await?;
+        body.keep();
+        self.inner.gc_wake.notify_one();
+        Ok(PartOutcome {
+            etag,
+            checksum: part.checksum,
+            last_modified_ms: part.last_modified_ms,
+        })
+    }
+
+    pub async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        list: &[CompletedPart],
+        precondition: &Precondition,
+    ) -> Result<CompleteOutcome, ObjectError> {
+        let upload = self.upload(bucket, key, upload_id).await?;
+        if list.is_empty() {
+            return Err(ObjectError::InvalidRequest(
+                "You must specify at least one part".into(),
+            ));
+        }
+        if list.windows(2).any(|w| w[0].number >= w[1].number) {
+            return Err(ObjectError::InvalidPartOrder);
+        }
+        let stored = self.inner.meta.get_parts(bucket, key, upload_id).await?;
+        let algorithm = upload
+            .checksum_algorithm
+            .and_then(ChecksumAlgorithm::from_id);
+        let mut chosen = Vec::with_capacity(list.len());
+        for (i, want) in list.iter().enumerate() {
+            let part = stored
+                .iter()
+                .find(|p| p.number == want.number)
+                .filter(|p| p.etag == want.etag)
+                .ok_or(ObjectError::InvalidPart(want.number))?;
+            if let (Some(given), Some(have)) = (&want.checksum, &part.checksum) {
+                if given != have {
+                    return Err(ObjectError::InvalidPart(want.number));
+                }
+            }
+            if i + 1 < list.len() && part.size < MIN_PART_SIZE {
+                return Err(ObjectError::EntityTooSmall(want.number));
+            }
+            chosen.push(part);
+        }
+
+        let mut md5s = Md5::new();
+        for p in &chosen {
+            let raw = decode_hex(&p.etag).ok_or_else(|| {
+                ObjectError::Internal(format!("stored part ETag {:?} is not hex", p.etag))
+            })?;
+            md5s.update(&raw);
+        }
+        let etag = format!(
+            "{}-{}",
+            crate::crypto::encode_hex(&md5s.finalize()),
+            chosen.len()
+        );
+        let checksum = match (algorithm, upload.checksum_kind) {
+            (Some(a), Some(kind)) => Some(whole_checksum(a, kind, &chosen)?),
+            _ => None,
+        };
+        let size = chosen.iter().map(|p| p.size).sum();
+        let rec = ObjectRecord {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: None,
+            format: OBJECT_FORMAT,
+            size,
+            etag: etag.clone(),
+            last_modified_ms: now_ms(),
+            content_type: upload.content_type,
+            system_meta: upload.system_meta,
+            user_meta: upload.user_meta,
+            tags: upload.tags,
+            checksum: checksum.clone(),
+            parts: chosen
+                .iter()
+                .map(|p| ObjectPart {
+                    number: p.number,
+                    size: p.size,
+                    etag: p.etag.clone(),
+                    checksum: p.checksum.clone(),
+                    stream: p.stream.clone(),
+                })
+                .collect(),
+        };
+        self.inner
+            .meta
+            .complete_upload(upload_id, &rec, precondition)
+            .await?;
+        self.inner.gc_wake.notify_one();
+        Ok(CompleteOutcome {
+            etag,
+            checksum,
+            size,
+        })
+    }
+
+    pub async fn abort_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), ObjectError> {
+        self.bucket(bucket).await?;
+        self.inner.meta.abort_upload(bucket, key, upload_id).await?;
+        self.inner.gc_wake.notify_one();
+        Ok(())
+    }
+
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<(UploadRecord, Vec<PartSummary>, bool), ObjectError> {
+        let upload = self.upload(bucket, key, upload_id).await?;
+        let (parts, truncated) = self
+            .inner
+            .meta
+            .list_parts(bucket, key, upload_id, after, max)
+            .await?;
+        Ok((upload, parts, truncated))
+    }
+
+    pub async fn list_uploads(
+        &self,
+        q: &UploadListQuery<'_>,
+    ) -> Result<UploadListPage, ObjectError> {
+        self.bucket(q.bucket).await?;
+        Ok(self.inner.meta.list_uploads(q).await?)
+    }
+}
+
+/// The whole-object checksum of a completed upload from its parts' checksums.
+fn whole_checksum(
+    a: ChecksumAlgorithm,
+    kind: u8,
+    parts: &[&PartRecord],
+) -> Result<StoredChecksum, ObjectError> {
+    let mut sums = Vec::with_capacity(parts.len());
+    for p in parts {
+        let value = p.checksum.as_deref().ok_or_else(|| {
+            ObjectError::InvalidRequest(format!(
+                "part {} was uploaded without a {} checksum",
+                p.number,
+                a.name()
+            ))
+        })?;
+        let sum = Checksum::from_base64(a, value)
+            .map_err(|e| ObjectError::Internal(format!("stored part checksum: {e}")))?;
+        sums.push((sum, p.size));
+    }
+    let value = if kind == KIND_COMPOSITE {
+        let only: Vec<Checksum> = sums.into_iter().map(|(c, _)| c).collect();
+        checksum::composite(a, &only).map_err(|e| ObjectError::InvalidRequest(e.to_string()))?
+    } else {
+        checksum::combine_full_object(a, &sums)
+            .map_err(|e| ObjectError::InvalidRequest(e.to_string()))?
+            .to_base64()
+    };
+    Ok(StoredChecksum {
+        algorithm: a.id(),
+        kind,
+        value,
+    })
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}

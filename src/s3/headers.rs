@@ -1,0 +1,365 @@
+//! Request headers shared by several operations (metadata, conditions, tagging, copy
+//! sources) and the object headers of GET/HEAD responses.
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::HeaderValue;
+
+use super::error::{S3Error, S3ErrorCode};
+use super::router::decode_path;
+use super::xml;
+use crate::checksum::ChecksumAlgorithm;
+use crate::meta::{ObjectRecord, Precondition};
+use crate::object::Conditions;
+
+/// Keys are at most 1024 bytes of UTF-8, as on AWS.
+const MAX_KEY_LEN: usize = 1024;
+/// User-defined metadata (names and values of x-amz-meta-*) is at most 2 KiB.
+const MAX_USER_META: usize = 2048;
+/// Stored and returned as given.
+const SYSTEM_HEADERS: &[&str] = &[
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+];
+/// AWS limits on object tags.
+const MAX_OBJECT_TAGS: usize = 10;
+const MAX_TAG_KEY: usize = 128;
+const MAX_TAG_VALUE: usize = 256;
+
+pub fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub fn check_key(key: &str) -> Result<(), S3Error> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(S3Error::new(
+            S3ErrorCode::KeyTooLongError,
+            "Your key is too long",
+        ));
+    }
+    Ok(())
+}
+
+pub fn system_meta(h: &HeaderMap) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for name in SYSTEM_HEADERS {
+        let Some(v) = header_str(h, name) else {
+            continue;
+        };
+        let v = if *name == "content-encoding" {
+            // aws-chunked is transport framing, not a property of the object.
+            let rest: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+                .collect();
+            if rest.is_empty() {
+                continue;
+            }
+            rest.join(", ")
+        } else {
+            v.to_string()
+        };
+        out.push((name.to_string(), v));
+    }
+    out
+}
+
+pub fn user_meta(h: &HeaderMap) -> Result<Vec<(String, String)>, S3Error> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut size = 0;
+    for (name, value) in h {
+        let Some(n) = name.as_str().strip_prefix("x-amz-meta-") else {
+            continue;
+        };
+        let v = value.to_str().map_err(|_| {
+            S3Error::invalid_argument("metadata values must be US-ASCII", name.as_str(), "")
+        })?;
+        size += n.len() + v.len();
+        // Repeated headers are joined, as HTTP allows.
+        match out.iter_mut().find(|(k, _)| k == n) {
+            Some((_, existing)) => {
+                existing.push(',');
+                existing.push_str(v);
+            }
+            None => out.push((n.to_string(), v.to_string())),
+        }
+    }
+    if size > MAX_USER_META {
+        return Err(S3Error::new(
+            S3ErrorCode::MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size.",
+        ));
+    }
+    Ok(out)
+}
+
+/// Checks a tag set against AWS's limits (object tags: at most 10; bucket tags: 50).
+pub fn check_tags(tags: &[(String, String)], max: usize) -> Result<(), S3Error> {
+    let bad = |m: &str| S3Error::new(S3ErrorCode::InvalidTag, m.to_string());
+    if tags.len() > max {
+        return Err(bad("Object tags cannot be greater than 10"));
+    }
+    for (i, (k, v)) in tags.iter().enumerate() {
+        if k.is_empty() || k.chars().count() > MAX_TAG_KEY {
+            return Err(bad("The TagKey you have provided is invalid"));
+        }
+        if v.chars().count() > MAX_TAG_VALUE {
+            return Err(bad("The TagValue you have provided is invalid"));
+        }
+        if tags[..i].iter().any(|(o, _)| o == k) {
+            return Err(bad("Cannot provide multiple Tags with the same key"));
+        }
+        if k.starts_with("aws:") {
+            return Err(bad("Your TagKey cannot be prefixed with aws:"));
+        }
+    }
+    Ok(())
+}
+
+pub fn object_tag_limit() -> usize {
+    MAX_OBJECT_TAGS
+}
+
+/// `x-amz-tagging: k1=v1&k2=v2` (URL-encoded, as a query string).
+pub fn tagging_header(h: &HeaderMap) -> Result<Option<Vec<(String, String)>>, S3Error> {
+    let Some(raw) = header_str(h, "x-amz-tagging") else {
+        return Ok(None);
+    };
+    let q = super::router::Query::parse(Some(raw))?;
+    let tags = q.0;
+    check_tags(&tags, MAX_OBJECT_TAGS)?;
+    Ok(Some(tags))
+}
+
+fn parse_etags(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|t| {
+            t.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_string()
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn parse_time(h: &HeaderMap, name: &str) -> Option<i64> {
+    // An unparseable date is ignored, as HTTP prescribes.
+    header_str(h, name).and_then(|v| xml::time::parse_http_date(v.trim()).ok())
+}
+
+/// `If-*` headers (prefix "") or copy-source conditions (prefix "x-amz-copy-source-").
+pub fn conditions(h: &HeaderMap, prefix: &str) -> Conditions {
+    let name = |n: &str| format!("{prefix}{n}");
+    Conditions {
+        if_match: header_str(h, &name("if-match")).map(parse_etags),
+        if_none_match: header_str(h, &name("if-none-match")).map(parse_etags),
+        if_modified_since: parse_time(h, &name("if-modified-since")),
+        if_unmodified_since: parse_time(h, &name("if-unmodified-since")),
+    }
+}
+
+/// Conditional writes: `If-None-Match: *` or `If-Match: "etag"`.
+pub fn write_precondition(h: &HeaderMap) -> Result<Precondition, S3Error> {
+    match (header_str(h, "if-none-match"), header_str(h, "if-match")) {
+        (None, None) => Ok(Precondition::None),
+        (Some(v), None) if v.trim() == "*" => Ok(Precondition::IfNoneMatchStar),
+        (Some(_), None) => Err(S3Error::new(
+            S3ErrorCode::NotImplemented,
+            "If-None-Match on writes supports only '*'",
+        )),
+        (None, Some(v)) => {
+            let tags = parse_etags(v);
+            match tags.as_slice() {
+                [one] if one != "*" => Ok(Precondition::IfMatch(one.clone())),
+                _ => Err(S3Error::new(
+                    S3ErrorCode::NotImplemented,
+                    "If-Match on writes supports a single ETag",
+                )),
+            }
+        }
+        (Some(_), Some(_)) => Err(S3Error::invalid_request(
+            "If-Match and If-None-Match cannot both be given on a write",
+        )),
+    }
+}
+
+/// `Content-MD5`, base64 of 16 bytes.
+pub fn content_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>, S3Error> {
+    let Some(v) = header_str(h, "content-md5") else {
+        return Ok(None);
+    };
+    crate::checksum::base64_decode(v.trim())
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidDigest,
+                "The Content-MD5 you specified was invalid.",
+            )
+        })
+}
+
+/// `x-amz-copy-source: /bucket/key` (or without the leading slash; URL-encoded; a
+/// `?versionId=null` suffix is accepted).
+pub fn copy_source(h: &HeaderMap) -> Result<(String, String), S3Error> {
+    let raw = header_str(h, "x-amz-copy-source").unwrap_or("");
+    let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+    if let Some(v) = query.strip_prefix("versionId=") {
+        if v != "null" {
+            return Err(S3Error::invalid_argument(
+                "Invalid version id specified",
+                "x-amz-copy-source",
+                raw,
+            ));
+        }
+    }
+    let decoded = decode_path(path)?;
+    let trimmed = decoded.strip_prefix('/').unwrap_or(&decoded);
+    match trimmed.split_once('/') {
+        Some((b, k)) if !b.is_empty() && !k.is_empty() => {
+            check_key(k)?;
+            Ok((b.to_string(), k.to_string()))
+        }
+        _ => Err(S3Error::invalid_argument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            "x-amz-copy-source",
+            raw,
+        )),
+    }
+}
+
+pub fn insert(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+/// ETag, Last-Modified, Content-Type, stored headers, user metadata, tag count; the
+/// object's checksum when `checksum_mode` and `whole` (never for a ranged read).
+pub fn object_headers(h: &mut HeaderMap, rec: &ObjectRecord, checksum_mode: bool, whole: bool) {
+    insert(h, header::ETAG, &format!("\"{}\"", rec.etag));
+    insert(
+        h,
+        header::LAST_MODIFIED,
+        &xml::time::format_http_date(rec.last_modified_ms.div_euclid(1000)),
+    );
+    insert(
+        h,
+        header::CONTENT_TYPE,
+        rec.content_type.as_deref().unwrap_or("binary/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    for (name, value) in &rec.system_meta {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            insert(h, n, value);
+        }
+    }
+    for (name, value) in &rec.user_meta {
+        if let Ok(n) = HeaderName::from_bytes(format!("x-amz-meta-{name}").as_bytes()) {
+            insert(h, n, value);
+        }
+    }
+    if !rec.tags.is_empty() {
+        insert(
+            h,
+            HeaderName::from_static("x-amz-tagging-count"),
+            &rec.tags.len().to_string(),
+        );
+    }
+    if rec.parts.len() > 1 || rec.parts.first().is_some_and(|p| p.number > 0) {
+        insert(
+            h,
+            HeaderName::from_static("x-amz-mp-parts-count"),
+            &rec.parts.len().to_string(),
+        );
+    }
+    if let (true, true, Some(c)) = (checksum_mode, whole, &rec.checksum) {
+        if let Some(a) = ChecksumAlgorithm::from_id(c.algorithm) {
+            if let Ok(n) = HeaderName::from_bytes(a.header_name().as_bytes()) {
+                insert(h, n, &c.value);
+            }
+            let kind = if c.kind == crate::object::multipart::KIND_COMPOSITE {
+                "COMPOSITE"
+            } else {
+                "FULL_OBJECT"
+            };
+            insert(h, HeaderName::from_static("x-amz-checksum-type"), kind);
+        }
+    }
+}
+
+/// `response-content-type` and friends override the stored headers on GET.
+pub fn apply_response_overrides(h: &mut HeaderMap, q: &super::router::Query) {
+    for (param, name) in [
+        ("response-content-type", header::CONTENT_TYPE),
+        ("response-content-language", header::CONTENT_LANGUAGE),
+        ("response-expires", header::EXPIRES),
+        ("response-cache-control", header::CACHE_CONTROL),
+        ("response-content-disposition", header::CONTENT_DISPOSITION),
+        ("response-content-encoding", header::CONTENT_ENCODING),
+    ] {
+        if let Some(v) = q.get(param) {
+            insert(h, name, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn copy_source_forms() {
+        let ok = |v: &str| copy_source(&hm(&[("x-amz-copy-source", v)])).unwrap();
+        assert_eq!(ok("/b/k"), ("b".into(), "k".into()));
+        assert_eq!(ok("b/dir/a%20b"), ("b".into(), "dir/a b".into()));
+        assert_eq!(ok("b/k?versionId=null"), ("b".into(), "k".into()));
+        assert!(copy_source(&hm(&[("x-amz-copy-source", "b")])).is_err());
+        assert!(copy_source(&hm(&[("x-amz-copy-source", "b/k?versionId=x")])).is_err());
+    }
+
+    #[test]
+    fn preconditions_and_tags() {
+        assert_eq!(
+            write_precondition(&hm(&[("if-none-match", "*")])).unwrap(),
+            Precondition::IfNoneMatchStar
+        );
+        assert_eq!(
+            write_precondition(&hm(&[("if-match", "\"abc\"")])).unwrap(),
+            Precondition::IfMatch("abc".into())
+        );
+        assert!(write_precondition(&hm(&[("if-match", "a"), ("if-none-match", "*")])).is_err());
+        let tags = tagging_header(&hm(&[("x-amz-tagging", "a=1&b=two%20words")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            tags,
+            vec![("a".into(), "1".into()), ("b".into(), "two words".into())]
+        );
+        assert!(tagging_header(&hm(&[("x-amz-tagging", "a=1&a=2")])).is_err());
+        let c = conditions(
+            &hm(&[
+                ("if-match", "\"x\", \"y\""),
+                ("if-modified-since", "Wed, 25 Nov 2026 17:13:11 GMT"),
+            ]),
+            "",
+        );
+        assert_eq!(c.if_match, Some(vec!["x".to_string(), "y".to_string()]));
+        assert!(c.if_modified_since.is_some());
+    }
+}
