@@ -290,12 +290,19 @@ pub enum MetaError {
     SchemaTooNew { found: u32, supported: u32 },
     #[error("{}: cannot switch to WAL journal mode (still {mode})", path.display())]
     NoWal { path: PathBuf, mode: String },
+    /// Not returned by [`SqliteMeta`] since streams are shared (a known live stream is
+    /// referenced, not refused).
     #[error("stream id {0:?} is already recorded")]
     StreamExists(StreamId),
     #[error("stream {0:?} is live; only garbage can be forgotten")]
     StreamLive(StreamId),
+    /// A write named a stream that is garbage (e.g. a copy whose source was deleted
+    /// meanwhile), or a complete named a part that is no longer the upload's (replaced
+    /// meanwhile; S3's InvalidPart).
     #[error("stream {0:?} is no longer live (its object was deleted)")]
     StreamGone(StreamId),
+    /// The object is missing: tagging a missing key, or `If-Match` on a missing key (S3
+    /// answers 404 NoSuchKey there, not 412).
     #[error("no such key")]
     NoSuchKey,
     #[error("no such upload: {0}")]

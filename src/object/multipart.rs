@@ -18,7 +18,7 @@ use super::put::store_body;
 use super::{now_ms, BodyReceiver, ObjectError, ObjectLayer};
 use crate::checksum::{self, Checksum, ChecksumAlgorithm, ChecksumType};
 use crate::meta::{
-    ObjectPart, ObjectRecord, PartRecord, PartSummary, Precondition, StoredChecksum,
+    MetaError, ObjectPart, ObjectRecord, PartRecord, PartSummary, Precondition, StoredChecksum,
     UploadListPage, UploadListQuery, UploadRecord, OBJECT_FORMAT,
 };
 
@@ -229,7 +229,12 @@ impl ObjectLayer {
         self.inner
             .meta
             .complete_upload(upload_id, &rec, precondition)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // A part replaced or removed since we read the list.
+                MetaError::StreamGone(_) => ObjectError::InvalidPart(0),
+                e => e.into(),
+            })?;
         self.inner.gc_wake.notify_one();
         Ok(CompleteOutcome {
             etag,

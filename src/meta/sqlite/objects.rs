@@ -20,7 +20,8 @@ impl SqliteMeta {
     /// the replaced object referenced and nothing references any more become garbage.
     /// Errors: `NoSuchBucket`; `PreconditionFailed` (`IfNoneMatchStar` and the key exists,
     /// `IfMatch` and the ETag differs); `NoSuchKey` (`IfMatch` and the key is missing, as S3
-    /// answers); `StreamGone`; `InvalidRecord` (see [`validate_object`]).
+    /// answers); `StreamGone`; `InvalidRecord` (part numbers not strictly increasing,
+    /// `size` not the sum of the part sizes, a malformed stream).
     pub fn put_object(&self, rec: &ObjectRecord, pre: &Precondition) -> Result<(), MetaError> {
         validate_object(rec)?;
         let mut conn = self.writer();
