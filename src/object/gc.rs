@@ -49,6 +49,15 @@ async fn collect_round(inner: &Inner) -> bool {
     let full = batch.len() == ROUND;
     let mut progressed = false;
     for g in batch {
+        let in_use = inner
+            .reading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&g.stream_id);
+        if in_use {
+            // A GET that began before the overwrite is still reading it; next round.
+            continue;
+        }
         if delete_body(inner, &g).await {
             if let Err(e) = inner.meta.garbage_done(&g.stream_id).await {
                 tracing::warn!(error = %e, "garbage collection could not update the metadata");

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::{BodyStream, Inner, ObjectError, ObjectLayer};
+use super::{BodyStream, Inner, ObjectError, ObjectLayer, ReadLease};
 use crate::crypto::{
     ciphertext_len, plain_block_count, unwrap_segment_key, BlockCipher, CipherSuite, TAG_LEN,
 };
@@ -84,7 +84,12 @@ impl ObjectLayer {
         let (tx, mut rx) = mpsc::channel(OUT_DEPTH);
         let inner = self.inner.clone();
         let rec = record.clone();
+        let lease = ReadLease::new(
+            &self.inner,
+            record.parts.iter().map(|p| p.stream.stream_id).collect(),
+        );
         tokio::spawn(async move {
+            let _lease = lease;
             if let Err(e) = stream_range(&inner, &rec, start, end, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }

@@ -31,7 +31,9 @@ use tokio::sync::{mpsc, Notify};
 use crate::config::StorageConfig;
 use crate::crypto::{CryptoError, RootKey};
 use crate::erasure::ErasureError;
-use crate::meta::{BucketInfo, ListPage, ListQuery, Meta, MetaError, ObjectRecord, StoredChecksum};
+use crate::meta::{
+    BucketInfo, ListPage, ListQuery, Meta, MetaError, ObjectRecord, StoredChecksum, StreamId,
+};
 use crate::nodes::{NodeError, NodeStore};
 
 pub use conditions::{Conditions, Outcome as ConditionOutcome};
@@ -132,6 +134,43 @@ pub(crate) struct Inner {
     pub nodes: Vec<Node>,
     pub meta: Meta,
     pub gc_wake: Arc<Notify>,
+    /// Streams being read right now, with a count of readers. Garbage collection leaves
+    /// these alone, so a GET that started before an overwrite or delete still completes.
+    pub reading: std::sync::Mutex<std::collections::HashMap<StreamId, usize>>,
+}
+
+/// Registration of a reader on some streams; dropping it ends the registration.
+pub(crate) struct ReadLease {
+    inner: Arc<Inner>,
+    streams: Vec<StreamId>,
+}
+
+impl ReadLease {
+    pub fn new(inner: &Arc<Inner>, streams: Vec<StreamId>) -> ReadLease {
+        let mut map = inner.reading.lock().unwrap_or_else(|p| p.into_inner());
+        for s in &streams {
+            *map.entry(*s).or_insert(0) += 1;
+        }
+        drop(map);
+        ReadLease {
+            inner: inner.clone(),
+            streams,
+        }
+    }
+}
+
+impl Drop for ReadLease {
+    fn drop(&mut self) {
+        let mut map = self.inner.reading.lock().unwrap_or_else(|p| p.into_inner());
+        for s in &self.streams {
+            if let Some(n) = map.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(s);
+                }
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -175,6 +214,7 @@ impl ObjectLayer {
                 nodes,
                 meta,
                 gc_wake: Arc::new(Notify::new()),
+                reading: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         };
         gc::spawn(Arc::downgrade(&layer.inner), layer.inner.gc_wake.clone());

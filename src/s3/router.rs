@@ -138,6 +138,12 @@ const PLAIN_PARAMS: &[&str] = &[
     "max-uploads",
     "max-parts",
     "part-number-marker",
+    // SigV2 query authentication (presigned URLs), and headers it carries in the query.
+    "AWSAccessKeyId",
+    "Signature",
+    "Expires",
+    "content-type",
+    "content-md5",
 ];
 
 /// The sub-resource names of a request (sorted, unique), without plain parameters.
