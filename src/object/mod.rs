@@ -75,6 +75,8 @@ pub enum ObjectError {
     BadDigest,
     #[error("precondition failed")]
     PreconditionFailed,
+    #[error("the {0} you specified did not match the calculated checksum")]
+    ChecksumMismatch(String),
     #[error("no such upload")]
     NoSuchUpload,
     #[error("{0}")]

@@ -153,6 +153,7 @@ impl ObjectLayer {
         upload_id: &str,
         list: &[CompletedPart],
         precondition: &Precondition,
+        expected_checksum: Option<String>,
     ) -> Result<CompleteOutcome, ObjectError> {
         let upload = self.upload(bucket, key, upload_id).await?;
         if list.is_empty() {
@@ -211,6 +212,13 @@ impl ObjectLayer {
             }
             _ => None,
         };
+        if let (Some(want), Some(have)) = (&expected_checksum, &checksum) {
+            if *want != have.value {
+                return Err(ObjectError::ChecksumMismatch(
+                    algorithm.map_or("checksum", |a| a.name()).to_string(),
+                ));
+            }
+        }
         let size = chosen.iter().map(|p| p.size).sum();
         let rec = ObjectRecord {
             bucket: bucket.to_string(),

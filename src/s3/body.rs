@@ -137,14 +137,20 @@ pub async fn pump_request_body(
 }
 
 /// Reads a small request body (XML) fully, up to `limit` bytes, verifying the payload hash,
-/// any checksum header or trailer, and Content-MD5.
+/// Content-MD5 and, with `body_checksums`, any x-amz-checksum-* header or trailer.
+/// (CompleteMultipartUpload passes `false`: its checksum headers describe the object.)
 pub async fn read_small_body(
     body: Incoming,
     auth: &Verified,
     headers: &http::HeaderMap,
     limit: usize,
+    body_checksums: bool,
 ) -> Result<Vec<u8>, S3Error> {
-    let checksums = super::checksum_headers::parse_request_checksums(headers)?;
+    let checksums = if body_checksums {
+        super::checksum_headers::parse_request_checksums(headers)?
+    } else {
+        ChecksumExpectation::default()
+    };
     let md5 = super::headers::content_md5(headers)?;
     let (tx, mut rx) = mpsc::channel(4);
     let pump = pump_request_body(body, auth, None, &checksums, None, tx);

@@ -42,7 +42,14 @@ pub(super) async fn create_bucket(
     }
     // The body may carry a CreateBucketConfiguration; any region is accepted, since this
     // gateway answers for whichever region the client signs with.
-    let raw = read_small_body(body, ctx.auth, &ctx.parts.headers, xml::read::MAX_XML_BODY).await?;
+    let raw = read_small_body(
+        body,
+        ctx.auth,
+        &ctx.parts.headers,
+        xml::read::MAX_XML_BODY,
+        true,
+    )
+    .await?;
     xml::read::parse_create_bucket_configuration(&raw)?;
     ctx.layer
         .create_bucket(bucket)

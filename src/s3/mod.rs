@@ -272,6 +272,10 @@ pub(crate) fn object_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
             "The Content-MD5 you specified did not match what we received.",
         ),
         ObjectError::PreconditionFailed => S3Error::precondition_failed("If-Match"),
+        ObjectError::ChecksumMismatch(a) => S3Error::new(
+            C::BadDigest,
+            format!("The {a} you specified did not match the calculated checksum."),
+        ),
         ObjectError::NoSuchUpload => S3Error::no_such_upload(""),
         ObjectError::InvalidRequest(m) => S3Error::invalid_request(m),
         ObjectError::InvalidPartOrder => S3Error::new(

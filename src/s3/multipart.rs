@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use super::body::{pump_request_body, read_small_body};
-use super::error::{S3Error, S3ErrorCode};
+use super::error::S3Error;
 use super::headers::{
     check_key, conditions, content_md5, copy_source, header_str, insert, system_meta,
     tagging_header, user_meta, write_precondition,
@@ -260,11 +260,22 @@ pub(super) async fn complete_upload(
         .upload(bucket, key, id)
         .await
         .map_err(|e| map(e, bucket, key, id))?;
-    let raw = read_small_body(body, ctx.auth, h, xml::read::MAX_COMPLETE_MULTIPART_BODY).await?;
+    let raw = read_small_body(
+        body,
+        ctx.auth,
+        h,
+        xml::read::MAX_COMPLETE_MULTIPART_BODY,
+        false,
+    )
+    .await?;
     let parts = xml::read::parse_complete_multipart_upload(&raw)?;
     let algorithm = upload
         .checksum_algorithm
         .and_then(ChecksumAlgorithm::from_id);
+    // A whole-object checksum the client states must match ours, checked before commit.
+    let expected_whole = algorithm
+        .and_then(|a| header_str(h, a.header_name()))
+        .map(|v| v.trim().to_string());
     let list: Vec<CompletedPart> = parts
         .into_iter()
         .map(|p| {
@@ -285,31 +296,29 @@ pub(super) async fn complete_upload(
         .collect();
     let out = ctx
         .layer
-        .complete_upload(bucket, key, id, &list, &precondition)
+        .complete_upload(bucket, key, id, &list, &precondition, expected_whole)
         .await
         .map_err(|e| map(e, bucket, key, id))?;
-    // A full-object checksum the client states for the whole upload must match ours.
-    if let (Some(a), Some(c)) = (algorithm, &out.checksum) {
-        if let Some(given) = header_str(h, a.header_name()) {
-            if given.trim() != c.value {
-                tracing::warn!(
-                    bucket,
-                    key,
-                    "complete: client's whole-object checksum differs from the parts' checksum"
-                );
-                return Err(S3Error::new(
-                    S3ErrorCode::BadDigest,
-                    format!(
-                        "The {} you specified did not match the calculated checksum.",
-                        a.name()
-                    ),
-                ));
-            }
-        }
-    }
     let location = format!("/{bucket}/{key}");
-    let mut resp = xml_response(xml::complete_multipart_upload_result(
-        &location, bucket, key, &out.etag,
+    let name = out
+        .checksum
+        .as_ref()
+        .and_then(|c| ChecksumAlgorithm::from_id(c.algorithm))
+        .map(|a| a.name());
+    let checksum = match (&out.checksum, name) {
+        (Some(c), Some(name)) => Some((
+            name,
+            c.value.as_str(),
+            if c.kind == crate::object::multipart::KIND_COMPOSITE {
+                "COMPOSITE"
+            } else {
+                "FULL_OBJECT"
+            },
+        )),
+        _ => None,
+    };
+    let mut resp = xml_response(xml::complete_multipart_upload_result_with_checksum(
+        &location, bucket, key, &out.etag, checksum,
     ));
     if let Some(c) = &out.checksum {
         checksum_response_headers(resp.headers_mut(), c.algorithm, &c.value);

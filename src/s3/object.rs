@@ -231,7 +231,14 @@ pub(super) async fn delete_objects(
     bucket: &str,
     body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
-    let raw = read_small_body(body, ctx.auth, &ctx.parts.headers, xml::read::MAX_XML_BODY).await?;
+    let raw = read_small_body(
+        body,
+        ctx.auth,
+        &ctx.parts.headers,
+        xml::read::MAX_XML_BODY,
+        true,
+    )
+    .await?;
     let req = xml::read::parse_delete(&raw)?;
     ctx.layer
         .bucket(bucket)

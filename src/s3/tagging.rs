@@ -28,7 +28,14 @@ async fn read_tags(
     body: Incoming,
     max: usize,
 ) -> Result<Vec<(String, String)>, S3Error> {
-    let raw = read_small_body(body, ctx.auth, &ctx.parts.headers, xml::read::MAX_XML_BODY).await?;
+    let raw = read_small_body(
+        body,
+        ctx.auth,
+        &ctx.parts.headers,
+        xml::read::MAX_XML_BODY,
+        true,
+    )
+    .await?;
     let tags: Vec<(String, String)> = xml::read::parse_tagging(&raw)?
         .into_iter()
         .map(|t| (t.key, t.value))

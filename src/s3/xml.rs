@@ -444,11 +444,27 @@ pub fn complete_multipart_upload_result(
     key: &str,
     etag: &str,
 ) -> String {
+    complete_multipart_upload_result_with_checksum(location, bucket, key, etag, None)
+}
+
+/// As [`complete_multipart_upload_result`], with the object's checksum:
+/// (`CRC32`-style algorithm name, value, `COMPOSITE`/`FULL_OBJECT`).
+pub fn complete_multipart_upload_result_with_checksum(
+    location: &str,
+    bucket: &str,
+    key: &str,
+    etag: &str,
+    checksum: Option<(&str, &str, &str)>,
+) -> String {
     let mut d = Doc::new("CompleteMultipartUploadResult");
     d.text("Location", location);
     d.text("Bucket", bucket);
     d.text("Key", key);
     d.etag(etag);
+    if let Some((algorithm, value, kind)) = checksum {
+        d.text(&format!("Checksum{algorithm}"), value);
+        d.text("ChecksumType", kind);
+    }
     d.finish("CompleteMultipartUploadResult")
 }
 
