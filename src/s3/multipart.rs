@@ -354,7 +354,7 @@ pub(super) async fn list_parts(
             S3Error::invalid_argument("Invalid part-number-marker", "part-number-marker", v)
         })?,
     };
-    let (_, parts, truncated) = ctx
+    let (upload, parts, truncated) = ctx
         .layer
         .list_parts(bucket, key, id, marker, max)
         .await
@@ -380,6 +380,11 @@ pub(super) async fn list_parts(
                 last_modified_ms: p.last_modified_ms,
                 etag: p.etag,
                 size: p.size,
+                checksum: upload
+                    .checksum_algorithm
+                    .and_then(ChecksumAlgorithm::from_id)
+                    .zip(p.checksum)
+                    .map(|(a, v)| (a.name().to_string(), v)),
             })
             .collect(),
     })))

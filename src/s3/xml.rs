@@ -476,6 +476,8 @@ pub struct PartEntry {
     /// Bare, unquoted.
     pub etag: String,
     pub size: u64,
+    /// (`CRC32`-style algorithm name, base64 value) when the upload has checksums.
+    pub checksum: Option<(String, String)>,
 }
 
 /// ListParts response.
@@ -514,6 +516,9 @@ pub fn list_parts(r: &ListParts) -> String {
         d.time("LastModified", p.last_modified_ms);
         d.etag(&p.etag);
         d.value("Size", p.size);
+        if let Some((algorithm, value)) = &p.checksum {
+            d.text(&format!("Checksum{algorithm}"), value);
+        }
         d.close("Part");
     }
     d.finish("ListPartsResult")

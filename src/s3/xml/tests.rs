@@ -422,6 +422,7 @@ fn list_parts_exact() {
         max_parts: 1,
         is_truncated: true,
         parts: vec![PartEntry {
+            checksum: None,
             part_number: 1,
             last_modified_ms: T,
             etag: "e1".to_owned(),
