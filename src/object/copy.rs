@@ -12,7 +12,7 @@ use super::conditions::{Conditions, Outcome};
 use super::put::store_body;
 use super::{now_ms, BodyEvent, ByteRange, ObjectError, ObjectLayer, PartOutcome};
 use crate::checksum::{ChecksumAlgorithm, Hasher};
-use crate::meta::{ObjectRecord, PartRecord, Precondition, StoredChecksum};
+use crate::meta::{ObjectRecord, Precondition, StoredChecksum};
 
 /// What a copy does with metadata (`x-amz-metadata-directive`).
 #[derive(Debug, Clone)]
@@ -159,26 +159,7 @@ impl ObjectLayer {
         let (fed, stored) = tokio::join!(feed, store_body(&self.inner, rx));
         fed?;
         let body = stored?;
-        let etag = crate::crypto::encode_hex(&body.md5);
-        let part = PartRecord {
-            number,
-            size: body.size,
-            etag: etag.clone(),
-            checksum: body.checksum.as_ref().map(|c| c.value.clone()),
-            last_modified_ms: now_ms(),
-            stream: body.stream.clone(),
-        };
-        self.inner
-            .meta
-            .put_part(bucket, key, upload_id, &part)
-            .await?;
-        body.keep();
-        self.inner.gc_wake.notify_one();
-        Ok(PartOutcome {
-            etag,
-            checksum: part.checksum,
-            last_modified_ms: part.last_modified_ms,
-        })
+        self.commit_part(bucket, key, upload_id, number, body).await
     }
 
     pub async fn object_tags(

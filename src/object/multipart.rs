@@ -14,7 +14,7 @@
 
 use md5::{Digest, Md5};
 
-use super::put::store_body;
+use super::put::{store_body, StoredBody};
 use super::{now_ms, BodyReceiver, ObjectError, ObjectLayer};
 use crate::checksum::{self, Checksum, ChecksumAlgorithm, ChecksumType};
 use crate::meta::{
@@ -124,6 +124,18 @@ impl ObjectLayer {
         if expected_md5.is_some_and(|m| m != body.md5) {
             return Err(ObjectError::BadDigest);
         }
+        self.commit_part(bucket, key, upload_id, number, body).await
+    }
+
+    /// Records a stored body as part `number`, replacing any earlier part of that number.
+    pub(super) async fn commit_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: StoredBody,
+    ) -> Result<PartOutcome, ObjectError> {
         let etag = crate::crypto::encode_hex(&body.md5);
         let part = PartRecord {
             number,
