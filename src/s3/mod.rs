@@ -114,6 +114,16 @@ impl S3Service {
         let (parts, body) = req.into_parts();
         let resource = parts.uri.path().to_string();
         let is_head = parts.method == http::Method::HEAD;
+        // An empty body with `Expect: 100-continue` is never read, so no 100 goes out; some
+        // clients (botocore before 1.44) then misparse the next response on the connection.
+        let close_after = parts
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+            && parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
         let result = self.dispatch(&parts, body).await;
         let mut resp = match result {
             Ok(r) => r,
@@ -131,6 +141,10 @@ impl S3Service {
         }
         resp.headers_mut()
             .insert(http::header::SERVER, HeaderValue::from_static("gateway"));
+        if close_after {
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 
