@@ -43,7 +43,7 @@ pub struct CreateUpload {
 #[derive(Debug, Clone)]
 pub struct PartOutcome {
     pub etag: String,
-    pub checksum: Option<String>,
+    pub checksum: Option<StoredChecksum>,
     pub last_modified_ms: i64,
 }
 
@@ -74,9 +74,7 @@ fn kind_id(t: ChecksumType) -> u8 {
 impl ObjectLayer {
     pub async fn create_upload(&self, req: CreateUpload) -> Result<String, ObjectError> {
         self.bucket(&req.bucket).await?;
-        let mut id = [0u8; 24];
-        crate::crypto::random_bytes(&mut id)?;
-        let upload_id = crate::crypto::encode_hex(&id);
+        let upload_id = new_upload_id()?;
         let rec = UploadRecord {
             upload_id: upload_id.clone(),
             bucket: req.bucket,
@@ -149,11 +147,12 @@ impl ObjectLayer {
             .meta
             .put_part(bucket, key, upload_id, &part)
             .await?;
+        let body_checksum = body.checksum.clone();
         body.keep();
         self.inner.gc_wake.notify_one();
         Ok(PartOutcome {
             etag,
-            checksum: part.checksum,
+            checksum: body_checksum,
             last_modified_ms: part.last_modified_ms,
         })
     }
@@ -343,6 +342,22 @@ fn whole_checksum(
         kind,
         value,
     })
+}
+
+/// Upload ids sort in creation order (S3 lists the uploads of one key oldest first): the
+/// creation time in milliseconds and a process-wide sequence number, then 16 random bytes so
+/// ids cannot be guessed.
+fn new_upload_id() -> Result<String, ObjectError> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut rand = [0u8; 16];
+    crate::crypto::random_bytes(&mut rand)?;
+    Ok(format!(
+        "{:012x}{:08x}{}",
+        now_ms().max(0),
+        seq,
+        crate::crypto::encode_hex(&rand)
+    ))
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

@@ -181,8 +181,8 @@ pub(super) async fn upload_part(
         header::ETAG,
         &format!("\"{}\"", out.etag),
     );
-    if let (Some(a), Some(v)) = (algorithm.or(checksums.algorithm), &out.checksum) {
-        checksum_response_headers(resp.headers_mut(), a.id(), v);
+    if let Some(c) = &out.checksum {
+        checksum_response_headers(resp.headers_mut(), c.algorithm, &c.value);
     }
     Ok(resp)
 }
@@ -239,9 +239,16 @@ pub(super) async fn upload_part_copy(
             ObjectError::InvalidRange { size } => S3Error::invalid_range(range_text, size),
             e => map(e, bucket, key, id),
         })?;
-    Ok(xml_response(xml::copy_part_result(
+    let name = out
+        .checksum
+        .as_ref()
+        .and_then(|c| ChecksumAlgorithm::from_id(c.algorithm))
+        .map(|a| a.name());
+    let checksum = name.zip(out.checksum.as_ref().map(|c| c.value.as_str()));
+    Ok(xml_response(xml::copy_part_result_with_checksum(
         &out.etag,
         out.last_modified_ms,
+        checksum,
     )))
 }
 
@@ -373,6 +380,18 @@ pub(super) async fn list_parts(
         next_part_number_marker: next,
         max_parts: max as u32,
         is_truncated: truncated,
+        checksum: upload
+            .checksum_algorithm
+            .and_then(ChecksumAlgorithm::from_id)
+            .zip(upload.checksum_kind)
+            .map(|(a, kind)| {
+                let kind = if kind == crate::object::multipart::KIND_COMPOSITE {
+                    "COMPOSITE"
+                } else {
+                    "FULL_OBJECT"
+                };
+                (a.name().to_string(), kind.to_string())
+            }),
         parts: parts
             .into_iter()
             .map(|p| PartEntry {

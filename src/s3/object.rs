@@ -194,9 +194,7 @@ pub(super) async fn get_object(
     let whole = served
         .is_none_or(|(a, b)| a == 0 && b == rec.size && ctx.query.get("partNumber").is_none());
     object_headers(hm, &rec, checksum_mode, whole);
-    if !head {
-        apply_response_overrides(hm, ctx.query);
-    }
+    apply_response_overrides(hm, ctx.query);
     match served {
         Some((start, end)) => {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;

@@ -379,18 +379,35 @@ pub fn delete_result(deleted: &[DeletedObject], errors: &[DeleteError], quiet: b
 
 /// `CopyObjectResult` (CopyObject). `etag` bare.
 pub fn copy_object_result(etag: &str, last_modified_ms: i64) -> String {
-    copy_result("CopyObjectResult", etag, last_modified_ms)
+    copy_result("CopyObjectResult", etag, last_modified_ms, None)
 }
 
 /// `CopyPartResult` (UploadPartCopy). `etag` bare.
 pub fn copy_part_result(etag: &str, last_modified_ms: i64) -> String {
-    copy_result("CopyPartResult", etag, last_modified_ms)
+    copy_result("CopyPartResult", etag, last_modified_ms, None)
 }
 
-fn copy_result(root: &str, etag: &str, last_modified_ms: i64) -> String {
+/// `CopyPartResult` with the part's checksum (`CRC32`-style algorithm name, base64 value).
+pub fn copy_part_result_with_checksum(
+    etag: &str,
+    last_modified_ms: i64,
+    checksum: Option<(&str, &str)>,
+) -> String {
+    copy_result("CopyPartResult", etag, last_modified_ms, checksum)
+}
+
+fn copy_result(
+    root: &str,
+    etag: &str,
+    last_modified_ms: i64,
+    checksum: Option<(&str, &str)>,
+) -> String {
     let mut d = Doc::new(root);
     d.time("LastModified", last_modified_ms);
     d.etag(etag);
+    if let Some((algorithm, value)) = checksum {
+        d.text(&format!("Checksum{algorithm}"), value);
+    }
     d.finish(root)
 }
 
@@ -493,6 +510,8 @@ pub struct ListParts {
     pub max_parts: u32,
     pub is_truncated: bool,
     pub parts: Vec<PartEntry>,
+    /// The upload's checksum (`CRC32`-style algorithm name, `COMPOSITE`/`FULL_OBJECT`).
+    pub checksum: Option<(String, String)>,
 }
 
 /// `ListPartsResult`.
@@ -510,6 +529,10 @@ pub fn list_parts(r: &ListParts) -> String {
     }
     d.value("MaxParts", r.max_parts);
     d.value("IsTruncated", r.is_truncated);
+    if let Some((algorithm, kind)) = &r.checksum {
+        d.text("ChecksumAlgorithm", algorithm);
+        d.text("ChecksumType", kind);
+    }
     for p in &r.parts {
         d.open("Part");
         d.value("PartNumber", p.part_number);

@@ -314,3 +314,110 @@ pub async fn next_second() {
     let to_next = Duration::from_secs(1) - Duration::from_nanos(u64::from(now.subsec_nanos()));
     tokio::time::sleep(to_next + Duration::from_millis(50)).await;
 }
+
+/// SigV4 headers for a request whose body is `aws-chunked` with trailers and unsigned chunks
+/// (`x-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER`), for the test credentials.
+pub fn sign_unsigned_trailer(url: &str, headers: &[(String, String)]) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{
+        sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+        SigningSettings, UriPathNormalizationMode,
+    };
+    use aws_sigv4::sign::v4;
+    let identity = aws_sdk_s3::config::Credentials::new(
+        crate::common::ACCESS_KEY,
+        crate::common::SECRET_KEY,
+        None,
+        None,
+        "s3x",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .expect("signing params")
+        .into();
+    let req = SignableRequest::new(
+        "PUT",
+        url,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        SignableBody::StreamingUnsignedPayloadTrailer,
+    )
+    .expect("signable request");
+    let (instructions, _) = sign(req, &params).expect("sign").into_parts();
+    instructions
+        .headers()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// PUTs `body` to `target` as `aws-chunked` (STREAMING-UNSIGNED-PAYLOAD-TRAILER) in chunks of
+/// `chunk` bytes, announcing `announced` in `x-amz-trailer` and sending `trailers` after the
+/// last chunk, exactly as given.
+pub async fn put_with_trailer(
+    gw: &TestGateway,
+    target: &str,
+    body: &[u8],
+    chunk: usize,
+    announced: Option<&str>,
+    trailers: &[(&str, &str)],
+) -> raw::RawResponse {
+    let mut encoded = Vec::new();
+    for c in body.chunks(chunk) {
+        encoded.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        encoded.extend_from_slice(c);
+        encoded.extend_from_slice(b"\r\n");
+    }
+    encoded.extend_from_slice(b"0\r\n");
+    for (n, v) in trailers {
+        encoded.extend_from_slice(format!("{n}:{v}\r\n").as_bytes());
+    }
+    encoded.extend_from_slice(b"\r\n");
+    let addr = gw.addr();
+    let mut headers = vec![
+        ("host".to_string(), addr.to_string()),
+        ("connection".to_string(), "close".to_string()),
+        ("content-encoding".to_string(), "aws-chunked".to_string()),
+        (
+            "x-amz-decoded-content-length".to_string(),
+            body.len().to_string(),
+        ),
+        ("content-length".to_string(), encoded.len().to_string()),
+    ];
+    if let Some(a) = announced {
+        headers.push(("x-amz-trailer".to_string(), a.to_string()));
+    }
+    let auth = sign_unsigned_trailer(&format!("http://{addr}{target}"), &headers);
+    headers.extend(auth);
+    let mut req = raw::head("PUT", target, &headers);
+    req.extend_from_slice(&encoded);
+    raw::send(addr, &req, false)
+        .await
+        .unwrap_or_else(|e| panic!("PUT {target}: {e}"))
+}
+
+/// Waits (at most `limit`) until the set of piece files equals `want` (a failed upload's
+/// pieces are deleted in the background).
+pub async fn wait_pieces(gw: &TestGateway, want: &BTreeSet<PathBuf>, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let now = pieces(gw);
+        if &now == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "piece files: {} now, {} expected",
+            now.len(),
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

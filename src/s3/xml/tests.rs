@@ -413,6 +413,7 @@ fn multipart_results_exact() {
 #[test]
 fn list_parts_exact() {
     let r = ListParts {
+        checksum: None,
         bucket: "b".to_owned(),
         key: "k".to_owned(),
         upload_id: "U".to_owned(),
