@@ -6,7 +6,9 @@
 //! `GATEWAY_ACCESS_KEY`/`GATEWAY_SECRET_KEY` are set, and six local directory nodes. A root
 //! key is only ever generated for a data directory that has no metadata yet, so an existing
 //! store can never silently get a new key. [`Gateway::start`] opens the nodes and the metadata
-//! and serves S3.
+//! and serves S3. A node that cannot be opened (a missing directory, a bad address) becomes an
+//! [`OfflineNode`]; a remote node is opened without connecting, so an unreachable node server
+//! is not fatal either. An unreadable remote-node token file is a configuration error.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -17,10 +19,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError, NodeKind, CONFIG_FILE};
+use crate::config::{Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, CONFIG_FILE};
 use crate::crypto::{CryptoError, RootKey};
 use crate::meta::{Meta, MetaError};
-use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode};
+use crate::nodes::protocol::NodeToken;
+use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode, RemoteNode, RemoteOptions};
 use crate::object::ObjectLayer;
 use crate::s3::auth::Credentials;
 use crate::s3::{S3Config, S3Service};
@@ -227,6 +230,47 @@ fn random_string(len: usize, alphabet: &[u8]) -> Result<String, CryptoError> {
         .collect())
 }
 
+/// A remote node client. A token file that cannot be read is a configuration error (fatal);
+/// an unreachable node is not: the client connects lazily, and a probe at start only logs.
+fn open_remote(
+    index: usize,
+    id: &str,
+    r: &RemoteNodeConfig,
+) -> Result<Result<Arc<RemoteNode>, NodeError>, AppError> {
+    let token = match &r.token {
+        RemoteToken::Inline(t) => t.clone(),
+        RemoteToken::File(path) => NodeToken::load(path)
+            .map_err(|e| ConfigError::new(format!("nodes[{index}].token_file"), e.to_string()))?,
+    };
+    let opts = RemoteOptions {
+        connect_timeout: r.connect_timeout,
+        read_timeout: r.read_timeout,
+        ..RemoteOptions::new(r.address.clone(), token)
+    };
+    let node = match RemoteNode::new(id, opts) {
+        Ok(node) => Arc::new(node),
+        Err(e) => return Ok(Err(e)),
+    };
+    let probe = node.clone();
+    tokio::spawn(async move {
+        match probe.status().await {
+            Ok(s) => tracing::info!(
+                node = %probe.id(),
+                free_bytes = s.free_bytes,
+                reserve_bytes = s.reserve_bytes,
+                version = %s.version,
+                "remote node reachable"
+            ),
+            Err(e) => tracing::warn!(
+                node = %probe.id(),
+                error = %e,
+                "remote node not reachable at start; requests to it fail until it is"
+            ),
+        }
+    });
+    Ok(Ok(node))
+}
+
 /// A running gateway.
 pub struct Gateway {
     pub addr: SocketAddr,
@@ -241,7 +285,7 @@ impl Gateway {
         let cfg = &p.config;
         let meta = Meta::open(&cfg.metadata_file).await?;
         let mut nodes: Vec<Arc<dyn NodeStore>> = Vec::new();
-        for n in &cfg.nodes {
+        for (i, n) in cfg.nodes.iter().enumerate() {
             // A node is only initialised while it holds none of our pieces: a node directory
             // that lost its contents (an unmounted disk, a deleted folder) must stay visibly
             // broken rather than become an empty node that silently lost data.
@@ -249,6 +293,7 @@ impl Gateway {
             let opened = match &n.kind {
                 NodeKind::Dir { path } => DirNode::open(&n.id, path, !holds_pieces)
                     .map(|d| Arc::new(d) as Arc<dyn NodeStore>),
+                NodeKind::Remote(r) => open_remote(i, &n.id, r)?.map(|r| r as Arc<dyn NodeStore>),
             };
             nodes.push(match opened {
                 Ok(node) => node,
@@ -356,5 +401,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.toml");
         assert!(prepare(dir.path(), Some(&missing)).is_err());
+    }
+
+    #[tokio::test]
+    async fn remote_nodes_open_lazily_and_need_their_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = crate::nodes::protocol::NodeToken::generate().unwrap();
+        std::fs::write(dir.path().join("t1"), token.to_hex()).unwrap();
+        let mut cfg = String::from("listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"1/1/2/2\"\n");
+        for (id, file) in [("r1", "t1"), ("r2", "t2")] {
+            // Port 9 (discard) on loopback: nothing listens there.
+            cfg.push_str(&format!(
+                "[[nodes]]\nid = \"{id}\"\nkind = \"remote\"\naddress = \"http://127.0.0.1:9\"\ntoken_file = \"{file}\"\n"
+            ));
+        }
+        std::fs::write(dir.path().join("config.toml"), &cfg).unwrap();
+        let p = prepare(dir.path(), None).unwrap();
+        match Gateway::start(&p).await {
+            Err(AppError::Config(e)) => assert_eq!(e.field, "nodes[1].token_file"),
+            Err(e) => panic!("expected a config error, got {e}"),
+            Ok(_) => panic!("started without a token file"),
+        }
+        std::fs::write(dir.path().join("t2"), token.to_hex()).unwrap();
+        let gw = Gateway::start(&p).await.unwrap();
+        gw.stop().await.unwrap();
     }
 }

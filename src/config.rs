@@ -6,11 +6,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::crypto::CipherSuite;
 use crate::erasure::Scheme;
+use crate::nodes::protocol::NodeToken;
+use crate::nodes::remote::{validate_address, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
 pub const CONFIG_FILE: &str = "config.toml";
@@ -68,6 +71,11 @@ struct RawNode {
     #[serde(default = "default_kind")]
     kind: String,
     path: Option<PathBuf>,
+    address: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    connect_timeout: Option<DurationText>,
+    read_timeout: Option<DurationText>,
 }
 
 fn default_kind() -> String {
@@ -95,6 +103,48 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A duration: an integer number of seconds or a string like `"500ms"`, `"5s"`, `"2m"`.
+#[derive(Debug, Clone, Copy)]
+struct DurationText(Duration);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(DurationText(Duration::from_secs(n))),
+            Raw::Str(s) => parse_duration(&s)
+                .map(DurationText)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"500ms"`, `"5s"`, `"2m"` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (expected e.g. 5 or \"500ms\")"))?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" | "min" => n
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{s:?} is too long")),
+        other => Err(format!(
+            "unknown duration unit {other:?} in {s:?} (ms, s, m)"
+        )),
+    }
+}
+
 /// Parses `"64MiB"`-style sizes (B, KiB, MiB, GiB, KB, MB, GB; case-insensitive).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -119,7 +169,28 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
-    Dir { path: PathBuf },
+    Dir {
+        path: PathBuf,
+    },
+    /// A `gateway node` server.
+    Remote(RemoteNodeConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteNodeConfig {
+    /// `http://host:port`, validated.
+    pub address: String,
+    pub token: RemoteToken,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// Where a remote node's token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteToken {
+    Inline(NodeToken),
+    /// A token file (resolved against the data directory), read when the node is opened.
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -249,19 +320,7 @@ impl Config {
                     format!("duplicate node id {:?}", n.id),
                 ));
             }
-            let kind = match n.kind.as_str() {
-                "dir" => NodeKind::Dir {
-                    path: resolve(n.path.ok_or_else(|| {
-                        ConfigError::new(field("path"), "required for kind \"dir\"")
-                    })?),
-                },
-                other => {
-                    return Err(ConfigError::new(
-                        field("kind"),
-                        format!("unknown node kind {other:?} (supported: \"dir\")"),
-                    ));
-                }
-            };
+            let kind = node_kind(n.kind.as_str(), &n, &field, &resolve)?;
             nodes.push(NodeConfig { id: n.id, kind });
         }
         if nodes.len() < storage.scheme.success as usize {
@@ -289,6 +348,99 @@ impl Config {
             data_dir,
         })
     }
+}
+
+/// Validates one node's kind-specific fields; `field` names a field of this node.
+fn node_kind(
+    kind: &str,
+    n: &RawNode,
+    field: &dyn Fn(&str) -> String,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<NodeKind, ConfigError> {
+    let set = [
+        ("path", n.path.is_some()),
+        ("address", n.address.is_some()),
+        ("token", n.token.is_some()),
+        ("token_file", n.token_file.is_some()),
+        ("connect_timeout", n.connect_timeout.is_some()),
+        ("read_timeout", n.read_timeout.is_some()),
+    ];
+    let allowed: &[&str] = match kind {
+        "dir" => &["path"],
+        "remote" => &[
+            "address",
+            "token",
+            "token_file",
+            "connect_timeout",
+            "read_timeout",
+        ],
+        other => {
+            return Err(ConfigError::new(
+                field("kind"),
+                format!("unknown node kind {other:?} (supported: \"dir\", \"remote\")"),
+            ))
+        }
+    };
+    if let Some((name, _)) = set.iter().find(|(f, on)| *on && !allowed.contains(f)) {
+        return Err(ConfigError::new(
+            field(name),
+            format!("not a setting of kind {kind:?}"),
+        ));
+    }
+    if kind == "dir" {
+        let path = n
+            .path
+            .clone()
+            .ok_or_else(|| ConfigError::new(field("path"), "required for kind \"dir\""))?;
+        return Ok(NodeKind::Dir {
+            path: resolve(path),
+        });
+    }
+    let address = n.address.clone().ok_or_else(|| {
+        ConfigError::new(
+            field("address"),
+            "required for kind \"remote\" (e.g. \"http://127.0.0.1:7001\")",
+        )
+    })?;
+    validate_address(&address).map_err(|r| ConfigError::new(field("address"), r))?;
+    let token = match (&n.token, &n.token_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                field("token"),
+                "set either token or token_file, not both",
+            ))
+        }
+        (Some(t), None) => RemoteToken::Inline(NodeToken::from_hex(t).map_err(|_| {
+            ConfigError::new(field("token"), "must be 64 hex digits (the node's token)")
+        })?),
+        (None, Some(p)) => RemoteToken::File(resolve(p.clone())),
+        (None, None) => {
+            return Err(ConfigError::new(
+                field("token_file"),
+                "kind \"remote\" needs token_file (or token): the node's secret",
+            ))
+        }
+    };
+    let timeout = |name: &str, v: Option<DurationText>, default: Duration| {
+        let d = v.map_or(default, |d| d.0);
+        if d.is_zero() || d > Duration::from_secs(3600) {
+            return Err(ConfigError::new(
+                field(name),
+                "must be more than 0 and at most 1 hour",
+            ));
+        }
+        Ok(d)
+    };
+    Ok(NodeKind::Remote(RemoteNodeConfig {
+        address,
+        token,
+        connect_timeout: timeout(
+            "connect_timeout",
+            n.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        read_timeout: timeout("read_timeout", n.read_timeout, DEFAULT_READ_TIMEOUT)?,
+    }))
 }
 
 fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
@@ -410,6 +562,28 @@ mod tests {
             ("[storage]\ncipher = \"rot13\"", "storage.cipher"),
             ("[[nodes]]\nid = \"a b\"\npath = \"x\"", "nodes[0].id"),
             ("[[nodes]]\nid = \"a\"\nkind = \"ftp\"", "nodes[0].kind"),
+            ("[[nodes]]\nid = \"a\"\nkind = \"remote\"", "nodes[0].address"),
+            (
+                "[[nodes]]\nid = \"a\"\nkind = \"remote\"\naddress = \"https://h:1\"\ntoken_file = \"t\"",
+                "nodes[0].address",
+            ),
+            (
+                "[[nodes]]\nid = \"a\"\nkind = \"remote\"\naddress = \"http://h:1\"",
+                "nodes[0].token_file",
+            ),
+            (
+                "[[nodes]]\nid = \"a\"\nkind = \"remote\"\naddress = \"http://h:1\"\ntoken = \"abc\"",
+                "nodes[0].token",
+            ),
+            (
+                "[[nodes]]\nid = \"a\"\nkind = \"remote\"\naddress = \"http://h:1\"\ntoken_file = \"t\"\npath = \"p\"",
+                "nodes[0].path",
+            ),
+            (
+                "[[nodes]]\nid = \"a\"\nkind = \"remote\"\naddress = \"http://h:1\"\ntoken_file = \"t\"\nread_timeout = \"0s\"",
+                "nodes[0].read_timeout",
+            ),
+            ("[[nodes]]\nid = \"a\"\npath = \"p\"\naddress = \"http://h:1\"", "nodes[0].address"),
         ];
         for (text, field) in cases {
             let err = Config::parse(text, Path::new("/d")).unwrap_err();
@@ -434,6 +608,65 @@ mod tests {
         assert_eq!(c.storage.block_size, d.block_size);
         assert_eq!(c.storage.chunk_size, d.chunk_size);
         assert_eq!(c.nodes.len(), 6);
+    }
+
+    #[test]
+    fn remote_nodes() {
+        let token = "ab".repeat(32);
+        let text = format!(
+            "[storage]\nscheme = \"1/1/2/2\"\n\
+             [[nodes]]\nid = \"r1\"\nkind = \"remote\"\naddress = \"http://10.0.0.1:7001\"\ntoken_file = \"tokens/r1\"\n\
+             [[nodes]]\nid = \"r2\"\nkind = \"remote\"\naddress = \"http://node2:7001/\"\ntoken = \"{token}\"\n\
+             connect_timeout = \"250ms\"\nread_timeout = 10\n"
+        );
+        let c = Config::parse(&text, Path::new("/d")).unwrap();
+        assert_eq!(
+            c.nodes[0].kind,
+            NodeKind::Remote(RemoteNodeConfig {
+                address: "http://10.0.0.1:7001".into(),
+                token: RemoteToken::File("/d/tokens/r1".into()),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                read_timeout: DEFAULT_READ_TIMEOUT,
+            })
+        );
+        assert_eq!(
+            c.nodes[1].kind,
+            NodeKind::Remote(RemoteNodeConfig {
+                address: "http://node2:7001/".into(),
+                token: RemoteToken::Inline(NodeToken::from_hex(&token).unwrap()),
+                connect_timeout: Duration::from_millis(250),
+                read_timeout: Duration::from_secs(10),
+            })
+        );
+        // The inline token never appears in the config's Debug output.
+        assert!(!format!("{c:?}").contains(&token));
+    }
+
+    #[test]
+    fn documented_remote_node_parses_when_uncommented() {
+        let example = include_str!("../config/example.toml");
+        let at = example.find("# [[nodes]]").unwrap();
+        let block: String = example[at..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&format!("{}\n{block}", &example[..at]), Path::new("/d")).unwrap();
+        let NodeKind::Remote(r) = &c.nodes[6].kind else {
+            panic!("not remote: {:?}", c.nodes[6]);
+        };
+        assert_eq!(r.token, RemoteToken::File("/d/tokens/r1".into()));
+        assert_eq!(r.read_timeout, DEFAULT_READ_TIMEOUT);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("s").is_err());
     }
 
     #[test]

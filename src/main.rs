@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gateway::app::{default_data_dir, prepare, AppError, Gateway};
+use gateway::nodes::protocol::TokenError;
+use gateway::nodes::server::{NodeServer, NodeServerError, NodeServerOptions};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +36,32 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Storage node commands.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Serve one directory's pieces to gateways over HTTP (HTTP/1.1 and h2c). The directory is
+    /// initialised when absent or empty.
+    Run {
+        /// Node directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        listen: SocketAddr,
+        /// Token file shared with the gateway (default: DIR/token, created on first start).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Free space to keep on the node's filesystem ("10GiB"); uploads that would go below
+        /// it are refused.
+        #[arg(long, default_value = "1GiB", value_parser = gateway::config::parse_size)]
+        reserve: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,8 +87,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Configuration mistakes get exit code 2 and one line naming the field.
-            let code = match e.downcast_ref::<AppError>() {
-                Some(AppError::Config(_)) => 2,
+            let code = match (
+                e.downcast_ref::<AppError>(),
+                e.downcast_ref::<NodeServerError>(),
+            ) {
+                (Some(AppError::Config(_)), _) => 2,
+                (_, Some(NodeServerError::Token(TokenError::Malformed { .. }))) => 2,
                 _ => 1,
             };
             eprintln!("error: {e:#}");
@@ -109,6 +141,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ = shutdown_signal() => {
                     tracing::info!("shutting down");
                     gw.stop().await?;
+                }
+            }
+            Ok(())
+        }
+        Command::Node {
+            command:
+                NodeCommand::Run {
+                    dir,
+                    listen,
+                    token_file,
+                    reserve,
+                },
+        } => {
+            let opts = NodeServerOptions {
+                dir,
+                listen,
+                token_file,
+                reserve,
+            };
+            let mut server = NodeServer::start(&opts).await?;
+            // Tests and scripts read the address from this first line.
+            println!("gateway node listening on http://{}", server.addr());
+            println!("  directory: {}", opts.dir.display());
+            if server.token_created() {
+                println!(
+                    "  token: created {} (give it to the gateway as this node's token_file)",
+                    server.token_file().display()
+                );
+            } else {
+                println!("  token: {}", server.token_file().display());
+            }
+            println!("  reserve: {reserve} bytes");
+            if server.stale_temp_removed() > 0 {
+                println!(
+                    "  removed {} unfinished uploads",
+                    server.stale_temp_removed()
+                );
+            }
+            tokio::select! {
+                _ = server.wait() => {}
+                _ = shutdown_signal() => {
+                    tracing::info!("shutting down");
+                    server.stop().await;
                 }
             }
             Ok(())

@@ -9,9 +9,17 @@
 //! A piece is written to `tmp/`, fsynced, renamed into `pieces/`, and the directory is
 //! fsynced before commit returns. A directory without the `NODE` marker is refused rather than
 //! silently re-created: an unmounted disk must not look like an empty node.
+//!
+//! A writer dropped before commit (an aborted or broken upload) removes its temp file. Temp
+//! files survive only a killed process; [`DirNode::remove_stale_temp`] clears them and must only
+//! be called while no writer of this directory is open (the node server does so at start).
+//! [`DirNode::list_pieces`] lists committed pieces in id order, page by page;
+//! [`DirNode::open_piece`] reads one version of a piece even if it is replaced meanwhile.
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
+#[cfg(unix)]
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -73,6 +81,122 @@ impl DirNode {
             }),
         })
     }
+}
+
+impl DirNode {
+    /// The node directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Up to `limit` committed piece ids greater than `after` (all ids when `None`), in
+    /// ascending byte order. Blocking: it reads directories.
+    pub fn list_pieces(
+        &self,
+        after: Option<PieceId>,
+        limit: usize,
+    ) -> Result<Vec<PieceId>, NodeError> {
+        let inner = &self.inner;
+        let mut out = Vec::new();
+        let first = after.map_or(0, |a| a.0[0]);
+        for fan in first..=255u8 {
+            if out.len() >= limit {
+                break;
+            }
+            let dir = inner.root.join("pieces").join(format!("{fan:02x}"));
+            let mut ids: Vec<PieceId> = Vec::new();
+            for entry in fs::read_dir(&dir).map_err(inner.io("list pieces"))? {
+                let entry = entry.map_err(inner.io("list pieces"))?;
+                // Anything that is not a piece name (an editor's backup, a stray file) is
+                // not a piece; listing skips it rather than failing.
+                let Some(id) = entry.file_name().to_str().and_then(PieceId::from_hex) else {
+                    continue;
+                };
+                if id.0[0] == fan && after.is_none_or(|a| id.0 > a.0) {
+                    ids.push(id);
+                }
+            }
+            ids.sort_unstable_by_key(|id| id.0);
+            ids.truncate(limit - out.len());
+            out.extend(ids);
+        }
+        Ok(out)
+    }
+
+    /// Opens a committed piece for reading. The handle keeps reading the version that was
+    /// committed when it was opened, even if the piece is replaced or deleted meanwhile.
+    pub async fn open_piece(&self, piece: PieceId) -> Result<OpenPiece, NodeError> {
+        let inner = self.inner.clone();
+        blocking(&self.inner.id, move || {
+            let file = File::open(inner.piece_path(&piece)).map_err(inner.io("open piece"))?;
+            let size = file.metadata().map_err(inner.io("stat piece"))?.len();
+            Ok(OpenPiece {
+                inner: inner.clone(),
+                file: Arc::new(file),
+                size,
+            })
+        })
+        .await
+    }
+
+    /// Removes the temp files of uploads that never finished (a killed process); returns how
+    /// many. Only safe while no writer of this directory is open.
+    pub fn remove_stale_temp(&self) -> Result<usize, NodeError> {
+        let inner = &self.inner;
+        let mut removed = 0;
+        for entry in fs::read_dir(inner.root.join("tmp")).map_err(inner.io("list temp pieces"))? {
+            let path = entry.map_err(inner.io("list temp pieces"))?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                fs::remove_file(&path).map_err(inner.io("remove temp piece"))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// A committed piece opened for reading (see [`DirNode::open_piece`]).
+pub struct OpenPiece {
+    inner: Arc<Inner>,
+    file: Arc<File>,
+    size: u64,
+}
+
+impl OpenPiece {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reads exactly `len` bytes at `offset`; a range past the end is `NodeError::ShortRead`.
+    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, NodeError> {
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(NodeError::ShortRead {
+                node: self.inner.id.clone(),
+            });
+        }
+        let inner = self.inner.clone();
+        let file = self.file.clone();
+        blocking(&self.inner.id, move || {
+            let mut buf = vec![0u8; len];
+            read_exact_at(&file, &mut buf, offset).map_err(inner.io("read piece"))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    file.read_exact_at(buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
 }
 
 fn init_dir(root: &Path) -> std::io::Result<()> {
@@ -297,5 +421,79 @@ mod tests {
         assert!(DirNode::open("d", &empty, true).is_ok());
         // Reopen without init works once initialised.
         assert!(DirNode::open("d", &empty, false).is_ok());
+    }
+
+    async fn put(node: &DirNode, id: PieceId, body: &[u8]) {
+        let mut w = node.create(id).await.unwrap();
+        w.write(Bytes::copy_from_slice(body)).await.unwrap();
+        w.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn list_pieces_pages_in_id_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = DirNode::open("d", dir.path(), true).unwrap();
+        let mut ids: Vec<PieceId> = [0x00u8, 0x10, 0x10, 0xfe, 0xff]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut id = [*b; 32];
+                id[31] = i as u8;
+                PieceId(id)
+            })
+            .collect();
+        for id in &ids {
+            put(&node, *id, b"x").await;
+        }
+        // Strays in the fan-out directories are not pieces.
+        fs::write(dir.path().join("pieces/10/notes.txt"), b"x").unwrap();
+        fs::write(dir.path().join("pieces/10").join("ff".repeat(32)), b"x").unwrap();
+        ids.sort_by_key(|id| id.0);
+        assert_eq!(node.list_pieces(None, 100).unwrap(), ids);
+        assert_eq!(node.list_pieces(None, 2).unwrap(), ids[..2]);
+        assert_eq!(node.list_pieces(Some(ids[1]), 2).unwrap(), ids[2..4]);
+        assert_eq!(node.list_pieces(Some(ids[3]), 2).unwrap(), ids[4..]);
+        assert!(node.list_pieces(Some(ids[4]), 2).unwrap().is_empty());
+        assert!(node.list_pieces(None, 0).unwrap().is_empty());
+        // `after` need not exist.
+        assert_eq!(
+            node.list_pieces(Some(PieceId([0x10; 32])), 100).unwrap(),
+            ids[3..]
+        );
+    }
+
+    #[tokio::test]
+    async fn open_piece_reads_one_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = DirNode::open("d", dir.path(), true).unwrap();
+        let id = PieceId([4; 32]);
+        put(&node, id, b"first version").await;
+        let open = node.open_piece(id).await.unwrap();
+        put(&node, id, b"second").await;
+        node.delete(id).await.unwrap();
+        assert_eq!(open.size(), 13);
+        assert_eq!(&open.read_at(6, 7).await.unwrap()[..], b"version");
+        assert!(matches!(
+            open.read_at(6, 8).await,
+            Err(NodeError::ShortRead { .. })
+        ));
+        assert!(matches!(
+            node.open_piece(id).await,
+            Err(NodeError::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn stale_temp_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = DirNode::open("d", dir.path(), true).unwrap();
+        let mut w = node.create(PieceId([1; 32])).await.unwrap();
+        w.write(Bytes::from_static(b"x")).await.unwrap();
+        // A killed process never runs Drop.
+        std::mem::forget(w);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
+        assert_eq!(node.remove_stale_temp().unwrap(), 1);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(node.list_pieces(None, 10).unwrap().is_empty());
     }
 }

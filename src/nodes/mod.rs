@@ -9,8 +9,15 @@
 //!   end is an error (`NodeError::ShortRead`), never silently short data.
 //! - Deleting a missing piece is not an error.
 //! - Nodes only ever see [`PieceId`]s (keyed hashes); never bucket or object names.
+//!
+//! Backends: [`DirNode`] (a local directory) and [`RemoteNode`] (a `gateway node` server,
+//! [`server`], reached over HTTP with the [`protocol`] both sides share).
 
+pub mod body;
 pub mod dir;
+pub mod protocol;
+pub mod remote;
+pub mod server;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +25,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 pub use dir::DirNode;
+pub use remote::{RemoteNode, RemoteOptions};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -39,6 +47,27 @@ impl PieceId {
     pub fn to_hex(&self) -> String {
         crate::crypto::encode_hex(&self.0)
     }
+
+    /// Parses the 64 lowercase hex digits [`PieceId::to_hex`] writes; anything else is `None`.
+    pub fn from_hex(s: &str) -> Option<PieceId> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *o = (lower_hex_digit(pair[0])? << 4) | lower_hex_digit(pair[1])?;
+        }
+        Some(PieceId(out))
+    }
+}
+
+fn lower_hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +78,9 @@ pub enum NodeError {
     ShortRead { node: String },
     #[error("node {node} is unavailable: {reason}")]
     Unavailable { node: String, reason: String },
+    /// The node answered but refused the request (bad credentials, full, too large...).
+    #[error("node {node} refused the request: {reason}")]
+    Refused { node: String, reason: String },
     #[error("node {node}: {op}: {source}")]
     Io {
         node: String,

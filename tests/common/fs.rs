@@ -60,6 +60,7 @@ pub fn node_dir(gw: &TestGateway, id: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no node {id}"));
     match &node.kind {
         NodeKind::Dir { path } => path.clone(),
+        other => panic!("node {id} is not a directory node: {other:?}"),
     }
 }
 

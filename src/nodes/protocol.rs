@@ -1,0 +1,382 @@
+//! The HTTP protocol between the gateway ([`super::RemoteNode`]) and a `gateway node` server
+//! ([`super::server`]), version 1.
+//!
+//! Endpoints (all under [`API_PREFIX`]):
+//! ```text
+//! PUT    /v1/pieces/<64 hex>      body = the piece; 201 once committed and fsynced
+//! GET    /v1/pieces/<64 hex>      200 whole piece, or 206 for `Range: bytes=a-b` / `bytes=a-`
+//! HEAD   /v1/pieces/<64 hex>      200 with Content-Length = piece size
+//! DELETE /v1/pieces/<64 hex>      204, also when the piece does not exist
+//! GET    /v1/pieces?after=<hex>&limit=N   JSON [`PieceList`], ids in ascending order
+//! GET    /v1/status                       JSON [`NodeStatus`]
+//! ```
+//! Unlike RFC 9110, a range reaching past the end of a piece is refused (416), never clamped:
+//! a node returns exactly the bytes asked for or an error. Error bodies are one line of text.
+//!
+//! Authentication: every request carries `x-gw-date: <unix seconds>` and
+//! `Authorization: GW-HMAC <64 hex>`, the HMAC-SHA256 under the node's [`NodeToken`] of
+//! `method \n path-and-query \n x-gw-date \n content-length`, where content-length is the
+//! decimal Content-Length header when the request has a non-empty declared body and empty
+//! otherwise (streamed PUTs use chunked transfer encoding). The server accepts a date within
+//! [`MAX_CLOCK_SKEW_SECS`] of its clock and compares tags in constant time.
+//!
+//! What this does not give (there is no TLS yet): confidentiality or integrity of bodies on
+//! the wire, and protection against replay of a captured request within the skew window.
+//! Pieces are encrypted and carry keyed chunk MACs the gateway verifies on read, so a network
+//! attacker can at worst destroy pieces, which the erasure code and repair are there for.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::hmac;
+use serde::{Deserialize, Serialize};
+
+use super::PieceId;
+
+pub const API_PREFIX: &str = "/v1";
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const AUTH_SCHEME: &str = "GW-HMAC";
+pub const DATE_HEADER: &str = "x-gw-date";
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+/// The largest piece a node accepts: a 1 GiB segment (the largest allowed) at `k = 1`, plus
+/// room for the piece header, chunk MACs and AEAD tags.
+pub const MAX_PIECE_LEN: u64 = (1 << 30) + (64 << 20);
+pub const DEFAULT_LIST_LIMIT: usize = 1000;
+pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// The request target of a piece.
+pub fn piece_target(piece: &PieceId) -> String {
+    format!("{API_PREFIX}/pieces/{}", piece.to_hex())
+}
+
+/// The request target of a listing page.
+pub fn list_target(after: Option<PieceId>, limit: usize) -> String {
+    match after {
+        Some(a) => format!("{API_PREFIX}/pieces?after={}&limit={limit}", a.to_hex()),
+        None => format!("{API_PREFIX}/pieces?limit={limit}"),
+    }
+}
+
+pub fn status_target() -> String {
+    format!("{API_PREFIX}/status")
+}
+
+/// The answer of `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The server's crate version.
+    pub version: String,
+    pub protocol: u32,
+    /// Bytes available to the server on the node's filesystem.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// Free bytes the node keeps: a PUT that would leave less is refused with 507.
+    pub reserve_bytes: u64,
+}
+
+/// The answer of `GET /v1/pieces`: piece ids in hex, ascending. `next_after` is set when the
+/// page is full; pass it as `after` for the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceList {
+    pub pieces: Vec<String>,
+    pub next_after: Option<String>,
+}
+
+/// The secret shared by a node server and the gateway: 32 random bytes, written as 64 hex
+/// digits. `Debug` never shows it and equality is constant-time.
+#[derive(Clone)]
+pub struct NodeToken([u8; 32]);
+
+impl std::fmt::Debug for NodeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeToken(..)")
+    }
+}
+
+impl PartialEq for NodeToken {
+    fn eq(&self, other: &Self) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(&self.0, &other.0).is_ok()
+    }
+}
+
+impl Eq for NodeToken {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("node token {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node token{}: expected 64 hex digits (32 bytes)", .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Malformed { path: Option<PathBuf> },
+    #[error("system random number generator failed")]
+    Random,
+}
+
+impl NodeToken {
+    pub fn generate() -> Result<NodeToken, TokenError> {
+        let mut t = [0u8; 32];
+        crate::crypto::random_bytes(&mut t).map_err(|_| TokenError::Random)?;
+        Ok(NodeToken(t))
+    }
+
+    /// Parses 64 hex digits (either case; surrounding whitespace ignored).
+    pub fn from_hex(s: &str) -> Result<NodeToken, TokenError> {
+        decode_hex32(s.trim())
+            .map(NodeToken)
+            .ok_or(TokenError::Malformed { path: None })
+    }
+
+    pub fn to_hex(&self) -> String {
+        crate::crypto::encode_hex(&self.0)
+    }
+
+    /// Reads a token file (64 hex digits and an optional newline).
+    pub fn load(path: &Path) -> Result<NodeToken, TokenError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_hex(&text).map_err(|_| TokenError::Malformed {
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// Reads the token file, or creates it (mode 0600, fsynced) with a fresh token when it does
+    /// not exist. Returns whether it was created.
+    pub fn load_or_create(path: &Path) -> Result<(NodeToken, bool), TokenError> {
+        match Self::load(path) {
+            Err(TokenError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let token = Self::generate()?;
+                write_private_file(path, format!("{}\n", token.to_hex()).as_bytes()).map_err(
+                    |source| TokenError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    },
+                )?;
+                Ok((token, true))
+            }
+            other => other.map(|t| (t, false)),
+        }
+    }
+
+    fn key(&self) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, &self.0)
+    }
+
+    /// The `Authorization` header value for a request.
+    pub fn authorization(
+        &self,
+        method: &str,
+        target: &str,
+        date: u64,
+        content_length: Option<u64>,
+    ) -> String {
+        let msg = string_to_sign(method, target, &date.to_string(), content_length);
+        let tag = hmac::sign(&self.key(), msg.as_bytes());
+        format!("{AUTH_SCHEME} {}", crate::crypto::encode_hex(tag.as_ref()))
+    }
+
+    /// Checks a request's credentials. `date` and `authorization` are the raw header values,
+    /// `now` the server's clock in unix seconds.
+    pub fn verify(
+        &self,
+        method: &str,
+        target: &str,
+        date: Option<&str>,
+        content_length: Option<u64>,
+        authorization: Option<&str>,
+        now: u64,
+    ) -> Result<(), AuthFailure> {
+        let authorization = authorization.ok_or(AuthFailure::Missing)?;
+        let tag = authorization
+            .strip_prefix(AUTH_SCHEME)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|hex| decode_hex32(hex.trim()))
+            .ok_or(AuthFailure::Malformed)?;
+        let date_text = date.ok_or(AuthFailure::MissingDate)?;
+        let date: u64 = date_text.parse().map_err(|_| AuthFailure::MissingDate)?;
+        if date.abs_diff(now) > MAX_CLOCK_SKEW_SECS {
+            return Err(AuthFailure::Skew { date, now });
+        }
+        let msg = string_to_sign(method, target, date_text, content_length);
+        hmac::verify(&self.key(), msg.as_bytes(), &tag).map_err(|_| AuthFailure::BadSignature)
+    }
+}
+
+/// Why a request's credentials were refused (sent back as the 401 body).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("missing Authorization header (expected \"{AUTH_SCHEME} <hex>\")")]
+    Missing,
+    #[error("malformed Authorization header (expected \"{AUTH_SCHEME} <64 hex>\")")]
+    Malformed,
+    #[error("missing or malformed {DATE_HEADER} header (expected unix seconds)")]
+    MissingDate,
+    #[error("{DATE_HEADER} {date} is more than {MAX_CLOCK_SKEW_SECS} s away from the node's clock ({now}); check both clocks")]
+    Skew { date: u64, now: u64 },
+    #[error("signature does not match: the gateway and the node do not share the same token")]
+    BadSignature,
+}
+
+fn string_to_sign(method: &str, target: &str, date: &str, content_length: Option<u64>) -> String {
+    let len = content_length
+        .filter(|n| *n > 0)
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    format!("{method}\n{target}\n{date}\n{len}")
+}
+
+/// Seconds since the unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        *o = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+fn write_private_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path)?;
+    f.write_all(body)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_and_bind_every_field() {
+        let t = NodeToken::generate().unwrap();
+        let now = 1_800_000_000;
+        let auth = t.authorization("PUT", "/v1/pieces/ab", now, Some(10));
+        let ok = |m: &str, p: &str, d: &str, l: Option<u64>, a: &str, n: u64| {
+            t.verify(m, p, Some(d), l, Some(a), n)
+        };
+        let d = now.to_string();
+        assert_eq!(ok("PUT", "/v1/pieces/ab", &d, Some(10), &auth, now), Ok(()));
+        // Within the skew window either way.
+        assert_eq!(
+            ok("PUT", "/v1/pieces/ab", &d, Some(10), &auth, now + 300),
+            Ok(())
+        );
+        assert_eq!(
+            ok("PUT", "/v1/pieces/ab", &d, Some(10), &auth, now - 300),
+            Ok(())
+        );
+        for (m, p, l) in [
+            ("GET", "/v1/pieces/ab", Some(10)),
+            ("PUT", "/v1/pieces/ac", Some(10)),
+            ("PUT", "/v1/pieces/ab", Some(11)),
+            ("PUT", "/v1/pieces/ab", None),
+        ] {
+            assert_eq!(
+                ok(m, p, &d, l, &auth, now),
+                Err(AuthFailure::BadSignature),
+                "{m} {p} {l:?}"
+            );
+        }
+        // A different date (still in the window) breaks the signature.
+        assert_eq!(
+            ok(
+                "PUT",
+                "/v1/pieces/ab",
+                &(now + 1).to_string(),
+                Some(10),
+                &auth,
+                now
+            ),
+            Err(AuthFailure::BadSignature)
+        );
+        assert!(matches!(
+            ok("PUT", "/v1/pieces/ab", &d, Some(10), &auth, now + 301),
+            Err(AuthFailure::Skew { .. })
+        ));
+        // Another token.
+        let other = NodeToken::generate().unwrap();
+        assert_eq!(
+            other.verify("PUT", "/v1/pieces/ab", Some(&d), Some(10), Some(&auth), now),
+            Err(AuthFailure::BadSignature)
+        );
+        // Missing or malformed headers.
+        assert_eq!(
+            t.verify("GET", "/", Some(&d), None, None, now),
+            Err(AuthFailure::Missing)
+        );
+        assert_eq!(
+            t.verify("GET", "/", Some(&d), None, Some("Bearer x"), now),
+            Err(AuthFailure::Malformed)
+        );
+        let get = t.authorization("GET", "/", now, None);
+        assert_eq!(
+            t.verify("GET", "/", None, None, Some(&get), now),
+            Err(AuthFailure::MissingDate)
+        );
+        // An empty body signs like no body.
+        assert_eq!(
+            t.verify("GET", "/", Some(&d), Some(0), Some(&get), now),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn token_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let (t, created) = NodeToken::load_or_create(&path).unwrap();
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let (again, created) = NodeToken::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(t, again);
+        assert_eq!(NodeToken::from_hex(&t.to_hex().to_uppercase()).unwrap(), t);
+        assert_ne!(NodeToken::generate().unwrap(), t);
+        assert!(!format!("{t:?}").contains(&t.to_hex()));
+
+        std::fs::write(&path, "abcd\n").unwrap();
+        assert!(matches!(
+            NodeToken::load(&path),
+            Err(TokenError::Malformed { .. })
+        ));
+        assert!(NodeToken::load_or_create(&path).is_err());
+        assert!(NodeToken::from_hex(&"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn targets() {
+        let id = PieceId([0xab; 32]);
+        assert_eq!(piece_target(&id), format!("/v1/pieces/{}", "ab".repeat(32)));
+        assert_eq!(list_target(None, 5), "/v1/pieces?limit=5");
+        assert_eq!(
+            list_target(Some(id), 5),
+            format!("/v1/pieces?after={}&limit=5", "ab".repeat(32))
+        );
+    }
+}

@@ -1,0 +1,580 @@
+//! [`RemoteNode`]: the gateway's [`NodeStore`] for `gateway node` servers (see
+//! [`super::protocol`]).
+//!
+//! Contract, on top of the [`NodeStore`] one:
+//! - Connections are pooled per node (HTTP/1.1 keep-alive) and closed after
+//!   [`POOL_IDLE_TIMEOUT`] idle, before the server's own idle limit.
+//! - `connect_timeout` bounds opening a connection. `read_timeout` bounds each wait on the
+//!   node: a response head, each frame of a response body, the node taking the next chunk of an
+//!   upload, and the answer to a commit.
+//! - Idempotent requests (GET, HEAD, DELETE, status, listing) are retried up to `retries`
+//!   times, with exponential backoff and jitter, after connection errors, timeouts and 5xx
+//!   answers other than 507. A PUT is never retried: its body is streamed once.
+//! - A writer streams each `write` as it comes through a channel of [`UPLOAD_QUEUE`] chunks
+//!   (memory is bounded by it); [`PieceWriter::commit`] ends the body and returns once the
+//!   node answered 201, i.e. the piece is durable. A writer aborted or dropped before commit
+//!   breaks its body off, and the server discards the upload.
+//! - Errors name the node and the cause: 404 is [`NodeError::NotFound`], 416
+//!   [`NodeError::ShortRead`], other 4xx and 507 [`NodeError::Refused`] (with the node's
+//!   one-line reason), connection failures, timeouts and other 5xx [`NodeError::Unavailable`].
+//!   An unreachable node is not an error until it is used.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, RANGE};
+use http::{Method, Request, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::body::{BodyMsg, NodeBody};
+use super::protocol::{
+    list_target, piece_target, status_target, unix_now, NodeStatus, NodeToken, PieceList,
+    DATE_HEADER, MAX_LIST_LIMIT,
+};
+use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter};
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_RETRIES: u32 = 2;
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Chunks of an upload buffered between the writer and the connection.
+pub const UPLOAD_QUEUE: usize = 2;
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Bytes of an error body kept for the message.
+const ERROR_BODY_MAX: usize = 4096;
+/// Largest JSON answer (a full listing page is ~0.7 MB).
+const JSON_BODY_MAX: usize = 4 << 20;
+/// Largest buffer reserved up front for a read; larger reads grow as data arrives.
+const PREALLOC_MAX: usize = 16 << 20;
+
+/// How to reach one node server.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// `http://host:port`.
+    pub address: String,
+    pub token: NodeToken,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Retries of an idempotent request after the first attempt.
+    pub retries: u32,
+}
+
+impl RemoteOptions {
+    /// Options with the default timeouts and retries.
+    pub fn new(address: impl Into<String>, token: NodeToken) -> Self {
+        RemoteOptions {
+            address: address.into(),
+            token,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+        }
+    }
+}
+
+/// Checks a node address: `http://host[:port]` with no path. Returns the reason it is not.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    base_url(address).map(|_| ())
+}
+
+fn base_url(address: &str) -> Result<String, String> {
+    let uri: Uri = address
+        .parse()
+        .map_err(|_| format!("{address:?} is not a URL like http://127.0.0.1:7001"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "{address:?}: https is not supported yet; reach the node over a trusted network or a tunnel"
+            ))
+        }
+        _ => return Err(format!("{address:?} must start with http://")),
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{address:?} has no host"))?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("{address:?} must not have a path or query"));
+    }
+    Ok(format!("http://{authority}"))
+}
+
+pub struct RemoteNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: String,
+    base: String,
+    token: NodeToken,
+    client: Client<HttpConnector, NodeBody>,
+    read_timeout: Duration,
+    retries: u32,
+}
+
+/// A complete answer of the node.
+struct Reply {
+    status: StatusCode,
+    content_length: Option<u64>,
+    body: Bytes,
+}
+
+impl RemoteNode {
+    /// A client for the node at `opts.address`. Connects lazily: an unreachable node is only
+    /// noticed by the requests that use it.
+    pub fn new(id: &str, opts: RemoteOptions) -> Result<RemoteNode, NodeError> {
+        let base = base_url(&opts.address).map_err(|reason| NodeError::Unavailable {
+            node: id.to_string(),
+            reason,
+        })?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(opts.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Ok(RemoteNode {
+            inner: Arc::new(Inner {
+                id: id.to_string(),
+                base,
+                token: opts.token,
+                client,
+                read_timeout: opts.read_timeout,
+                retries: opts.retries,
+            }),
+        })
+    }
+
+    /// The node's free space and version.
+    pub async fn status(&self) -> Result<NodeStatus, NodeError> {
+        let r = self
+            .inner
+            .call(Method::GET, &status_target(), None, JSON_BODY_MAX)
+            .await?;
+        self.inner.json(r)
+    }
+
+    /// Up to `limit` (at most 10 000) piece ids greater than `after`, ascending.
+    pub async fn list_pieces(
+        &self,
+        after: Option<PieceId>,
+        limit: usize,
+    ) -> Result<Vec<PieceId>, NodeError> {
+        let target = list_target(after, limit.clamp(1, MAX_LIST_LIMIT));
+        let r = self
+            .inner
+            .call(Method::GET, &target, None, JSON_BODY_MAX)
+            .await?;
+        let list: PieceList = self.inner.json(r)?;
+        list.pieces
+            .iter()
+            .map(|h| {
+                PieceId::from_hex(h).ok_or_else(|| {
+                    self.inner
+                        .unavailable(format!("listed a bad piece id {h:?}"))
+                })
+            })
+            .collect()
+    }
+}
+
+impl Inner {
+    fn unavailable(&self, reason: impl Into<String>) -> NodeError {
+        NodeError::Unavailable {
+            node: self.id.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The error for an answer that is not the expected success.
+    fn refused(&self, status: StatusCode, body: &[u8]) -> NodeError {
+        let reason = String::from_utf8_lossy(body).trim().to_string();
+        let reason = if reason.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {reason}")
+        };
+        match status {
+            StatusCode::NOT_FOUND => NodeError::NotFound {
+                node: self.id.clone(),
+            },
+            StatusCode::RANGE_NOT_SATISFIABLE => NodeError::ShortRead {
+                node: self.id.clone(),
+            },
+            s if s.is_server_error() && s != StatusCode::INSUFFICIENT_STORAGE => {
+                self.unavailable(reason)
+            }
+            _ => NodeError::Refused {
+                node: self.id.clone(),
+                reason,
+            },
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, r: Reply) -> Result<T, NodeError> {
+        if r.status != StatusCode::OK {
+            return Err(self.refused(r.status, &r.body));
+        }
+        serde_json::from_slice(&r.body)
+            .map_err(|e| self.unavailable(format!("malformed answer: {e}")))
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        target: &str,
+        body: NodeBody,
+        range: Option<(u64, u64)>,
+    ) -> Result<Request<NodeBody>, NodeError> {
+        let date = unix_now();
+        let content_length = body.size_hint().exact().filter(|n| *n > 0);
+        let auth = self
+            .token
+            .authorization(method.as_str(), target, date, content_length);
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("{}{target}", self.base))
+            .header(DATE_HEADER, date)
+            .header(AUTHORIZATION, auth);
+        if let Some((first, last)) = range {
+            b = b.header(RANGE, format!("bytes={first}-{last}"));
+        }
+        b.body(body)
+            .map_err(|e| self.unavailable(format!("cannot build request: {e}")))
+    }
+
+    /// An idempotent request, retried as the module doc says. `max_body` bounds a successful
+    /// answer's body.
+    async fn call(
+        &self,
+        method: Method,
+        target: &str,
+        range: Option<(u64, u64)>,
+        max_body: usize,
+    ) -> Result<Reply, NodeError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.once(method.clone(), target, range, max_body).await;
+            let transient = match &result {
+                Ok(r) => r.status.is_server_error() && r.status != StatusCode::INSUFFICIENT_STORAGE,
+                Err(_) => true,
+            };
+            if !transient || attempt >= self.retries {
+                return result;
+            }
+            if let Err(e) = &result {
+                tracing::debug!(node = %self.id, %method, target, error = %e, attempt, "retrying");
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn once(
+        &self,
+        method: Method,
+        target: &str,
+        range: Option<(u64, u64)>,
+        max_body: usize,
+    ) -> Result<Reply, NodeError> {
+        let req = self.request(method, target, NodeBody::empty(), range)?;
+        let resp = tokio::time::timeout(self.read_timeout, self.client.request(req))
+            .await
+            .map_err(|_| self.unavailable(format!("no answer within {:?}", self.read_timeout)))?
+            .map_err(|e| self.unavailable(error_chain(&e)))?;
+        let status = resp.status();
+        let content_length = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = if status.is_success() {
+            self.collect(resp.into_body(), max_body, false).await?
+        } else {
+            self.collect(resp.into_body(), ERROR_BODY_MAX, true).await?
+        };
+        Ok(Reply {
+            status,
+            content_length,
+            body,
+        })
+    }
+
+    /// Reads a response body of at most `max` bytes (cut there when `truncate`, else an
+    /// error), waiting at most the read timeout for each frame.
+    async fn collect(
+        &self,
+        mut body: Incoming,
+        max: usize,
+        truncate: bool,
+    ) -> Result<Bytes, NodeError> {
+        let hint = body.size_hint().exact().unwrap_or(0);
+        let mut buf = BytesMut::with_capacity((hint as usize).min(max).min(PREALLOC_MAX));
+        loop {
+            let frame = tokio::time::timeout(self.read_timeout, body.frame())
+                .await
+                .map_err(|_| {
+                    self.unavailable(format!(
+                        "answer stalled for {:?} after {} bytes",
+                        self.read_timeout,
+                        buf.len()
+                    ))
+                })?;
+            let Some(frame) = frame else {
+                return Ok(buf.freeze());
+            };
+            let frame = frame.map_err(|e| {
+                self.unavailable(format!(
+                    "answer broken after {} bytes: {}",
+                    buf.len(),
+                    error_chain(&e)
+                ))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if buf.len() + data.len() > max {
+                if truncate {
+                    buf.extend_from_slice(&data[..max - buf.len()]);
+                    return Ok(buf.freeze());
+                }
+                return Err(
+                    self.unavailable(format!("answer longer than the {max} bytes asked for"))
+                );
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+}
+
+/// `e` and its sources, joined (hyper's own messages say little without their causes).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Exponential backoff with "equal jitter": half the step fixed, half random, so retries of
+/// many requests spread out.
+fn backoff(attempt: u32) -> Duration {
+    let step = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_MAX);
+    let half = step / 2;
+    let mut r = [0u8; 8];
+    // Jitter is not security-relevant; without randomness the fixed half still backs off.
+    let _ = crate::crypto::random_bytes(&mut r);
+    let jitter_ms = u64::from_le_bytes(r) % (half.as_millis() as u64 + 1);
+    half + Duration::from_millis(jitter_ms)
+}
+
+impl NodeStore for RemoteNode {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn create<'a>(
+        &'a self,
+        piece: PieceId,
+    ) -> BoxFuture<'a, Result<Box<dyn PieceWriter>, NodeError>> {
+        Box::pin(async move {
+            let inner = self.inner.clone();
+            let (tx, body) = NodeBody::channel(UPLOAD_QUEUE);
+            let req = inner.request(Method::PUT, &piece_target(&piece), body, None)?;
+            let response = inner.client.request(req);
+            let task_inner = inner.clone();
+            let task = tokio::spawn(async move {
+                let inner = task_inner;
+                let resp = response
+                    .await
+                    .map_err(|e| inner.unavailable(format!("upload: {}", error_chain(&e))))?;
+                let status = resp.status();
+                if status == StatusCode::CREATED {
+                    return Ok(());
+                }
+                let body = inner
+                    .collect(resp.into_body(), ERROR_BODY_MAX, true)
+                    .await
+                    .unwrap_or_default();
+                Err(inner.refused(status, &body))
+            });
+            Ok(Box::new(RemoteWriter {
+                inner,
+                tx: Some(tx),
+                task: Some(task),
+            }) as Box<dyn PieceWriter>)
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        piece: PieceId,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'a, Result<Bytes, NodeError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let target = piece_target(&piece);
+            let short = || NodeError::ShortRead {
+                node: inner.id.clone(),
+            };
+            if len == 0 {
+                // A Range cannot name zero bytes: ask for the size instead.
+                let r = inner.call(Method::HEAD, &target, None, 0).await?;
+                if r.status != StatusCode::OK {
+                    return Err(inner.refused(r.status, &r.body));
+                }
+                let size = r
+                    .content_length
+                    .ok_or_else(|| inner.unavailable("HEAD answer without Content-Length"))?;
+                return if offset <= size {
+                    Ok(Bytes::new())
+                } else {
+                    Err(short())
+                };
+            }
+            let last = offset.checked_add(len - 1).ok_or_else(short)?;
+            let max = usize::try_from(len).map_err(|_| short())?;
+            let r = inner
+                .call(Method::GET, &target, Some((offset, last)), max)
+                .await?;
+            if r.status != StatusCode::PARTIAL_CONTENT {
+                return Err(inner.refused(r.status, &r.body));
+            }
+            if r.body.len() != max {
+                return Err(inner.unavailable(format!(
+                    "sent {} of the {len} bytes asked for",
+                    r.body.len()
+                )));
+            }
+            Ok(r.body)
+        })
+    }
+
+    fn delete<'a>(&'a self, piece: PieceId) -> BoxFuture<'a, Result<(), NodeError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let r = inner
+                .call(Method::DELETE, &piece_target(&piece), None, 0)
+                .await?;
+            match r.status {
+                StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+                s => Err(inner.refused(s, &r.body)),
+            }
+        })
+    }
+}
+
+/// An upload in flight: `tx` feeds the request body, `task` waits for the node's answer.
+struct RemoteWriter {
+    inner: Arc<Inner>,
+    tx: Option<mpsc::Sender<BodyMsg>>,
+    task: Option<JoinHandle<Result<(), NodeError>>>,
+}
+
+impl RemoteWriter {
+    async fn send(&mut self, msg: BodyMsg) -> Result<(), NodeError> {
+        // The node may have answered (401, 507...) while we were still sending.
+        if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+            return Err(self.early_answer().await);
+        }
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(self.inner.unavailable("upload already failed"));
+        };
+        match tokio::time::timeout(self.inner.read_timeout, tx.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            // The connection dropped the body: the answer (or the failure) says why.
+            Ok(Err(_)) => Err(self.early_answer().await),
+            Err(_) => {
+                self.tx = None;
+                Err(self.inner.unavailable(format!(
+                    "node took no upload data for {:?}",
+                    self.inner.read_timeout
+                )))
+            }
+        }
+    }
+
+    /// The reason the request ended before its body did.
+    async fn early_answer(&mut self) -> NodeError {
+        self.tx = None;
+        let Some(mut task) = self.task.take() else {
+            return self.inner.unavailable("upload already failed");
+        };
+        match tokio::time::timeout(self.inner.read_timeout, &mut task).await {
+            Ok(Ok(Err(e))) => e,
+            Ok(Ok(Ok(()))) => self
+                .inner
+                .unavailable("node answered before the upload was complete"),
+            Ok(Err(e)) => self.inner.unavailable(format!("upload task failed: {e}")),
+            Err(_) => {
+                task.abort();
+                self.inner.unavailable("upload refused without an answer")
+            }
+        }
+    }
+}
+
+impl PieceWriter for RemoteWriter {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), NodeError>> {
+        Box::pin(async move {
+            if data.is_empty() {
+                return Ok(());
+            }
+            self.send(BodyMsg::Data(data)).await
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), NodeError>> {
+        Box::pin(async move {
+            self.send(BodyMsg::End).await?;
+            self.tx = None;
+            let Some(mut task) = self.task.take() else {
+                return Err(self.inner.unavailable("upload already failed"));
+            };
+            match tokio::time::timeout(self.inner.read_timeout, &mut task).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => Err(self.inner.unavailable(format!("upload task failed: {e}"))),
+                Err(_) => {
+                    task.abort();
+                    Err(self.inner.unavailable(format!(
+                        "no answer to the commit within {:?}",
+                        self.inner.read_timeout
+                    )))
+                }
+            }
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        // Dropping the sender without `End` breaks the body off (see `Drop`).
+        Box::pin(async move { drop(self) })
+    }
+}
+
+impl Drop for RemoteWriter {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

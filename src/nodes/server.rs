@@ -1,0 +1,484 @@
+//! `gateway node run`: one [`DirNode`] served over HTTP/1.1 and h2c (see [`super::protocol`]
+//! for the endpoints and the authentication).
+//!
+//! Guarantees:
+//! - Every request is authenticated before it is routed; a request without a valid signature
+//!   gets 401 with a one-line reason and touches nothing on disk.
+//! - `PUT` answers 201 only after the whole body arrived (the declared Content-Length, or the
+//!   final chunk of a chunked body), the piece was fsynced and renamed into place. A body that
+//!   breaks, stalls for [`BODY_IDLE_TIMEOUT`], or exceeds its declared length or
+//!   [`MAX_PIECE_LEN`] leaves no piece and no temp file. Temp files of a killed process are
+//!   removed at the next start ([`DirNode::remove_stale_temp`]): one server per directory.
+//! - A `PUT` is refused with 507 when it would leave less than the reserve free on the node's
+//!   filesystem (checked before the first byte and again every [`SPACE_CHECK_EVERY`] bytes).
+//! - Reads stream a piece in bounded windows from one open handle: a reader sees one version
+//!   of a piece even if it is replaced meanwhile, and memory per request is bounded.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::body::NodeBody;
+use super::protocol::{
+    unix_now, NodeStatus, NodeToken, PieceList, TokenError, API_PREFIX, DATE_HEADER,
+    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, PROTOCOL_VERSION,
+};
+use super::{DirNode, NodeError, NodeStore, PieceId};
+
+/// The default token file inside the node directory.
+pub const TOKEN_FILE: &str = "token";
+/// An upload that sends nothing for this long is discarded.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const SPACE_CHECK_EVERY: u64 = 64 << 20;
+/// Bytes buffered before a write to disk (one blocking call per batch, not per frame).
+const WRITE_BATCH: usize = 1 << 20;
+/// Bytes read from disk per step of a streamed GET.
+const READ_WINDOW: usize = 1 << 20;
+/// How long a graceful stop waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+mod piece;
+
+use piece::{fs_space, get_piece, put_piece};
+
+#[derive(Debug, Clone)]
+pub struct NodeServerOptions {
+    /// The node directory; initialised when absent or empty.
+    pub dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The token file; `None` means `dir/token`, created on first start.
+    pub token_file: Option<PathBuf>,
+    /// Free bytes to keep on the filesystem.
+    pub reserve: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeServerError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running node server.
+pub struct NodeServer {
+    addr: SocketAddr,
+    token_file: PathBuf,
+    token_created: bool,
+    stale_temp_removed: usize,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl NodeServer {
+    /// Opens (or initialises) the directory, loads or creates the token, removes stale temp
+    /// files, binds and starts serving.
+    pub async fn start(opts: &NodeServerOptions) -> Result<NodeServer, NodeServerError> {
+        let node = DirNode::open("local", &opts.dir, true)?;
+        let token_file = opts
+            .token_file
+            .clone()
+            .unwrap_or_else(|| opts.dir.join(TOKEN_FILE));
+        let (token, token_created) = NodeToken::load_or_create(&token_file)?;
+        let stale_temp_removed = node.remove_stale_temp()?;
+        let listener =
+            TcpListener::bind(opts.listen)
+                .await
+                .map_err(|source| NodeServerError::Listen {
+                    addr: opts.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| NodeServerError::Listen {
+                addr: opts.listen,
+                source,
+            })?;
+        let state = Arc::new(State {
+            node,
+            token,
+            reserve: opts.reserve,
+        });
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(serve(listener, state, rx));
+        Ok(NodeServer {
+            addr,
+            token_file,
+            token_created,
+            stale_temp_removed,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn token_file(&self) -> &Path {
+        &self.token_file
+    }
+
+    /// Whether this start created the token file.
+    pub fn token_created(&self) -> bool {
+        self.token_created
+    }
+
+    /// Temp files of unfinished uploads removed at start.
+    pub fn stale_temp_removed(&self) -> usize {
+        self.stale_temp_removed
+    }
+
+    /// Stops accepting and waits (up to 30 s) for requests in flight.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server ends (only through [`NodeServer::stop`]).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+
+    /// Drops every connection at once, uploads in flight included (their temp files are
+    /// removed, nothing is committed): what clients see when a node dies.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+struct State {
+    node: DirNode,
+    token: NodeToken,
+    reserve: u64,
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: oneshot::Receiver<()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    // Connections live in this set so that aborting the server task (`kill`) drops them all.
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(state, req, peer).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                conns.spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after the shutdown grace period; dropping them");
+    }
+}
+
+/// A request that cannot be served: its status and a one-line reason for the body.
+#[derive(Debug)]
+struct Failure {
+    status: StatusCode,
+    message: String,
+    piece_size: Option<u64>,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            message: message.into(),
+            piece_size: None,
+        }
+    }
+
+    fn into_response(self, is_head: bool) -> Response<NodeBody> {
+        let body = if is_head {
+            NodeBody::empty()
+        } else {
+            NodeBody::full(format!("{}\n", self.message))
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = self.status;
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(size) = self.piece_size {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(CONTENT_RANGE, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<NodeError> for Failure {
+    fn from(e: NodeError) -> Self {
+        let status = match &e {
+            NodeError::NotFound { .. } => StatusCode::NOT_FOUND,
+            NodeError::ShortRead { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            NodeError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure::new(status, e.to_string())
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<NodeBody> {
+    let is_head = req.method() == Method::HEAD;
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    match respond(&state, req).await {
+        Ok(resp) => resp,
+        Err(f) => {
+            if f.status == StatusCode::UNAUTHORIZED || f.status.is_server_error() {
+                tracing::warn!(%peer, %method, %path, status = f.status.as_u16(), reason = %f.message, "request refused");
+            } else {
+                tracing::debug!(%peer, %method, %path, status = f.status.as_u16(), reason = %f.message, "request refused");
+            }
+            f.into_response(is_head)
+        }
+    }
+}
+
+enum Route {
+    Status,
+    List {
+        after: Option<PieceId>,
+        limit: usize,
+    },
+    Piece(PieceId),
+}
+
+async fn respond(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<NodeBody>, Failure> {
+    authenticate(state, &req)?;
+    let route = route(req.uri())?;
+    match (route, req.method().clone()) {
+        (Route::Status, Method::GET) => status(state),
+        (Route::List { after, limit }, Method::GET) => list(state, after, limit).await,
+        (Route::Piece(id), Method::PUT) => put_piece(state, id, req).await,
+        (Route::Piece(id), Method::GET) => get_piece(state, id, req.headers(), false).await,
+        (Route::Piece(id), Method::HEAD) => get_piece(state, id, req.headers(), true).await,
+        (Route::Piece(id), Method::DELETE) => {
+            state.node.delete(id).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (_, m) => Err(Failure::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{m} is not allowed on {}", req.uri().path()),
+        )),
+    }
+}
+
+fn authenticate(state: &State, req: &Request<Incoming>) -> Result<(), Failure> {
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    state
+        .token
+        .verify(
+            req.method().as_str(),
+            target,
+            header(DATE_HEADER),
+            content_length(req.headers())?,
+            header(http::header::AUTHORIZATION.as_str()),
+            unix_now(),
+        )
+        .map_err(|e| Failure::new(StatusCode::UNAUTHORIZED, e.to_string()))
+}
+
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Failure> {
+    headers
+        .get(CONTENT_LENGTH)
+        .map(|v| {
+            v.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                Failure::new(StatusCode::BAD_REQUEST, "Content-Length is not a number")
+            })
+        })
+        .transpose()
+}
+
+fn route(uri: &Uri) -> Result<Route, Failure> {
+    let not_found = || Failure::new(StatusCode::NOT_FOUND, "no such endpoint");
+    let rest = uri.path().strip_prefix(API_PREFIX).ok_or_else(not_found)?;
+    match rest {
+        "/status" => Ok(Route::Status),
+        "/pieces" => list_query(uri.query().unwrap_or("")),
+        _ => {
+            let hex = rest.strip_prefix("/pieces/").ok_or_else(not_found)?;
+            PieceId::from_hex(hex).map(Route::Piece).ok_or_else(|| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "a piece id is 64 lowercase hex digits",
+                )
+            })
+        }
+    }
+}
+
+fn list_query(query: &str) -> Result<Route, Failure> {
+    let bad = |m: String| Failure::new(StatusCode::BAD_REQUEST, m);
+    let mut after = None;
+    let mut limit = DEFAULT_LIST_LIMIT;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "after" => {
+                after = Some(PieceId::from_hex(v).ok_or_else(|| {
+                    bad("after must be a piece id (64 lowercase hex digits)".into())
+                })?)
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+                    .ok_or_else(|| bad(format!("limit must be 1..={MAX_LIST_LIMIT}")))?
+            }
+            other => return Err(bad(format!("unknown listing parameter {other:?}"))),
+        }
+    }
+    Ok(Route::List { after, limit })
+}
+
+fn empty(status: StatusCode) -> Response<NodeBody> {
+    let mut resp = Response::new(NodeBody::empty());
+    *resp.status_mut() = status;
+    resp
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Response<NodeBody>, Failure> {
+    let body = serde_json::to_vec(value)
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut resp = Response::new(NodeBody::full(body));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+fn status(state: &State) -> Result<Response<NodeBody>, Failure> {
+    let (free_bytes, total_bytes) = fs_space(state.node.root()).map_err(|e| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("free space of the node directory: {e}"),
+        )
+    })?;
+    json(&NodeStatus {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol: PROTOCOL_VERSION,
+        free_bytes,
+        total_bytes,
+        reserve_bytes: state.reserve,
+    })
+}
+
+async fn list(
+    state: &Arc<State>,
+    after: Option<PieceId>,
+    limit: usize,
+) -> Result<Response<NodeBody>, Failure> {
+    let st = state.clone();
+    let ids = tokio::task::spawn_blocking(move || st.node.list_pieces(after, limit))
+        .await
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let next_after = if ids.len() == limit {
+        ids.last().map(PieceId::to_hex)
+    } else {
+        None
+    };
+    json(&PieceList {
+        pieces: ids.iter().map(PieceId::to_hex).collect(),
+        next_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let hex = "ab".repeat(32);
+        let r = |s: &str| route(&s.parse::<Uri>().unwrap());
+        assert!(matches!(r("/v1/status"), Ok(Route::Status)));
+        assert!(
+            matches!(r(&format!("/v1/pieces/{hex}")), Ok(Route::Piece(p)) if p.0 == [0xab; 32])
+        );
+        assert!(matches!(
+            r("/v1/pieces?limit=7"),
+            Ok(Route::List {
+                after: None,
+                limit: 7
+            })
+        ));
+        assert!(matches!(
+            r(&format!("/v1/pieces?after={hex}")),
+            Ok(Route::List {
+                after: Some(_),
+                limit: DEFAULT_LIST_LIMIT
+            })
+        ));
+        let status = |s: &str| r(s).err().map(|f| f.status);
+        assert_eq!(status("/v1/pieces?limit=0"), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            status("/v1/pieces?limit=10001"),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(status("/v1/pieces?after=zz"), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status("/v1/pieces?bogus=1"), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            status(&format!("/v1/pieces/{}", hex.to_uppercase())),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(status("/v1/pieces/../etc"), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status("/v2/status"), Some(StatusCode::NOT_FOUND));
+        assert_eq!(status("/v1/other"), Some(StatusCode::NOT_FOUND));
+    }
+}
