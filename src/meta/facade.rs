@@ -87,6 +87,15 @@ impl Meta {
         self.run(move |m| m.put_object(&rec, &pre)).await
     }
 
+    pub async fn put_object_sharing(
+        &self,
+        rec: &ObjectRecord,
+        pre: &Precondition,
+    ) -> Result<(), MetaError> {
+        let (rec, pre) = (rec.clone(), pre.clone());
+        self.run(move |m| m.put_object_sharing(&rec, &pre)).await
+    }
+
     pub async fn get_object(
         &self,
         bucket: &str,

@@ -98,7 +98,12 @@ impl ObjectLayer {
         if let TaggingDirective::Replace(tags) = req.tagging {
             rec.tags = tags;
         }
-        self.inner.meta.put_object(&rec, &req.precondition).await?;
+        // Shared streams must still be live: a source deleted (and collected) meanwhile makes
+        // the copy fail rather than resurrect a body whose pieces are gone.
+        self.inner
+            .meta
+            .put_object_sharing(&rec, &req.precondition)
+            .await?;
         self.inner.gc_wake.notify_one();
         Ok(CopyOutcome {
             etag: rec.etag,
@@ -131,7 +136,8 @@ impl ObjectLayer {
             .checksum_algorithm
             .and_then(ChecksumAlgorithm::from_id);
         let byte_range = range.map(|(a, b)| ByteRange::FromTo(a, b));
-        let mut got = self.get_object(src_bucket, src_key, byte_range).await?;
+        // The version whose conditions and size were checked is the one copied.
+        let mut got = self.read_object(src, byte_range).await?;
         let (tx, rx) = mpsc::channel(2);
         // Feed the decrypted source into a new stream; hash it if the upload wants checksums.
         let feed = async move {

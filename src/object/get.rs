@@ -77,6 +77,17 @@ impl ObjectLayer {
         range: Option<ByteRange>,
     ) -> Result<GetOutcome, ObjectError> {
         let record = self.head_object(bucket, key).await?;
+        self.read_object(record, range).await
+    }
+
+    /// Starts a download of exactly this record (as read by [`ObjectLayer::head_object`]),
+    /// so conditions checked against it hold for the bytes served even if the key is
+    /// overwritten meanwhile.
+    pub async fn read_object(
+        &self,
+        record: ObjectRecord,
+        range: Option<ByteRange>,
+    ) -> Result<GetOutcome, ObjectError> {
         let (start, end) = match range {
             Some(r) => r.resolve(record.size)?,
             None => (0, record.size),
@@ -212,6 +223,7 @@ async fn read_segment(
                 ));
             }
             let out = decrypt.feed(&ct[c0..c1])?;
+            decrypt.finish()?;
             let _ = tx.send(Ok(Bytes::from(out))).await;
             return Ok(());
         }
@@ -278,7 +290,7 @@ async fn read_segment(
         }
         g = g_end + 1;
     }
-    Ok(())
+    decrypt.finish()
 }
 
 /// Decrypts consecutive ciphertext blocks and trims the plaintext to `[a, b)` of the segment.
@@ -296,6 +308,19 @@ struct Decrypt {
 }
 
 impl Decrypt {
+    /// Every requested block was decrypted (a short stored ciphertext is an error, never a
+    /// silently shorter body).
+    fn finish(&self) -> Result<(), ObjectError> {
+        if self.next_block <= self.last_block {
+            return Err(ObjectError::Internal(format!(
+                "segment ciphertext ended at block {} of {}",
+                self.next_block,
+                self.last_block + 1
+            )));
+        }
+        Ok(())
+    }
+
     fn feed(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ObjectError> {
         self.carry.extend_from_slice(bytes);
         let cbs = self.block_size as usize + TAG_LEN;

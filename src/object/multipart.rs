@@ -143,12 +143,16 @@ impl ObjectLayer {
             last_modified_ms: now_ms(),
             stream: body.stream.clone(),
         };
-        self.inner
-            .meta
-            .put_part(bucket, key, upload_id, &part)
-            .await?;
         let body_checksum = body.checksum.clone();
-        body.keep();
+        let meta = self.inner.meta.clone();
+        let (b, k, u, p) = (
+            bucket.to_string(),
+            key.to_string(),
+            upload_id.to_string(),
+            part.clone(),
+        );
+        body.commit(async move { meta.put_part(&b, &k, &u, &p).await })
+            .await?;
         self.inner.gc_wake.notify_one();
         Ok(PartOutcome {
             etag,

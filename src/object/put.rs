@@ -63,8 +63,28 @@ pub(crate) struct StoredBody {
 }
 
 impl StoredBody {
-    pub fn keep(mut self) {
+    fn keep(mut self) {
         self.cleanup.pieces.clear();
+    }
+
+    /// Runs `commit` (the metadata write that references this body) to its end in a task of
+    /// its own, and keeps the body exactly when it succeeded. A request cancelled while the
+    /// commit is in flight can then neither delete the pieces of a body that did get
+    /// committed nor leak those of one that did not.
+    pub async fn commit<T: Send + 'static>(
+        self,
+        commit: impl std::future::Future<Output = Result<T, crate::meta::MetaError>> + Send + 'static,
+    ) -> Result<T, ObjectError> {
+        tokio::spawn(async move {
+            let r = commit.await;
+            if r.is_ok() {
+                self.keep();
+            }
+            r
+        })
+        .await
+        .map_err(|e| ObjectError::Internal(e.to_string()))?
+        .map_err(Into::into)
     }
 }
 
@@ -147,17 +167,15 @@ impl ObjectLayer {
                 stream: body.stream.clone(),
             }],
         };
-        self.inner
-            .meta
-            .put_object(&record, &req.precondition)
-            .await?;
         let out = PutOutcome {
             etag,
             size: body.size,
             last_modified_ms,
             checksum: body.checksum.clone(),
         };
-        body.keep();
+        let meta = self.inner.meta.clone();
+        body.commit(async move { meta.put_object(&record, &req.precondition).await })
+            .await?;
         // The replaced body, if any, may be garbage now.
         self.inner.gc_wake.notify_one();
         Ok(out)

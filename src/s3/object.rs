@@ -178,12 +178,8 @@ pub(super) async fn get_object(
         };
         (served, ResponseBody::empty())
     } else {
-        let out = ctx
-            .layer
-            .get_object(bucket, key, range)
-            .await
-            .map_err(map_err)?;
-        // The body read is the one now current (it may have been replaced meanwhile).
+        // Exactly the version whose conditions and part layout were checked above.
+        let out = ctx.layer.read_object(rec, range).await.map_err(map_err)?;
         rec = out.record;
         (out.range, ResponseBody::Stream(out.body))
     };

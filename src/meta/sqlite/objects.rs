@@ -23,13 +23,37 @@ impl SqliteMeta {
     /// answers); `StreamGone`; `InvalidRecord` (part numbers not strictly increasing,
     /// `size` not the sum of the part sizes, a malformed stream).
     pub fn put_object(&self, rec: &ObjectRecord, pre: &Precondition) -> Result<(), MetaError> {
+        self.write_object(rec, pre, false)
+    }
+
+    /// As [`SqliteMeta::put_object`] for a record whose streams all belong to another object
+    /// (CopyObject): every stream must still be live. A stream that is unknown (its source was
+    /// deleted and collected meanwhile) or garbage is `StreamGone`, never re-created.
+    pub fn put_object_sharing(
+        &self,
+        rec: &ObjectRecord,
+        pre: &Precondition,
+    ) -> Result<(), MetaError> {
+        self.write_object(rec, pre, true)
+    }
+
+    fn write_object(
+        &self,
+        rec: &ObjectRecord,
+        pre: &Precondition,
+        shared_only: bool,
+    ) -> Result<(), MetaError> {
         validate_object(rec)?;
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         require_bucket(&tx, &rec.bucket)?;
         check_precondition(&tx, &rec.bucket, &rec.key, pre)?;
         for part in &rec.parts {
-            streams::reference(&tx, &part.stream)?;
+            if shared_only {
+                streams::reference_live(&tx, &part.stream.stream_id)?;
+            } else {
+                streams::reference(&tx, &part.stream)?;
+            }
         }
         let replaced = replace_object(&tx, rec)?;
         streams::release(&tx, &replaced)?;

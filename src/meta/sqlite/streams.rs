@@ -42,6 +42,14 @@ pub(super) fn reference(tx: &Transaction, stream: &StreamRecord) -> Result<(), M
     }
 }
 
+/// Requires `id` to be a live stream (for a new reference to an existing body).
+pub(super) fn reference_live(tx: &Transaction, id: &StreamId) -> Result<(), MetaError> {
+    match stream_state(tx, id)? {
+        StreamState::Live => Ok(()),
+        StreamState::Unknown | StreamState::Garbage => Err(MetaError::StreamGone(*id)),
+    }
+}
+
 /// Marks as garbage every stream of `ids` that is live and no longer referenced by any object
 /// part or upload part. Call after the references are gone, in the same transaction.
 pub(super) fn release(tx: &Transaction, ids: &[StreamId]) -> Result<(), MetaError> {

@@ -255,3 +255,25 @@ fn checksums_round_trip() {
     meta.put_object(&plain, &NONE).unwrap();
     assert_eq!(meta.get_object("b", "k").unwrap(), Some(plain));
 }
+
+#[test]
+fn a_copy_never_resurrects_a_collected_stream() {
+    let (_dir, meta) = store();
+    meta.create_bucket("b", 0).unwrap();
+    let source = rec("b", "a", 1, vec![segment(0, pieces(6, &["n1", "n2"]))]);
+    meta.put_object(&source, &NONE).unwrap();
+    // A live source can be shared.
+    meta.put_object_sharing(&copy_of(&source, "c"), &NONE)
+        .unwrap();
+    assert!(meta.delete_object("b", "c").unwrap());
+    // The source is deleted and collected while a copy is in flight.
+    assert!(meta.delete_object("b", "a").unwrap());
+    meta.garbage_done(&id(1)).unwrap();
+    assert_eq!(state(&meta, &id(1)), StreamState::Unknown);
+    assert!(matches!(
+        meta.put_object_sharing(&copy_of(&source, "d"), &NONE),
+        Err(MetaError::StreamGone(s)) if s == id(1)
+    ));
+    assert_eq!(meta.get_object("b", "d").unwrap(), None);
+    assert_eq!(state(&meta, &id(1)), StreamState::Unknown);
+}
