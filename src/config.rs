@@ -62,6 +62,7 @@ struct RawStorage {
     block_size: Option<ByteSize>,
     chunk_size: Option<ByteSize>,
     cipher: Option<String>,
+    gc_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +212,9 @@ pub struct StorageConfig {
     /// Largest chunk a piece holds per stripe.
     pub chunk_size: usize,
     pub cipher: CipherSuite,
+    /// Replaced or deleted bodies keep their pieces at least this long, so a read that
+    /// began just before the replacement still finds them.
+    pub gc_grace: std::time::Duration,
 }
 
 impl Default for StorageConfig {
@@ -227,6 +231,7 @@ impl Default for StorageConfig {
             block_size: 64 << 10,
             chunk_size: 64 << 10,
             cipher: CipherSuite::Aes256Gcm,
+            gc_grace: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -486,6 +491,10 @@ fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
             )
         })?,
     };
+    let gc_grace = match raw.gc_grace {
+        None => d.gc_grace,
+        Some(g) => parse_duration(&g).map_err(|r| ConfigError::new("storage.gc_grace", r))?,
+    };
     Ok(StorageConfig {
         scheme,
         segment_size,
@@ -493,6 +502,7 @@ fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
         block_size: block_size as u32,
         chunk_size: chunk_size as usize,
         cipher,
+        gc_grace,
     })
 }
 

@@ -76,3 +76,40 @@ async fn a_read_in_progress_survives_overwrite_and_collection() {
         .unwrap();
     assert!(now.body.collect().await.unwrap().into_bytes()[..] == new[..]);
 }
+
+#[tokio::test]
+async fn replaced_bodies_keep_their_pieces_for_the_grace_period() {
+    let gw = TestGateway::start_with(common::Opts {
+        gc_grace: "60m",
+        ..common::Opts::default()
+    })
+    .await;
+    let c = gw.client();
+    c.create_bucket()
+        .bucket("grace-bucket")
+        .send()
+        .await
+        .unwrap();
+    let body = data(1 << 20, 4);
+    c.put_object()
+        .bucket("grace-bucket")
+        .key("k")
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap();
+    let before = fs_util::piece_paths(&gw.nodes_dir());
+    c.delete_object()
+        .bucket("grace-bucket")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after = fs_util::piece_paths(&gw.nodes_dir());
+    assert!(!before.is_empty());
+    assert!(
+        before.iter().all(|f| after.contains(f)),
+        "pieces of a body deleted moments ago are still there"
+    );
+}

@@ -20,4 +20,4 @@ import awscrt, boto3, botocore
 print(f"boto3 {boto3.__version__}, botocore {botocore.__version__}, awscrt {awscrt.__version__}")
 EOF
 "$venv/bin/aws" --version
-"$venv/bin/rclone" version | head -n 1
+"$venv/bin/rclone" version | sed -n 1p  # sed reads to the end: no SIGPIPE under pipefail

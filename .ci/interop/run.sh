@@ -139,7 +139,7 @@ done
 
 creds="$data/credentials.toml"
 toml_value() {
-    sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\([^\"]*\)\"[[:space:]]*\$/\1/p" "$creds" | head -n 1
+    sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\([^\"]*\)\"[[:space:]]*\$/\1/p" "$creds" | sed -n 1p
 }
 access_key="$(toml_value access_key)"
 secret_key="$(toml_value secret_key)"

@@ -273,6 +273,8 @@ pub struct ListQuery<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Garbage {
     pub stream_id: StreamId,
+    /// When the body became garbage.
+    pub since_ms: i64,
     /// `(segment index, piece)`, ordered by segment then piece number; empty for bodies whose
     /// segments were all inline.
     pub pieces: Vec<(u32, PieceRecord)>,

@@ -54,8 +54,10 @@ async fn collect_round(inner: &Inner) -> bool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&g.stream_id);
-        if in_use {
-            // A GET that began before the overwrite is still reading it; next round.
+        // A GET that began before the overwrite is still reading it, or the body became
+        // garbage so recently that a GET may be about to take its read lease: next round.
+        let young = super::now_ms() - g.since_ms < inner.storage.gc_grace.as_millis() as i64;
+        if in_use || young {
             continue;
         }
         if delete_body(inner, &g).await {

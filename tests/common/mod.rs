@@ -28,6 +28,8 @@ pub struct Opts {
     pub block_size: &'static str,
     pub inline_limit: &'static str,
     pub cipher: &'static str,
+    /// How long replaced bodies keep their pieces; tests default to none.
+    pub gc_grace: &'static str,
 }
 
 impl Default for Opts {
@@ -40,6 +42,7 @@ impl Default for Opts {
             block_size: "4KiB",
             inline_limit: "4KiB",
             cipher: "aes-256-gcm",
+            gc_grace: "0s",
         }
     }
 }
@@ -53,8 +56,8 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().to_path_buf();
         let mut cfg = format!(
-            "listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"{}\"\nsegment_size = \"{}\"\nchunk_size = \"{}\"\nblock_size = \"{}\"\ninline_limit = \"{}\"\ncipher = \"{}\"\n",
-            o.scheme, o.segment_size, o.chunk_size, o.block_size, o.inline_limit, o.cipher
+            "listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"{}\"\nsegment_size = \"{}\"\nchunk_size = \"{}\"\nblock_size = \"{}\"\ninline_limit = \"{}\"\ncipher = \"{}\"\ngc_grace = \"{}\"\n",
+            o.scheme, o.segment_size, o.chunk_size, o.block_size, o.inline_limit, o.cipher, o.gc_grace
         );
         for i in 1..=o.nodes {
             cfg.push_str(&format!(

@@ -204,17 +204,22 @@ impl SqliteMeta {
         let tx = conn.transaction()?;
         let ids = tx
             .prepare_cached(
-                "SELECT stream_id FROM streams WHERE garbage = 1
+                "SELECT stream_id, garbage_since_ms FROM streams WHERE garbage = 1
                  ORDER BY garbage_since_ms, stream_id LIMIT ?1",
             )?
-            .query_map(params![sql_limit(limit)], |row| row.get::<_, [u8; 16]>(0))?
+            .query_map(params![sql_limit(limit)], |row| {
+                Ok((
+                    row.get::<_, [u8; 16]>(0)?,
+                    row.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                ))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut stmt = tx.prepare_cached(
             "SELECT segment_idx, number, node FROM pieces WHERE stream_id = ?1
              ORDER BY segment_idx, number",
         )?;
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
+        for (id, since_ms) in ids {
             let pieces = stmt
                 .query_map(params![id], |row| {
                     Ok((
@@ -228,6 +233,7 @@ impl SqliteMeta {
                 .collect::<Result<Vec<_>, _>>()?;
             out.push(Garbage {
                 stream_id: StreamId(id),
+                since_ms,
                 pieces,
             });
         }

@@ -405,10 +405,13 @@ fn replaced_and_deleted_bodies_become_garbage_until_done() {
         number,
         node: node.into(),
     };
+    let found = meta.garbage(10).unwrap();
+    assert!(found.iter().all(|g| g.since_ms > 0));
     assert_eq!(
-        meta.garbage(10).unwrap(),
+        found,
         vec![Garbage {
             stream_id: id(1),
+            since_ms: found[0].since_ms,
             pieces: vec![
                 (0, piece(0, "n1")),
                 (0, piece(2, "n2")),
