@@ -4,26 +4,33 @@
 //! task deletes the pieces from the nodes and then forgets the body. A piece that cannot be
 //! deleted (node down) keeps its body in the garbage list, to be retried on the next round.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::Inner;
-use crate::meta::Garbage;
+use crate::meta::{Garbage, StreamId};
 use crate::nodes::PieceId;
 
 const ROUND: usize = 64;
 const RETRY_EVERY: Duration = Duration::from_secs(60);
+/// Bodies whose deletion failed are remembered (up to this many) and skipped until their
+/// retry time, so garbage stuck on a dead node does not hold back newer garbage.
+const MAX_DEFERRED: usize = 10_000;
+
+type Deferred = HashMap<StreamId, Instant>;
 
 pub(super) fn spawn(inner: Weak<Inner>, wake: Arc<Notify>) {
     tokio::spawn(async move {
+        let mut deferred = Deferred::new();
         loop {
             let more = {
                 let Some(strong) = inner.upgrade() else {
                     return;
                 };
-                collect_round(&strong).await
+                collect_round(&strong, &mut deferred).await
             };
             if !more {
                 // Woken by a delete/replace, or retry failed deletions periodically. The
@@ -37,27 +44,37 @@ pub(super) fn spawn(inner: Weak<Inner>, wake: Arc<Notify>) {
     });
 }
 
-/// Deletes one round of garbage; returns whether a full round was done (more may wait).
-async fn collect_round(inner: &Inner) -> bool {
-    let batch = match inner.meta.garbage(ROUND).await {
+/// Deletes one round of garbage; returns whether another round may find more to do now.
+async fn collect_round(inner: &Inner, deferred: &mut Deferred) -> bool {
+    // Ask for enough to get past the deferred bodies, which are the oldest.
+    let limit = ROUND + deferred.len();
+    let batch = match inner.meta.garbage(limit).await {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "garbage collection could not read the metadata");
             return false;
         }
     };
-    let full = batch.len() == ROUND;
+    let full = batch.len() == limit;
+    let now = Instant::now();
+    let grace_ms = inner.storage.gc_grace.as_millis() as i64;
     let mut progressed = false;
     for g in batch {
+        if super::now_ms() - g.since_ms < grace_ms {
+            // The body became garbage so recently that a GET may be about to take its read
+            // lease; the list is ordered by age, so the rest is younger still.
+            return false;
+        }
+        if deferred.get(&g.stream_id).is_some_and(|t| *t > now) {
+            continue;
+        }
         let in_use = inner
             .reading
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&g.stream_id);
-        // A GET that began before the overwrite is still reading it, or the body became
-        // garbage so recently that a GET may be about to take its read lease: next round.
-        let young = super::now_ms() - g.since_ms < inner.storage.gc_grace.as_millis() as i64;
-        if in_use || young {
+        if in_use {
+            // A GET that began before the overwrite is still reading it: next round.
             continue;
         }
         if delete_body(inner, &g).await {
@@ -65,7 +82,10 @@ async fn collect_round(inner: &Inner) -> bool {
                 tracing::warn!(error = %e, "garbage collection could not update the metadata");
                 return false;
             }
+            deferred.remove(&g.stream_id);
             progressed = true;
+        } else if deferred.len() < MAX_DEFERRED || deferred.contains_key(&g.stream_id) {
+            deferred.insert(g.stream_id, now + RETRY_EVERY);
         }
     }
     full && progressed
