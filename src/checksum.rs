@@ -154,6 +154,20 @@ impl ChecksumType {
         }
     }
 
+    /// The id stored in metadata (`StoredChecksum::kind`); permanent.
+    pub fn id(self) -> u8 {
+        match self {
+            Self::FullObject => 1,
+            Self::Composite => 2,
+        }
+    }
+
+    pub fn from_id(id: u8) -> Option<Self> {
+        [Self::Composite, Self::FullObject]
+            .into_iter()
+            .find(|t| t.id() == id)
+    }
+
     /// The type named `s`, ignoring ASCII case.
     pub fn from_name(s: &str) -> Option<Self> {
         [Self::Composite, Self::FullObject]

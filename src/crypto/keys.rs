@@ -195,18 +195,23 @@ pub(crate) fn encode_hex(bytes: &[u8]) -> String {
     s
 }
 
-fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+/// Decodes lowercase or uppercase hex; `None` on odd length or a non-hex digit.
+pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let raw = s.as_bytes();
-    if raw.len() != 64 {
+    if !raw.len().is_multiple_of(2) {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (i, pair) in raw.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
+    raw.chunks_exact(2)
+        .map(|pair| {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            Some((hi * 16 + lo) as u8)
+        })
+        .collect()
+}
+
+pub(crate) fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    decode_hex(s)?.try_into().ok()
 }
 
 #[cfg(test)]

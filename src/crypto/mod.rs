@@ -23,7 +23,7 @@ mod block;
 mod keys;
 
 pub use block::{ciphertext_len, plain_block_count, BlockCipher};
-pub(crate) use keys::encode_hex;
+pub(crate) use keys::{decode_hex, decode_hex32, encode_hex};
 pub use keys::{unwrap_segment_key, wrap_segment_key, RootKey, SegmentKey};
 
 /// Bytes of authentication tag appended to every encrypted block.

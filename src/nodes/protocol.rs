@@ -124,7 +124,7 @@ impl NodeToken {
 
     /// Parses 64 hex digits (either case; surrounding whitespace ignored).
     pub fn from_hex(s: &str) -> Result<NodeToken, TokenError> {
-        decode_hex32(s.trim())
+        crate::crypto::decode_hex32(s.trim())
             .map(NodeToken)
             .ok_or(TokenError::Malformed { path: None })
     }
@@ -194,7 +194,7 @@ impl NodeToken {
         let tag = authorization
             .strip_prefix(AUTH_SCHEME)
             .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|hex| decode_hex32(hex.trim()))
+            .and_then(|hex| crate::crypto::decode_hex32(hex.trim()))
             .ok_or(AuthFailure::Malformed)?;
         let date_text = date.ok_or(AuthFailure::MissingDate)?;
         let date: u64 = date_text.parse().map_err(|_| AuthFailure::MissingDate)?;
@@ -234,19 +234,6 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        *o = (digit(pair[0])? << 4) | digit(pair[1])?;
-    }
-    Some(out)
 }
 
 fn write_private_file(path: &Path, body: &[u8]) -> std::io::Result<()> {

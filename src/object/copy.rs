@@ -155,7 +155,7 @@ impl ObjectLayer {
                 let c = h.finish();
                 StoredChecksum {
                     algorithm: c.algorithm.id(),
-                    kind: super::multipart::KIND_FULL_OBJECT,
+                    kind: crate::checksum::ChecksumType::FullObject.id(),
                     value: c.to_base64(),
                 }
             });

@@ -26,9 +26,6 @@ use crate::meta::{
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 pub const MAX_PART_NUMBER: u32 = 10_000;
 
-pub const KIND_FULL_OBJECT: u8 = 1;
-pub const KIND_COMPOSITE: u8 = 2;
-
 #[derive(Debug, Clone, Default)]
 pub struct CreateUpload {
     pub bucket: String,
@@ -64,13 +61,6 @@ pub struct CompleteOutcome {
     pub size: u64,
 }
 
-fn kind_id(t: ChecksumType) -> u8 {
-    match t {
-        ChecksumType::FullObject => KIND_FULL_OBJECT,
-        ChecksumType::Composite => KIND_COMPOSITE,
-    }
-}
-
 impl ObjectLayer {
     pub async fn create_upload(&self, req: CreateUpload) -> Result<String, ObjectError> {
         self.bucket(&req.bucket).await?;
@@ -85,7 +75,7 @@ impl ObjectLayer {
             user_meta: req.user_meta,
             tags: req.tags,
             checksum_algorithm: req.checksum.map(|(a, _)| a.id()),
-            checksum_kind: req.checksum.map(|(_, t)| kind_id(t)),
+            checksum_kind: req.checksum.map(|(_, t)| t.id()),
         };
         self.inner.meta.create_upload(&rec).await?;
         Ok(upload_id)
@@ -203,7 +193,7 @@ impl ObjectLayer {
 
         let mut md5s = Md5::new();
         for p in &chosen {
-            let raw = decode_hex(&p.etag).ok_or_else(|| {
+            let raw = crate::crypto::decode_hex(&p.etag).ok_or_else(|| {
                 ObjectError::Internal(format!("stored part ETag {:?} is not hex", p.etag))
             })?;
             md5s.update(&raw);
@@ -333,7 +323,7 @@ fn whole_checksum(
             .map_err(|e| ObjectError::Internal(format!("stored part checksum: {e}")))?;
         sums.push((sum, *size));
     }
-    let value = if kind == KIND_COMPOSITE {
+    let value = if kind == ChecksumType::Composite.id() {
         let only: Vec<Checksum> = sums.into_iter().map(|(c, _)| c).collect();
         checksum::composite(a, &only).map_err(|e| ObjectError::InvalidRequest(e.to_string()))?
     } else {
@@ -362,14 +352,4 @@ fn new_upload_id() -> Result<String, ObjectError> {
         seq,
         crate::crypto::encode_hex(&rand)
     ))
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }

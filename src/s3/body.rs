@@ -22,7 +22,6 @@ use super::checksum_headers::{verify, ChecksumExpectation};
 use super::error::{S3Error, S3ErrorCode};
 use crate::checksum::{ChecksumAlgorithm, Hasher};
 use crate::meta::StoredChecksum;
-use crate::object::multipart::KIND_FULL_OBJECT;
 use crate::object::{BodyEvent, BodyStream, ObjectError};
 
 /// Largest aws-chunked chunk accepted (clients use 64 KiB to 8 MiB).
@@ -129,7 +128,7 @@ pub async fn pump_request_body(
     // A checksum the client neither sent nor asked for, but the upload wants, is ours.
     let stored = verified.or(computed).map(|c| StoredChecksum {
         algorithm: c.algorithm.id(),
-        kind: KIND_FULL_OBJECT,
+        kind: crate::checksum::ChecksumType::FullObject.id(),
         value: c.to_base64(),
     });
     let _ = tx.send(BodyEvent::End(stored)).await;

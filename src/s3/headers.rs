@@ -282,12 +282,13 @@ pub fn object_headers(h: &mut HeaderMap, rec: &ObjectRecord, checksum_mode: bool
             if let Ok(n) = HeaderName::from_bytes(a.header_name().as_bytes()) {
                 insert(h, n, &c.value);
             }
-            let kind = if c.kind == crate::object::multipart::KIND_COMPOSITE {
-                "COMPOSITE"
-            } else {
-                "FULL_OBJECT"
-            };
-            insert(h, HeaderName::from_static("x-amz-checksum-type"), kind);
+            if let Some(kind) = crate::checksum::ChecksumType::from_id(c.kind) {
+                insert(
+                    h,
+                    HeaderName::from_static("x-amz-checksum-type"),
+                    kind.name(),
+                );
+            }
         }
     }
 }

@@ -163,14 +163,7 @@ fn encode_token(key: &str) -> String {
 }
 
 fn decode_token(t: &str) -> Option<String> {
-    if !t.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..t.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(t.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
+    String::from_utf8(crate::crypto::decode_hex(t)?).ok()
 }
 
 /// ListObjectVersions for buckets that were never versioned: every object is its own only,

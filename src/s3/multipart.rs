@@ -316,11 +316,7 @@ pub(super) async fn complete_upload(
         (Some(c), Some(name)) => Some((
             name,
             c.value.as_str(),
-            if c.kind == crate::object::multipart::KIND_COMPOSITE {
-                "COMPOSITE"
-            } else {
-                "FULL_OBJECT"
-            },
+            ChecksumType::from_id(c.kind).map_or("FULL_OBJECT", ChecksumType::name),
         )),
         _ => None,
     };
@@ -383,15 +379,8 @@ pub(super) async fn list_parts(
         checksum: upload
             .checksum_algorithm
             .and_then(ChecksumAlgorithm::from_id)
-            .zip(upload.checksum_kind)
-            .map(|(a, kind)| {
-                let kind = if kind == crate::object::multipart::KIND_COMPOSITE {
-                    "COMPOSITE"
-                } else {
-                    "FULL_OBJECT"
-                };
-                (a.name().to_string(), kind.to_string())
-            }),
+            .zip(upload.checksum_kind.and_then(ChecksumType::from_id))
+            .map(|(a, kind)| (a.name().to_string(), kind.name().to_string())),
         parts: parts
             .into_iter()
             .map(|p| PartEntry {
