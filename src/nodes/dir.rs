@@ -30,6 +30,7 @@ use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter};
 const MARKER: &str = "NODE";
 const MARKER_BODY: &str = "gateway-dir-node v1\n";
 
+#[derive(Clone)]
 pub struct DirNode {
     inner: Arc<Inner>,
 }
@@ -326,6 +327,15 @@ impl NodeStore for DirNode {
                 Err(e) => Err(inner.io("delete piece")(e)),
             }
         }))
+    }
+
+    fn list<'a>(
+        &'a self,
+        after: Option<PieceId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>> {
+        let node = self.clone();
+        Box::pin(blocking(&self.inner.id, move || node.list_pieces(after, limit)))
     }
 }
 

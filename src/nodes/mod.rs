@@ -111,6 +111,15 @@ pub trait NodeStore: Send + Sync {
 
     /// Removes a piece; a missing piece is not an error.
     fn delete<'a>(&'a self, piece: PieceId) -> BoxFuture<'a, Result<(), NodeError>>;
+
+    /// Up to `limit` committed piece ids greater than `after` (from the start when `None`),
+    /// in ascending byte order: a page of the node's inventory, for garbage collection and
+    /// audits. Fewer than `limit` ids means the listing is complete.
+    fn list<'a>(
+        &'a self,
+        after: Option<PieceId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>>;
 }
 
 /// An in-progress piece upload.
@@ -152,6 +161,14 @@ impl NodeStore for OfflineNode {
     }
 
     fn delete<'a>(&'a self, _: PieceId) -> BoxFuture<'a, Result<(), NodeError>> {
+        Box::pin(async move { Err(self.err()) })
+    }
+
+    fn list<'a>(
+        &'a self,
+        _: Option<PieceId>,
+        _: usize,
+    ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>> {
         Box::pin(async move { Err(self.err()) })
     }
 }
@@ -216,9 +233,19 @@ pub(crate) mod conformance {
                 pid
             });
         }
+        let mut written = Vec::new();
         for (i, h) in handles.into_iter().enumerate() {
             let pid = h.await;
             assert_eq!(node.read(pid, 0, 1000).await.unwrap(), vec![i as u8; 1000]);
+            written.push(pid);
         }
+        // Listing: ascending, paged, complete; aborted and dropped writers are not listed.
+        let all = node.list(None, 1000).await.unwrap();
+        assert_eq!(all, written);
+        let first = node.list(None, 3).await.unwrap();
+        assert_eq!(first, written[..3]);
+        let rest = node.list(Some(first[2]), 1000).await.unwrap();
+        assert_eq!(rest, written[3..]);
+        assert!(node.list(Some(written[7]), 10).await.unwrap().is_empty());
     }
 }

@@ -478,6 +478,14 @@ impl NodeStore for RemoteNode {
             }
         })
     }
+
+    fn list<'a>(
+        &'a self,
+        after: Option<PieceId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>> {
+        Box::pin(self.list_pieces(after, limit))
+    }
 }
 
 /// An upload in flight: `tx` feeds the request body, `task` waits for the node's answer.
