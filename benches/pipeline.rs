@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use gateway::config::{parse_scheme, StorageConfig};
+use gateway::config::{parse_scheme, LimitsConfig, StorageConfig};
 use gateway::crypto::RootKey;
 use gateway::meta::Meta;
+use gateway::metrics::Metrics;
 use gateway::nodes::{DirNode, NodeStore};
 use gateway::object::{BodyEvent, ObjectLayer, PutObject};
+use gateway::transfer::{NodeSpec, Transfers};
 use tokio::sync::mpsc;
 
 fn main() {
@@ -49,7 +51,24 @@ async fn run() {
         scheme,
         ..StorageConfig::default()
     };
-    let layer = ObjectLayer::new(storage, RootKey::generate().expect("key"), nodes, meta);
+    let root = RootKey::generate().expect("key");
+    let specs = nodes
+        .into_iter()
+        .map(|store| NodeSpec {
+            domain: format!("node:{}", store.id()),
+            store,
+            kind: "dir".into(),
+            label: None,
+            offline: false,
+        })
+        .collect();
+    let limits = LimitsConfig {
+        max_connections: 4096,
+        max_connections_per_node: 64,
+        ..LimitsConfig::default()
+    };
+    let transfers = Transfers::new(&root, specs, limits, None, Arc::new(Metrics::new()));
+    let layer = ObjectLayer::new(storage, root, transfers, meta);
     layer.create_bucket("bench").await.expect("bucket");
 
     let size = mb << 20;

@@ -19,14 +19,22 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, CONFIG_FILE};
+use crate::admin::{
+    AdminError, AdminServer, AdminSource, LimitsReport, NodeReport, StatsReport, StoredTotals,
+};
+use crate::config::{
+    Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, S3NodeConfig, CONFIG_FILE,
+};
 use crate::crypto::{CryptoError, RootKey};
 use crate::meta::{Meta, MetaError};
+use crate::metrics::Metrics;
 use crate::nodes::protocol::NodeToken;
+// PENDING-S3 use crate::nodes::s3::{S3Node, S3Options};
 use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode, RemoteNode, RemoteOptions};
 use crate::object::ObjectLayer;
 use crate::s3::auth::Credentials;
 use crate::s3::{S3Config, S3Service};
+use crate::transfer::{NodeSpec, Transfers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -50,6 +58,8 @@ pub enum AppError {
     MissingKey(PathBuf),
     #[error("credentials file {path}: {reason}")]
     Credentials { path: PathBuf, reason: String },
+    #[error("admin listener: {0}")]
+    Admin(#[from] AdminError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -245,6 +255,7 @@ fn open_remote(
     let opts = RemoteOptions {
         connect_timeout: r.connect_timeout,
         read_timeout: r.read_timeout,
+        ca_file: r.ca_file.clone(),
         ..RemoteOptions::new(r.address.clone(), token)
     };
     let node = match RemoteNode::new(id, opts) {
@@ -271,10 +282,89 @@ fn open_remote(
     Ok(Ok(node))
 }
 
+// PENDING-S3: open_s3 lands with crate::nodes::s3.
+fn open_s3(
+    _index: usize,
+    id: &str,
+    _c: &S3NodeConfig,
+) -> Result<Result<Arc<OfflineNode>, NodeError>, AppError> {
+    Ok(Err(NodeError::Unavailable {
+        node: id.to_string(),
+        reason: "s3 nodes pending".into(),
+    }))
+}
+
+/// What the admin listener reports about a running gateway.
+struct AdminView {
+    transfers: Arc<Transfers>,
+    meta: Meta,
+    scheme: String,
+}
+
+impl AdminSource for AdminView {
+    fn metrics(&self) -> &Metrics {
+        self.transfers.metrics()
+    }
+
+    fn stats(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<StatsReport, String>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let totals = self
+                .meta
+                .storage_totals()
+                .await
+                .map_err(|e| e.to_string())?;
+            let limits = self.transfers.limits();
+            Ok(StatsReport {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                uptime_secs: self.transfers.metrics().uptime().as_secs(),
+                scheme: self.scheme.clone(),
+                limits: LimitsReport {
+                    max_connections: limits.max_connections as u64,
+                    max_per_node: limits.max_connections_per_node as u64,
+                    upload_bytes_per_sec: limits.upload_rate,
+                    download_bytes_per_sec: limits.download_rate,
+                },
+                stored: StoredTotals {
+                    objects: totals.objects,
+                    segments: totals.segments,
+                    pieces: totals.pieces,
+                    plain_bytes: totals.plain_bytes,
+                    encoded_bytes: totals.encoded_bytes,
+                    uploaded_bytes: totals.uploaded_bytes,
+                    long_tail_bytes: totals.long_tail_bytes,
+                },
+                traffic: self.transfers.metrics().snapshot(),
+                nodes: self
+                    .transfers
+                    .node_views()
+                    .into_iter()
+                    .map(|v| NodeReport {
+                        id: v.id,
+                        kind: v.kind,
+                        domain: v.domain,
+                        state: v.health.rank.as_str().to_string(),
+                        consecutive_errors: v.health.consecutive_errors,
+                        backoff_remaining_ms: v.health.backoff_remaining.as_millis() as u64,
+                        latency_ms: v.health.latency_ms,
+                        last_error: v.health.last_error,
+                    })
+                    .collect(),
+            })
+        })
+    }
+}
+
 /// A running gateway.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// Where the admin listener (metrics, stats) listens, when enabled.
+    pub admin_addr: Option<SocketAddr>,
     pub layer: ObjectLayer,
+    pub transfers: Arc<Transfers>,
+    admin: Option<AdminServer>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -284,29 +374,71 @@ impl Gateway {
     pub async fn start(p: &Prepared) -> Result<Gateway, AppError> {
         let cfg = &p.config;
         let meta = Meta::open(&cfg.metadata_file).await?;
-        let mut nodes: Vec<Arc<dyn NodeStore>> = Vec::new();
+        let mut nodes: Vec<NodeSpec> = Vec::new();
         for (i, n) in cfg.nodes.iter().enumerate() {
             // A node is only initialised while it holds none of our pieces: a node directory
             // that lost its contents (an unmounted disk, a deleted folder) must stay visibly
             // broken rather than become an empty node that silently lost data.
             let holds_pieces = !meta.pieces_on_node(&n.id, 1).await?.is_empty();
-            let opened = match &n.kind {
-                NodeKind::Dir { path } => DirNode::open(&n.id, path, !holds_pieces)
-                    .map(|d| Arc::new(d) as Arc<dyn NodeStore>),
-                NodeKind::Remote(r) => open_remote(i, &n.id, r)?.map(|r| r as Arc<dyn NodeStore>),
+            let (kind, opened) = match &n.kind {
+                NodeKind::Dir { path } => (
+                    "dir",
+                    DirNode::open(&n.id, path, !holds_pieces)
+                        .map(|d| Arc::new(d) as Arc<dyn NodeStore>),
+                ),
+                NodeKind::Remote(r) => (
+                    "remote",
+                    open_remote(i, &n.id, r)?.map(|r| r as Arc<dyn NodeStore>),
+                ),
+                NodeKind::S3(c) => ("s3", open_s3(i, &n.id, c)?.map(|r| r as Arc<dyn NodeStore>)),
             };
-            nodes.push(match opened {
-                Ok(node) => node,
+            let (store, offline) = match opened {
+                Ok(node) => (node, false),
                 Err(e) => {
                     tracing::error!(node = %n.id, error = %e, "node unavailable; serving from the other nodes");
-                    Arc::new(OfflineNode {
+                    let node: Arc<dyn NodeStore> = Arc::new(OfflineNode {
                         id: n.id.clone(),
                         reason: e.to_string(),
-                    })
+                    });
+                    (node, true)
                 }
+            };
+            nodes.push(NodeSpec {
+                store,
+                kind: kind.to_string(),
+                label: n.domain.clone(),
+                domain: n.failure_domain(),
+                offline,
             });
         }
-        let layer = ObjectLayer::new(cfg.storage.clone(), p.root_key.clone(), nodes, meta);
+        let metrics = Arc::new(Metrics::new());
+        let transfers = Transfers::new(
+            &p.root_key,
+            nodes,
+            cfg.limits.clone(),
+            cfg.storage.max_pieces_per_domain,
+            metrics.clone(),
+        );
+        let admin = match cfg.admin_listen {
+            Some(addr) => Some(
+                AdminServer::start(
+                    addr,
+                    Arc::new(AdminView {
+                        transfers: transfers.clone(),
+                        meta: meta.clone(),
+                        scheme: cfg.storage.scheme.to_string(),
+                    }),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let layer = ObjectLayer::new(
+            cfg.storage.clone(),
+            p.root_key.clone(),
+            transfers.clone(),
+            meta,
+        );
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| AppError::Listen {
@@ -323,6 +455,7 @@ impl Gateway {
                 region: cfg.region.clone(),
                 credentials: p.credentials.clone(),
                 domains: vec!["localhost".into()],
+                metrics: Some(metrics),
             },
         );
         let (tx, rx) = oneshot::channel::<()>();
@@ -331,6 +464,9 @@ impl Gateway {
         }));
         Ok(Gateway {
             addr,
+            admin_addr: admin.as_ref().map(|a| a.addr()),
+            admin,
+            transfers,
             layer,
             shutdown: Some(tx),
             task,
@@ -342,7 +478,11 @@ impl Gateway {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        (&mut self.task).await.map_err(std::io::Error::other)?
+        let r = (&mut self.task).await.map_err(std::io::Error::other)?;
+        if let Some(admin) = self.admin.take() {
+            admin.stop().await;
+        }
+        r
     }
 
     /// Waits until the server ends (it ends only through [`Gateway::stop`] or an error).

@@ -6,12 +6,15 @@
 //! `s3` → `object` → `crypto` / `erasure` → `transfer` → `nodes`, with `meta` beside.
 #![deny(clippy::unwrap_used)]
 
+pub mod admin;
 pub mod app;
 pub mod checksum;
 pub mod config;
 pub mod crypto;
 pub mod erasure;
 pub mod meta;
+pub mod metrics;
 pub mod nodes;
 pub mod object;
 pub mod s3;
+pub mod transfer;

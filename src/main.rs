@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gateway::app::{default_data_dir, prepare, AppError, Gateway};
+use gateway::config::ConfigError;
 use gateway::nodes::protocol::TokenError;
 use gateway::nodes::server::{NodeServer, NodeServerError, NodeServerOptions};
+use gateway::nodes::tls::TlsFiles;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +37,31 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:7777; overrides the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Admin listener for /metrics and /v1/stats (default 127.0.0.1:7778; "off" disables).
+        #[arg(long, value_name = "ADDR|off")]
+        admin_listen: Option<String>,
+        /// Most piece transfers in flight to all nodes together (default 64).
+        #[arg(long)]
+        max_connections: Option<usize>,
+        /// Most piece transfers in flight to one node (default 8).
+        #[arg(long)]
+        max_connections_per_node: Option<usize>,
+        /// Upstream bytes per second to the nodes, e.g. "20MiB" (default unlimited; 0 = unlimited).
+        #[arg(long, value_parser = gateway::config::parse_size)]
+        upload_rate: Option<u64>,
+        /// Downstream bytes per second from the nodes (default unlimited; 0 = unlimited).
+        #[arg(long, value_parser = gateway::config::parse_size)]
+        download_rate: Option<u64>,
+    },
+    /// Print a running gateway's statistics: what is stored and what it cost to upload
+    /// (expansion factor, long tail), traffic per node, node health.
+    Stats {
+        /// The gateway's admin listener.
+        #[arg(long, default_value = gateway::config::DEFAULT_ADMIN_LISTEN)]
+        admin: String,
+        /// Print the raw JSON report instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Storage node commands.
     Node {
@@ -45,8 +72,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum NodeCommand {
-    /// Serve one directory's pieces to gateways over HTTP (HTTP/1.1 and h2c). The directory is
-    /// initialised when absent or empty.
+    /// Serve one directory's pieces to gateways over HTTP (HTTP/1.1 and h2c), or only over
+    /// TLS with --tls-cert and --tls-key. The directory is initialised when absent or empty.
     Run {
         /// Node directory.
         #[arg(long)]
@@ -61,6 +88,13 @@ enum NodeCommand {
         /// it are refused.
         #[arg(long, default_value = "1GiB", value_parser = gateway::config::parse_size)]
         reserve: u64,
+        /// PEM certificate chain (leaf first): serve only TLS (https://, ALPN h2 and
+        /// http/1.1). Gateways trust it through their CA file or the system roots.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -107,12 +141,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             data_dir,
             listen,
+            admin_listen,
+            max_connections,
+            max_connections_per_node,
+            upload_rate,
+            download_rate,
         } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let mut prepared = prepare(&data_dir, config.as_deref())?;
+            let cfg = &mut prepared.config;
             if let Some(addr) = listen {
-                prepared.config.listen = addr;
+                cfg.listen = addr;
             }
+            match admin_listen.as_deref() {
+                None => {}
+                Some("off") => cfg.admin_listen = None,
+                Some(a) => {
+                    cfg.admin_listen = Some(a.parse().map_err(|_| {
+                        AppError::Config(ConfigError::new(
+                            "--admin-listen",
+                            format!("{a:?} is not an address like 127.0.0.1:7778 or \"off\""),
+                        ))
+                    })?)
+                }
+            }
+            if let Some(n) = max_connections {
+                cfg.limits.max_connections = n;
+            }
+            if let Some(n) = max_connections_per_node {
+                cfg.limits.max_connections_per_node = n;
+            }
+            if let Some(r) = upload_rate {
+                cfg.limits.upload_rate = (r > 0).then_some(r);
+            }
+            if let Some(r) = download_rate {
+                cfg.limits.download_rate = (r > 0).then_some(r);
+            }
+            cfg.check_overrides().map_err(AppError::Config)?;
             if prepared.created_config {
                 println!(
                     "created a new gateway in {} (back up {} — without it the data cannot be read)",
@@ -131,6 +196,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     prepared.config.credentials_file.display()
                 );
             }
+            if let Some(a) = gw.admin_addr {
+                println!("  admin (metrics, stats): http://{a}");
+            }
             println!(
                 "  scheme {} over {} nodes",
                 prepared.config.storage.scheme,
@@ -145,6 +213,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Stats { admin, json } => {
+            let report = gateway::admin::fetch_stats(&admin).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", gateway::admin::render(&report));
+            }
+            Ok(())
+        }
         Command::Node {
             command:
                 NodeCommand::Run {
@@ -152,6 +229,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     listen,
                     token_file,
                     reserve,
+                    tls_cert,
+                    tls_key,
                 },
         } => {
             let opts = NodeServerOptions {
@@ -159,11 +238,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 listen,
                 token_file,
                 reserve,
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| TlsFiles { cert, key }),
             };
             let mut server = NodeServer::start(&opts).await?;
+            let scheme = if opts.tls.is_some() { "https" } else { "http" };
             // Tests and scripts read the address from this first line.
-            println!("gateway node listening on http://{}", server.addr());
+            println!("gateway node listening on {scheme}://{}", server.addr());
             println!("  directory: {}", opts.dir.display());
+            if let Some(tls) = &opts.tls {
+                println!("  certificate: {}", tls.cert.display());
+            }
             if server.token_created() {
                 println!(
                     "  token: created {} (give it to the gateway as this node's token_file)",

@@ -45,7 +45,7 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
     cmd.args(["run", "--data-dir"])
         .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .env_remove("GATEWAY_ACCESS_KEY")
         .env_remove("GATEWAY_SECRET_KEY")
         .env("GATEWAY_LOG", "warn")

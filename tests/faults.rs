@@ -353,7 +353,8 @@ async fn scheme_with_spare_pieces_uploads_with_a_node_missing() {
         let rec = record(&gw, BUCKET, key).await.unwrap();
         for seg in &rec.parts[0].stream.segments {
             if let gateway::meta::Placement::Pieces { pieces, .. } = &seg.placement {
-                assert_eq!(pieces.len(), 5, "{key}");
+                // Success is 4: the upload may stop waiting for the fifth (long tail).
+                assert!((4..=5).contains(&pieces.len()), "{key}: {}", pieces.len());
                 assert!(pieces.iter().all(|p| p.node != "n1"), "{key}");
             }
         }

@@ -121,7 +121,7 @@ async fn objects_survive_two_killed_node_servers() {
     let data_dir = tmp.path().join("gateway");
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let mut cfg = format!(
-        "listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"4/5/6/6\"\nsegment_size = \"{SEG}\"\n\
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"4/5/6/6\"\nsegment_size = \"{SEG}\"\n\
          chunk_size = \"4KiB\"\nblock_size = \"4KiB\"\n"
     );
     for (i, n) in nodes.iter().enumerate() {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::{
     BucketInfo, Garbage, ListPage, ListQuery, MetaError, ObjectRecord, PartRecord, PartSummary,
-    Precondition, SqliteMeta, StreamId, UploadListPage, UploadListQuery, UploadRecord,
+    Precondition, SqliteMeta, StorageTotals, StreamId, UploadListPage, UploadListQuery,
+    UploadRecord,
 };
 
 /// Cheap to clone; clones share the same database connections.
@@ -247,6 +248,10 @@ impl Meta {
         let node = node.to_owned();
         self.run(move |m| m.pieces_on_node(&node, limit)).await
     }
+
+    pub async fn storage_totals(&self) -> Result<StorageTotals, MetaError> {
+        self.run(|m| m.storage_totals()).await
+    }
 }
 
 #[cfg(test)]
@@ -254,7 +259,8 @@ impl Meta {
 mod tests {
     use super::*;
     use crate::meta::{
-        ObjectPart, PieceRecord, Placement, SegmentRecord, StreamRecord, OBJECT_FORMAT,
+        ObjectPart, PieceRecord, Placement, SegmentRecord, StorageTotals, StreamAccounting,
+        StreamRecord, OBJECT_FORMAT,
     };
 
     fn stream(id: u8) -> StreamRecord {
@@ -283,6 +289,15 @@ mod tests {
                     ],
                 },
             }],
+            accounting: accounting(id),
+        }
+    }
+
+    fn accounting(id: u8) -> StreamAccounting {
+        StreamAccounting {
+            encoded_bytes: 100 + u64::from(id),
+            uploaded_bytes: 200 + u64::from(id),
+            long_tail_bytes: 50 + u64::from(id),
         }
     }
 
@@ -368,6 +383,19 @@ mod tests {
         let garbage = meta.garbage(10).await.unwrap();
         assert_eq!(garbage.len(), 1);
         assert_eq!(garbage[0].stream_id, StreamId([1; 16]));
+        assert_eq!(
+            meta.storage_totals().await.unwrap(),
+            StorageTotals {
+                objects: 1,
+                plain_bytes: 3,
+                streams: 1,
+                segments: 1,
+                pieces: 2,
+                encoded_bytes: 102,
+                uploaded_bytes: 202,
+                long_tail_bytes: 52,
+            }
+        );
         meta.garbage_done(&StreamId([1; 16])).await.unwrap();
         assert!(meta.garbage(10).await.unwrap().is_empty());
 

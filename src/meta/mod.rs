@@ -16,6 +16,12 @@
 //!   [`MetaError::StreamGone`], because garbage collection may already be deleting its pieces.
 //! - Conditional writes ([`Precondition`]) are checked inside the writing transaction, so of
 //!   two racing writers at most one succeeds.
+//! - A stream carries its transfer accounting ([`StreamAccounting`]), recorded with the stream
+//!   when it is first written and never changed: objects and parts sharing a stream share its
+//!   accounting. The store keeps the values as given and does not check them.
+//! - [`Meta::storage_totals`] sums, in one read transaction, what the objects hold: each object
+//!   counts once, each live stream they reference counts once however many objects share it,
+//!   and streams referenced only by in-progress multipart uploads, or garbage, do not count.
 //! - Nothing here knows HTTP or S3 XML. Listing semantics are S3's (see [`ListQuery`],
 //!   [`UploadListQuery`]).
 //!
@@ -30,8 +36,8 @@ pub use sqlite::{SqliteMeta, MAX_PART_NUMBER};
 
 use std::path::PathBuf;
 
-/// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build reads and writes; older versions are migrated on open.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Format version of object records written by this build.
 pub const OBJECT_FORMAT: u32 = 1;
@@ -198,6 +204,21 @@ pub struct StreamRecord {
     pub segment_size: u64,
     /// Ordered by index; indices must be exactly `0..segments.len()`.
     pub segments: Vec<SegmentRecord>,
+    /// What storing this body cost; all zeros for bodies whose segments are all inline (and
+    /// for bodies recorded before schema version 2).
+    pub accounting: StreamAccounting,
+}
+
+/// Transfer accounting of one stream, over all its segments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamAccounting {
+    /// Bytes of the pieces kept on nodes (headers + chunks + MACs), all segments.
+    pub encoded_bytes: u64,
+    /// Bytes sent to nodes while uploading this body, including pieces that were
+    /// cancelled (long tail) or failed and replaced.
+    pub uploaded_bytes: u64,
+    /// Of `uploaded_bytes`, those spent on pieces that were not kept.
+    pub long_tail_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +288,26 @@ pub struct ListQuery<'a> {
     /// Exclusive; works for marker, start-after and continuation token alike.
     pub start_after: Option<&'a str>,
     pub max_keys: usize,
+}
+
+/// What the gateway stores, for `gateway stats`; see [`Meta::storage_totals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageTotals {
+    /// Objects in all buckets.
+    pub objects: u64,
+    /// Sum of the objects' plaintext sizes; an object sharing a stream with another (a copy)
+    /// counts in full, as that is what the user stores.
+    pub plain_bytes: u64,
+    /// Live streams referenced by at least one object, each counted once.
+    pub streams: u64,
+    /// Segments of those streams.
+    pub segments: u64,
+    /// Pieces of those streams (recorded piece rows).
+    pub pieces: u64,
+    /// Sums of the [`StreamAccounting`] fields over those streams.
+    pub encoded_bytes: u64,
+    pub uploaded_bytes: u64,
+    pub long_tail_bytes: u64,
 }
 
 /// A body that is no longer referenced and whose pieces must be deleted from nodes.

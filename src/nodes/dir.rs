@@ -335,7 +335,9 @@ impl NodeStore for DirNode {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>> {
         let node = self.clone();
-        Box::pin(blocking(&self.inner.id, move || node.list_pieces(after, limit)))
+        Box::pin(blocking(&self.inner.id, move || {
+            node.list_pieces(after, limit)
+        }))
     }
 }
 

@@ -17,7 +17,9 @@ pub mod body;
 pub mod dir;
 pub mod protocol;
 pub mod remote;
+pub mod s3;
 pub mod server;
+pub mod tls;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -20,10 +20,20 @@
 //! otherwise (streamed PUTs use chunked transfer encoding). The server accepts a date within
 //! [`MAX_CLOCK_SKEW_SECS`] of its clock and compares tags in constant time.
 //!
-//! What this does not give (there is no TLS yet): confidentiality or integrity of bodies on
-//! the wire, and protection against replay of a captured request within the skew window.
-//! Pieces are encrypted and carry keyed chunk MACs the gateway verifies on read, so a network
-//! attacker can at worst destroy pieces, which the erasure code and repair are there for.
+//! The HMAC authenticates the gateway to the node and binds method, target, date and declared
+//! length; it does not cover bodies or answers. Over plain `http://` that leaves a network
+//! attacker able to read and alter bodies and answers, and to replay a captured request within
+//! the skew window. Pieces are encrypted and carry keyed chunk MACs the gateway verifies on
+//! read, so such an attacker can at worst destroy pieces (or learn their sizes and access
+//! times), which the erasure code and repair are there for.
+//!
+//! Transport: a node started with a certificate (`--tls-cert`/`--tls-key`) speaks only TLS 1.2
+//! or 1.3 (ALPN `h2` and `http/1.1`), and the gateway reaches it at `https://host:port`,
+//! verifying the certificate against its configured CA file (or the system roots) and the host
+//! in the address (see [`super::tls`]). TLS adds confidentiality and integrity of every request
+//! and answer, bodies included, and authenticates the node to the gateway, so no one without
+//! the node's key can read, alter, replay or answer in its place. The same HMAC is sent inside
+//! TLS unchanged: TLS does not authenticate the gateway (no client certificates).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -72,6 +82,13 @@ pub struct NodeStatus {
     pub total_bytes: u64,
     /// Free bytes the node keeps: a PUT that would leave less is refused with 507.
     pub reserve_bytes: u64,
+    /// Request body bytes of piece PUTs the server read since it started, failed and aborted
+    /// uploads included. Absent (0) from servers older than this field.
+    #[serde(default)]
+    pub received_bytes: u64,
+    /// Piece bytes the server handed to connections in GET answers since it started.
+    #[serde(default)]
+    pub sent_bytes: u64,
 }
 
 /// The answer of `GET /v1/pieces`: piece ids in hex, ascending. `next_after` is set when the
@@ -354,6 +371,21 @@ mod tests {
         ));
         assert!(NodeToken::load_or_create(&path).is_err());
         assert!(NodeToken::from_hex(&"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn status_of_an_older_server_parses_without_counters() {
+        let old =
+            r#"{"version":"0.1.0","protocol":1,"free_bytes":5,"total_bytes":9,"reserve_bytes":1}"#;
+        let s: NodeStatus = serde_json::from_str(old).unwrap();
+        assert_eq!((s.free_bytes, s.received_bytes, s.sent_bytes), (5, 0, 0));
+        let new = NodeStatus {
+            received_bytes: 7,
+            sent_bytes: 3,
+            ..s
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(serde_json::from_str::<NodeStatus>(&text).unwrap(), new);
     }
 
     #[test]

@@ -2,6 +2,17 @@
 //! [`super::protocol`]).
 //!
 //! Contract, on top of the [`NodeStore`] one:
+//! - An `http://` address is reached in plain HTTP/1.1. An `https://` address is reached only
+//!   over TLS, in HTTP/1.1 (no ALPN is offered, so a node serves HTTP/1.1), trusting exactly
+//!   the certificates of [`RemoteOptions::ca_file`] when set, else the system roots, and
+//!   checking the address's host (DNS name or IP) against the certificate. A certificate that
+//!   does not verify fails the request like an unreachable node ([`NodeError::Unavailable`],
+//!   the reason naming the certificate problem). Requests are signed the same way on both (see
+//!   [`super::protocol`]).
+//! - [`RemoteNode::new`] does no network I/O but reads the trust roots: an unreadable or empty
+//!   CA file, or missing system roots for an https address, fail it with [`NodeError::Io`]
+//!   whose source wraps the [`TlsError`] naming the file; a CA file for an `http://` address
+//!   fails it too (the operator meant TLS and would not get it).
 //! - Connections are pooled per node (HTTP/1.1 keep-alive) and closed after
 //!   [`POOL_IDLE_TIMEOUT`] idle, before the server's own idle limit.
 //! - `connect_timeout` bounds opening a connection. `read_timeout` bounds each wait on the
@@ -19,6 +30,7 @@
 //!   one-line reason), connection failures, timeouts and other 5xx [`NodeError::Unavailable`].
 //!   An unreachable node is not an error until it is used.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +40,9 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -39,6 +52,7 @@ use super::protocol::{
     list_target, piece_target, status_target, unix_now, NodeStatus, NodeToken, PieceList,
     DATE_HEADER, MAX_LIST_LIMIT,
 };
+use super::tls::{client_config, TlsError};
 use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,9 +73,12 @@ const PREALLOC_MAX: usize = 16 << 20;
 /// How to reach one node server.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
-    /// `http://host:port`.
+    /// `http://host:port` or `https://host:port`.
     pub address: String,
     pub token: NodeToken,
+    /// For `https://` addresses: a PEM bundle whose certificates are the only ones trusted
+    /// (a self-signed node certificate, or a private CA). `None` trusts the system roots.
+    pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     /// Retries of an idempotent request after the first attempt.
@@ -74,6 +91,7 @@ impl RemoteOptions {
         RemoteOptions {
             address: address.into(),
             token,
+            ca_file: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
             retries: DEFAULT_RETRIES,
@@ -81,31 +99,30 @@ impl RemoteOptions {
     }
 }
 
-/// Checks a node address: `http://host[:port]` with no path. Returns the reason it is not.
+/// Checks a node address: `http://host[:port]` or `https://host[:port]` with no path.
+/// Returns the reason it is not.
 pub fn validate_address(address: &str) -> Result<(), String> {
     base_url(address).map(|_| ())
 }
 
-fn base_url(address: &str) -> Result<String, String> {
+/// The address without a trailing slash, and whether it is `https`.
+fn base_url(address: &str) -> Result<(String, bool), String> {
     let uri: Uri = address
         .parse()
         .map_err(|_| format!("{address:?} is not a URL like http://127.0.0.1:7001"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{address:?}: https is not supported yet; reach the node over a trusted network or a tunnel"
-            ))
-        }
-        _ => return Err(format!("{address:?} must start with http://")),
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("{address:?} must start with http:// or https://")),
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| format!("{address:?} has no host"))?;
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(format!("{address:?} must not have a path or query"));
     }
-    Ok(format!("http://{authority}"))
+    let scheme = if tls { "https" } else { "http" };
+    Ok((format!("{scheme}://{authority}"), tls))
 }
 
 pub struct RemoteNode {
@@ -116,9 +133,24 @@ struct Inner {
     id: String,
     base: String,
     token: NodeToken,
-    client: Client<HttpConnector, NodeBody>,
+    client: Transport,
     read_timeout: Duration,
     retries: u32,
+}
+
+/// The pooled client of one node, plain or TLS.
+enum Transport {
+    Plain(Client<HttpConnector, NodeBody>),
+    Tls(Client<HttpsConnector<HttpConnector>, NodeBody>),
+}
+
+impl Transport {
+    fn request(&self, req: Request<NodeBody>) -> ResponseFuture {
+        match self {
+            Transport::Plain(c) => c.request(req),
+            Transport::Tls(c) => c.request(req),
+        }
+    }
 }
 
 /// A complete answer of the node.
@@ -130,19 +162,55 @@ struct Reply {
 
 impl RemoteNode {
     /// A client for the node at `opts.address`. Connects lazily: an unreachable node is only
-    /// noticed by the requests that use it.
+    /// noticed by the requests that use it. Fails when the address is malformed or the TLS
+    /// trust roots cannot be loaded (see the module doc).
     pub fn new(id: &str, opts: RemoteOptions) -> Result<RemoteNode, NodeError> {
-        let base = base_url(&opts.address).map_err(|reason| NodeError::Unavailable {
+        Self::with_versions(id, opts, false)
+    }
+
+    /// [`RemoteNode::new`], offering h2 before HTTP/1.1 over TLS when `offer_h2` (a node
+    /// server picks h2 then).
+    fn with_versions(
+        id: &str,
+        opts: RemoteOptions,
+        offer_h2: bool,
+    ) -> Result<RemoteNode, NodeError> {
+        let unavailable = |reason| NodeError::Unavailable {
             node: id.to_string(),
             reason,
-        })?;
+        };
+        let (base, tls) = base_url(&opts.address).map_err(unavailable)?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(opts.connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        let client = if tls {
+            let config =
+                client_config(opts.ca_file.as_deref()).map_err(|e| tls_setup_error(id, e))?;
+            connector.enforce_http(false);
+            let https = HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_only()
+                .enable_http1();
+            let https = if offer_h2 {
+                https.enable_http2().wrap_connector(connector)
+            } else {
+                https.wrap_connector(connector)
+            };
+            Transport::Tls(builder.build(https))
+        } else {
+            if let Some(ca) = &opts.ca_file {
+                return Err(unavailable(format!(
+                    "a CA file ({}) is set but {} is not an https:// address",
+                    ca.display(),
+                    opts.address
+                )));
+            }
+            Transport::Plain(builder.build(connector))
+        };
         Ok(RemoteNode {
             inner: Arc::new(Inner {
                 id: id.to_string(),
@@ -354,6 +422,18 @@ impl Inner {
             }
             buf.extend_from_slice(&data);
         }
+    }
+}
+
+fn tls_setup_error(node: &str, e: TlsError) -> NodeError {
+    let kind = match &e {
+        TlsError::Read { source, .. } | TlsError::SystemRoots { source } => source.kind(),
+        _ => std::io::ErrorKind::InvalidData,
+    };
+    NodeError::Io {
+        node: node.to_string(),
+        op: "TLS trust roots",
+        source: std::io::Error::new(kind, e),
     }
 }
 

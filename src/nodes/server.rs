@@ -1,7 +1,12 @@
-//! `gateway node run`: one [`DirNode`] served over HTTP/1.1 and h2c (see [`super::protocol`]
-//! for the endpoints and the authentication).
+//! `gateway node run`: one [`DirNode`] served over HTTP/1.1 and h2c, or, with a certificate,
+//! only over TLS with HTTP/1.1 and h2 (see [`super::protocol`] for the endpoints and the
+//! authentication, [`super::tls`] for the TLS settings).
 //!
 //! Guarantees:
+//! - With TLS, a bad or unreadable certificate or key stops [`NodeServer::start`] with an error
+//!   naming the file, before anything is bound or written. Each connection's handshake runs in
+//!   its own task and is bounded by [`TLS_HANDSHAKE_TIMEOUT`]; a failed or stalled handshake is
+//!   logged at debug level and closes only that connection.
 //! - Every request is authenticated before it is routed; a request without a valid signature
 //!   gets 401 with a one-line reason and touches nothing on disk.
 //! - `PUT` answers 201 only after the whole body arrived (the declared Content-Length, or the
@@ -13,10 +18,15 @@
 //!   filesystem (checked before the first byte and again every [`SPACE_CHECK_EVERY`] bytes).
 //! - Reads stream a piece in bounded windows from one open handle: a reader sees one version
 //!   of a piece even if it is replaced meanwhile, and memory per request is bounded.
+//! - `GET /v1/status` reports transfer counters since start: `received_bytes` counts piece PUT
+//!   body bytes as they are read from the connection (failed and aborted uploads included),
+//!   `sent_bytes` piece bytes as a GET answer hands them to the connection. Other bodies
+//!   (status, listings, errors) are not counted.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,15 +34,19 @@ use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 use super::body::NodeBody;
 use super::protocol::{
     unix_now, NodeStatus, NodeToken, PieceList, TokenError, API_PREFIX, DATE_HEADER,
     DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, PROTOCOL_VERSION,
 };
+use super::tls::{server_config, TlsError, TlsFiles};
 use super::{DirNode, NodeError, NodeStore, PieceId};
 
 /// The default token file inside the node directory.
@@ -46,10 +60,12 @@ const WRITE_BATCH: usize = 1 << 20;
 const READ_WINDOW: usize = 1 << 20;
 /// How long a graceful stop waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A connection that has not completed its TLS handshake by then is closed.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 mod piece;
 
-use piece::{fs_space, get_piece, put_piece};
+use piece::{fs_space, get_piece, put_piece, CountedBody};
 
 #[derive(Debug, Clone)]
 pub struct NodeServerOptions {
@@ -60,6 +76,8 @@ pub struct NodeServerOptions {
     pub token_file: Option<PathBuf>,
     /// Free bytes to keep on the filesystem.
     pub reserve: u64,
+    /// Serve only TLS with this certificate and key; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +86,10 @@ pub enum NodeServerError {
     Node(#[from] NodeError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The certificate or key cannot be used. Not a `source`: the message already carries the
+    /// cause, and a chain would print it twice.
+    #[error("TLS: {0}")]
+    Tls(TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -87,9 +109,15 @@ pub struct NodeServer {
 }
 
 impl NodeServer {
-    /// Opens (or initialises) the directory, loads or creates the token, removes stale temp
-    /// files, binds and starts serving.
+    /// Loads the TLS certificate and key (when set), opens (or initialises) the directory,
+    /// loads or creates the token, removes stale temp files, binds and starts serving.
     pub async fn start(opts: &NodeServerOptions) -> Result<NodeServer, NodeServerError> {
+        let tls = match &opts.tls {
+            Some(files) => Some(TlsAcceptor::from(
+                server_config(files).map_err(NodeServerError::Tls)?,
+            )),
+            None => None,
+        };
         let node = DirNode::open("local", &opts.dir, true)?;
         let token_file = opts
             .token_file
@@ -114,9 +142,11 @@ impl NodeServer {
             node,
             token,
             reserve: opts.reserve,
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
         });
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, state, rx));
+        let task = tokio::spawn(serve(listener, state, tls, rx));
         Ok(NodeServer {
             addr,
             token_file,
@@ -169,13 +199,24 @@ struct State {
     node: DirNode,
     token: NodeToken,
     reserve: u64,
+    /// The transfer counters of [`NodeStatus`].
+    received: AtomicU64,
+    sent: AtomicU64,
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: oneshot::Receiver<()>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+type ConnBuilder = hyper_util::server::conn::auto::Builder<TokioExecutor>;
+
+async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = ConnBuilder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     // Connections live in this set so that aborting the server task (`kill`) drops them all.
     let mut conns = JoinSet::new();
     loop {
@@ -191,18 +232,16 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: oneshot::
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(state, req, peer).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                conns.spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+                // Watched from accept on, so a graceful stop also waits for (bounded) handshakes.
+                let conn = connection(
+                    stream,
+                    peer,
+                    state.clone(),
+                    builder.clone(),
+                    tls.clone(),
+                    graceful.watcher(),
+                );
+                conns.spawn(conn);
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = &mut shutdown => break,
@@ -214,6 +253,48 @@ async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: oneshot::
         .is_err()
     {
         tracing::warn!("requests still running after the shutdown grace period; dropping them");
+    }
+}
+
+/// Serves one accepted connection to its end: the TLS handshake first when `tls` is set.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<State>,
+    builder: Arc<ConnBuilder>,
+    tls: Option<TlsAcceptor>,
+    watcher: Watcher,
+) {
+    let Some(acceptor) = tls else {
+        return serve_http(stream, peer, state, &builder, watcher).await;
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_http(stream, peer, state, &builder, watcher).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(
+            %peer,
+            "no TLS handshake within {} s; connection closed",
+            TLS_HANDSHAKE_TIMEOUT.as_secs()
+        ),
+    }
+}
+
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    state: Arc<State>,
+    builder: &ConnBuilder,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(state, req, peer).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
@@ -269,11 +350,15 @@ impl From<NodeError> for Failure {
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<NodeBody> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<CountedBody> {
     let is_head = req.method() == Method::HEAD;
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    match respond(&state, req).await {
+    let resp = match respond(&state, req).await {
         Ok(resp) => resp,
         Err(f) => {
             if f.status == StatusCode::UNAUTHORIZED || f.status.is_server_error() {
@@ -283,7 +368,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
             }
             f.into_response(is_head)
         }
-    }
+    };
+    CountedBody::wrap(resp, &state)
 }
 
 enum Route {
@@ -416,6 +502,8 @@ fn status(state: &State) -> Result<Response<NodeBody>, Failure> {
         free_bytes,
         total_bytes,
         reserve_bytes: state.reserve,
+        received_bytes: state.received.load(Ordering::Relaxed),
+        sent_bytes: state.sent.load(Ordering::Relaxed),
     })
 }
 

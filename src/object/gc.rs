@@ -12,7 +12,6 @@ use tokio::sync::Notify;
 
 use super::Inner;
 use crate::meta::{Garbage, StreamId};
-use crate::nodes::PieceId;
 
 const ROUND: usize = 64;
 const RETRY_EVERY: Duration = Duration::from_secs(60);
@@ -94,12 +93,12 @@ async fn collect_round(inner: &Inner, deferred: &mut Deferred) -> bool {
 async fn delete_body(inner: &Inner, g: &Garbage) -> bool {
     let mut all = true;
     for (segment, piece) in &g.pieces {
-        let Some(node) = inner.node(&piece.node) else {
-            // A node removed from the config: nothing we can delete there.
-            continue;
-        };
-        let id = PieceId::derive(&node.id_key, &g.stream_id.0, *segment, piece.number);
-        if let Err(e) = node.store.delete(id).await {
+        // A node removed from the config has nothing to delete (delete_piece says Ok).
+        if let Err(e) = inner
+            .transfers
+            .delete_piece(&piece.node, &g.stream_id.0, *segment, piece.number)
+            .await
+        {
             tracing::warn!(node = %piece.node, error = %e, "could not delete a garbage piece; will retry");
             all = false;
         }

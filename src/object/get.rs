@@ -10,16 +10,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use super::{BodyStream, Inner, ObjectError, ObjectLayer, ReadLease};
 use crate::crypto::{
     ciphertext_len, plain_block_count, unwrap_segment_key, BlockCipher, CipherSuite, TAG_LEN,
 };
-use crate::erasure::piece::verify_record;
-use crate::erasure::{Layout, PieceHeader, StripeDecoder, CHUNK_MAC_LEN, PIECE_HEADER_LEN};
-use crate::meta::{ObjectRecord, PieceRecord, Placement, SegmentRecord, StreamRecord};
-use crate::nodes::PieceId;
+use crate::erasure::{Layout, StripeDecoder};
+use crate::meta::{ObjectRecord, Placement, SegmentRecord, StreamRecord};
+use crate::transfer::download::Fetch;
 
 /// Ciphertext bytes fetched per group of stripes.
 const GROUP_BYTES: u64 = 4 << 20;
@@ -246,9 +244,8 @@ async fn read_segment(
     let group = (GROUP_BYTES / layout.stripe_bytes()).max(1);
     let mac_key = Arc::new(key.chunk_mac_key());
     let mut bad: HashSet<u16> = HashSet::new();
-    let mut fetcher = Fetcher {
-        inner,
-        stream_id,
+    let fetch = Fetch {
+        stream: stream_id,
         segment: seg.index,
         layout,
         pieces,
@@ -257,7 +254,10 @@ async fn read_segment(
     let mut g = s0;
     while g <= s1 {
         let g_end = (g + group - 1).min(s1);
-        let chunks = fetcher.fetch_group(g, g_end, &mut bad).await?;
+        let chunks = inner
+            .transfers
+            .fetch_stripes(&fetch, g, g_end, &mut bad)
+            .await?;
         // Decode (only if a data piece is missing) and decrypt off the reactor.
         let skip = (c0.max(g * layout.stripe_bytes()) - g * layout.stripe_bytes()) as usize;
         let stripe_start = g * layout.stripe_bytes();
@@ -351,141 +351,4 @@ impl Decrypt {
         self.carry.drain(..used);
         Ok(out)
     }
-}
-
-struct Fetcher<'a> {
-    inner: &'a Arc<Inner>,
-    stream_id: [u8; 16],
-    segment: u32,
-    layout: Layout,
-    pieces: &'a [PieceRecord],
-    mac_key: Arc<[u8; 32]>,
-}
-
-impl Fetcher<'_> {
-    /// Fetches and verifies stripes `[g0, g1]` from `k` pieces; returns (piece number, chunk
-    /// data of every stripe concatenated). Pieces that fail are added to `bad` and replaced.
-    async fn fetch_group(
-        &mut self,
-        g0: u64,
-        g1: u64,
-        bad: &mut HashSet<u16>,
-    ) -> Result<Vec<(u16, Vec<u8>)>, ObjectError> {
-        let k = self.layout.k;
-        // Data pieces first: with all of them, nothing needs decoding.
-        let mut candidates: Vec<&PieceRecord> = self
-            .pieces
-            .iter()
-            .filter(|p| !bad.contains(&p.number))
-            .collect();
-        candidates.sort_by_key(|p| p.number);
-        let mut candidates = candidates.into_iter();
-        let mut running = JoinSet::new();
-        let mut good = Vec::with_capacity(k);
-        let mut causes = Vec::new();
-        let mut start_next = |running: &mut JoinSet<_>, causes: &mut Vec<String>| loop {
-            let Some(p) = candidates.next() else {
-                return false;
-            };
-            let Some(node) = self.inner.node(&p.node) else {
-                causes.push(format!("piece {} on unknown node {}", p.number, p.node));
-                continue;
-            };
-            let id = PieceId::derive(&node.id_key, &self.stream_id, self.segment, p.number);
-            let store = node.store.clone();
-            let number = p.number;
-            let node_id = p.node.clone();
-            let layout = self.layout;
-            let mac_key = self.mac_key.clone();
-            running.spawn(async move {
-                let r = fetch_piece(&*store, id, layout, number, g0, g1, mac_key).await;
-                (number, node_id, r)
-            });
-            return true;
-        };
-        for _ in 0..k {
-            if !start_next(&mut running, &mut causes) {
-                break;
-            }
-        }
-        while let Some(done) = running.join_next().await {
-            let (number, node_id, result) =
-                done.map_err(|e| ObjectError::Internal(e.to_string()))?;
-            match result {
-                Ok(data) => {
-                    good.push((number, data));
-                    if good.len() == k {
-                        running.abort_all();
-                        return Ok(good);
-                    }
-                }
-                Err(cause) => {
-                    tracing::warn!(node = %node_id, piece = number, segment = self.segment, %cause, "piece unusable, trying another");
-                    causes.push(format!("piece {number} on node {node_id}: {cause}"));
-                    bad.insert(number);
-                    start_next(&mut running, &mut causes);
-                }
-            }
-        }
-        Err(ObjectError::NotEnoughPieces {
-            segment: self.segment,
-            causes: format!(
-                "{} of {} needed pieces intact; {}",
-                good.len(),
-                k,
-                causes.join("; ")
-            ),
-        })
-    }
-}
-
-/// Reads stripes `[g0, g1]` of one piece and verifies every chunk MAC (and the header when the
-/// range starts at stripe 0). Returns the chunk data without MACs.
-async fn fetch_piece(
-    store: &dyn crate::nodes::NodeStore,
-    id: PieceId,
-    layout: Layout,
-    number: u16,
-    g0: u64,
-    g1: u64,
-    mac_key: Arc<[u8; 32]>,
-) -> Result<Vec<u8>, String> {
-    let rl = layout.record_len();
-    let with_header = g0 == 0;
-    let offset = if with_header {
-        0
-    } else {
-        layout.record_offset(g0)
-    };
-    let len = (g1 - g0 + 1) * rl
-        + if with_header {
-            PIECE_HEADER_LEN as u64
-        } else {
-            0
-        };
-    let bytes = store
-        .read(id, offset, len)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::task::spawn_blocking(move || {
-        let mut body = &bytes[..];
-        if with_header {
-            let h = PieceHeader::decode(body).map_err(|e| e.to_string())?;
-            if h.chunk_size as usize != layout.chunk_size {
-                return Err("piece header disagrees with metadata".to_string());
-            }
-            body = &body[PIECE_HEADER_LEN..];
-        }
-        let mut data = Vec::with_capacity(((g1 - g0 + 1) as usize) * layout.chunk_size);
-        for (i, rec) in body.chunks(rl as usize).enumerate() {
-            let stripe = g0 + i as u64;
-            if rec.len() != rl as usize || !verify_record(&mac_key, number, stripe, rec) {
-                return Err(format!("chunk of stripe {stripe} failed verification"));
-            }
-            data.extend_from_slice(&rec[..rec.len() - CHUNK_MAC_LEN]);
-        }
-        Ok(data)
-    })
-    .await
-    .map_err(|e| e.to_string())?
 }

@@ -34,7 +34,8 @@ use crate::erasure::ErasureError;
 use crate::meta::{
     BucketInfo, ListPage, ListQuery, Meta, MetaError, ObjectRecord, StoredChecksum, StreamId,
 };
-use crate::nodes::{NodeError, NodeStore};
+use crate::nodes::NodeError;
+use crate::transfer::Transfers;
 
 pub use conditions::{Conditions, Outcome as ConditionOutcome};
 pub use copy::{CopyObject, CopyOutcome, MetadataDirective, TaggingDirective};
@@ -124,16 +125,10 @@ impl From<MetaError> for ObjectError {
     }
 }
 
-/// A configured node with its per-node piece-id key.
-pub(crate) struct Node {
-    pub store: Arc<dyn NodeStore>,
-    pub id_key: [u8; 32],
-}
-
 pub(crate) struct Inner {
     pub storage: StorageConfig,
     pub root: RootKey,
-    pub nodes: Vec<Node>,
+    pub transfers: Arc<Transfers>,
     pub meta: Meta,
     pub gc_wake: Arc<Notify>,
     /// Streams being read right now, with a count of readers. Garbage collection leaves
@@ -175,12 +170,6 @@ impl Drop for ReadLease {
     }
 }
 
-impl Inner {
-    fn node(&self, id: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.store.id() == id)
-    }
-}
-
 /// The object layer; cheap to clone.
 #[derive(Clone)]
 pub struct ObjectLayer {
@@ -199,21 +188,14 @@ impl ObjectLayer {
     pub fn new(
         storage: StorageConfig,
         root: RootKey,
-        nodes: Vec<Arc<dyn NodeStore>>,
+        transfers: Arc<Transfers>,
         meta: Meta,
     ) -> ObjectLayer {
-        let nodes = nodes
-            .into_iter()
-            .map(|store| Node {
-                id_key: root.piece_id_key(store.id()),
-                store,
-            })
-            .collect();
         let layer = ObjectLayer {
             inner: Arc::new(Inner {
                 storage,
                 root,
-                nodes,
+                transfers,
                 meta,
                 gc_wake: Arc::new(Notify::new()),
                 reading: std::sync::Mutex::new(std::collections::HashMap::new()),

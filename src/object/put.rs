@@ -1,9 +1,9 @@
 //! PUT: body → segments → blocks (AEAD) → stripes (Reed-Solomon) → pieces on nodes → commit.
 //!
 //! The body is consumed in batches of whole AEAD blocks. Each batch is encrypted and
-//! erasure-coded on the blocking pool while the previous batch's piece records are being
-//! written by one writer task per piece; channels of depth [`WRITER_DEPTH`] between them bound
-//! memory to roughly `batch × n/k × depth` per upload. A block is sealed only once the next
+//! erasure-coded on the blocking pool while the previous batches' piece records are being
+//! written by the transfer layer's writers ([`SegmentUpload`]), whose bounded queues keep
+//! memory to roughly `batch × n/k × queue depth` per upload. A block is sealed only once the next
 //! byte of the body (or its end) is known, so the last block of every segment carries the
 //! last-block flag.
 
@@ -11,20 +11,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::{now_ms, BodyEvent, BodyReceiver, Inner, ObjectError, ObjectLayer};
 use crate::crypto::{ciphertext_len, random_bytes, wrap_segment_key, BlockCipher, SegmentKey};
 use crate::erasure::{Layout, PieceHeader, StripeEncoder};
 use crate::meta::{
     ObjectPart, ObjectRecord, PieceRecord, Placement, Precondition, SegmentRecord, StoredChecksum,
-    StreamId, StreamRecord, OBJECT_FORMAT,
+    StreamAccounting, StreamId, StreamRecord, OBJECT_FORMAT,
 };
-use crate::nodes::{NodeError, PieceId};
+use crate::transfer::SegmentUpload;
 
-/// Queue depth between the encoder and each piece writer.
-const WRITER_DEPTH: usize = 2;
 /// Target plaintext bytes per encode batch (rounded to whole blocks, at least one stripe).
 const BATCH_TARGET: usize = 1 << 20;
 
@@ -199,6 +195,7 @@ pub(crate) async fn store_body(
     };
     let mut md5 = Md5::new();
     let mut segments = Vec::new();
+    let mut accounting = StreamAccounting::default();
     let mut cleanup = Cleanup {
         inner: inner.clone(),
         stream_id,
@@ -223,8 +220,16 @@ pub(crate) async fn store_body(
     } else {
         let mut index = 0u32;
         loop {
-            let (seg, md5_back) =
-                upload_segment(inner, stream_id, index, &mut input, md5, &mut cleanup).await?;
+            let (seg, md5_back) = upload_segment(
+                inner,
+                stream_id,
+                index,
+                &mut input,
+                md5,
+                &mut cleanup,
+                &mut accounting,
+            )
+            .await?;
             md5 = md5_back;
             segments.push(seg);
             input.fill(1).await?;
@@ -243,6 +248,7 @@ pub(crate) async fn store_body(
             block_size: storage.block_size,
             segment_size: storage.segment_size,
             segments,
+            accounting,
         },
         md5: md5.finalize().into(),
         size: input.total,
@@ -344,18 +350,6 @@ impl SegmentEncoder {
     }
 }
 
-enum WriterMsg {
-    Data(Bytes),
-    Commit,
-}
-
-struct PieceTask {
-    number: u16,
-    node: String,
-    tx: Option<mpsc::Sender<WriterMsg>>,
-    handle: JoinHandle<Result<(), NodeError>>,
-}
-
 /// Pieces committed so far by an upload that has not committed its metadata yet. Dropped
 /// with pieces still listed (error, cancelled request), it deletes them in the background.
 struct Cleanup {
@@ -375,83 +369,17 @@ impl Drop for Cleanup {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 for (segment, p) in pieces {
-                    if let Some(node) = inner.node(&p.node) {
-                        let id = PieceId::derive(&node.id_key, &stream_id, segment, p.number);
-                        if let Err(e) = node.store.delete(id).await {
-                            tracing::warn!(node = %p.node, error = %e, "could not delete piece of a failed upload; left for garbage collection");
-                        }
+                    if let Err(e) = inner
+                        .transfers
+                        .delete_piece(&p.node, &stream_id, segment, p.number)
+                        .await
+                    {
+                        tracing::warn!(node = %p.node, error = %e, "could not delete piece of a failed upload; left for garbage collection");
                     }
                 }
             });
         }
     }
-}
-
-/// Chooses `n` distinct nodes for a segment (a random subset when there are more).
-fn choose_nodes(inner: &Inner, n: usize) -> Result<Vec<usize>, ObjectError> {
-    let mut idx: Vec<usize> = (0..inner.nodes.len()).collect();
-    if idx.len() > n {
-        // Fisher-Yates with the OS RNG; placement spreads load, it need not be secret.
-        let mut rnd = vec![0u8; idx.len() * 4];
-        random_bytes(&mut rnd)?;
-        for i in (1..idx.len()).rev() {
-            let r =
-                u32::from_le_bytes([rnd[i * 4], rnd[i * 4 + 1], rnd[i * 4 + 2], rnd[i * 4 + 3]]);
-            idx.swap(i, r as usize % (i + 1));
-        }
-        idx.truncate(n);
-    }
-    Ok(idx)
-}
-
-fn start_writers(
-    inner: &Arc<Inner>,
-    stream_id: [u8; 16],
-    segment: u32,
-    chunk_size: u32,
-    n: usize,
-) -> Result<Vec<PieceTask>, ObjectError> {
-    let chosen = choose_nodes(inner, n)?;
-    let header = Bytes::copy_from_slice(&PieceHeader { chunk_size }.encode());
-    let mut tasks = Vec::with_capacity(n);
-    for (number, node_index) in chosen.into_iter().enumerate() {
-        let number = number as u16;
-        let node = &inner.nodes[node_index];
-        let store = node.store.clone();
-        let id = PieceId::derive(&node.id_key, &stream_id, segment, number);
-        let (tx, mut rx) = mpsc::channel::<WriterMsg>(WRITER_DEPTH);
-        let header = header.clone();
-        let handle = tokio::spawn(async move {
-            let mut w = store.create(id).await?;
-            if let Err(e) = w.write(header).await {
-                w.abort().await;
-                return Err(e);
-            }
-            while let Some(msg) = rx.recv().await {
-                match msg {
-                    WriterMsg::Data(b) => {
-                        if let Err(e) = w.write(b).await {
-                            w.abort().await;
-                            return Err(e);
-                        }
-                    }
-                    WriterMsg::Commit => return w.commit().await,
-                }
-            }
-            w.abort().await;
-            Err(NodeError::Unavailable {
-                node: store.id().to_string(),
-                reason: "upload cancelled".into(),
-            })
-        });
-        tasks.push(PieceTask {
-            number,
-            node: node.store.id().to_string(),
-            tx: Some(tx),
-            handle,
-        });
-    }
-    Ok(tasks)
 }
 
 /// Uploads one segment from `input`; returns its record and the running MD5.
@@ -462,11 +390,12 @@ async fn upload_segment(
     input: &mut Input,
     md5: Md5,
     cleanup: &mut Cleanup,
+    accounting: &mut StreamAccounting,
 ) -> Result<(SegmentRecord, Md5), ObjectError> {
     let storage = &inner.storage;
     let scheme = storage.scheme;
     let k = scheme.minimum as usize;
-    let n = (scheme.total as usize).min(inner.nodes.len());
+    let n = (scheme.total as usize).min(inner.transfers.node_count());
     let bs = storage.block_size as usize;
     let batch_plain = BATCH_TARGET.max(k * storage.chunk_size).div_ceil(bs) * bs;
     let segment_size = storage.segment_size as usize;
@@ -506,7 +435,21 @@ async fn upload_segment(
         next_stripe: 0,
         carry: Vec::new(),
     };
-    let mut tasks = start_writers(inner, stream_id, index, layout.chunk_size as u32, n)?;
+    let header = Bytes::copy_from_slice(
+        &PieceHeader {
+            chunk_size: layout.chunk_size as u32,
+        }
+        .encode(),
+    );
+    let mut upload = SegmentUpload::start(
+        &inner.transfers,
+        stream_id,
+        index,
+        n,
+        scheme.success as usize,
+        header,
+    )
+    .await?;
     let mut plain_size = 0u64;
     let mut batch = input.take(first_len);
     loop {
@@ -519,14 +462,7 @@ async fn upload_segment(
         .await
         .map_err(|e| ObjectError::Internal(e.to_string()))?;
         encoder = enc;
-        for (task, rec) in tasks.iter_mut().zip(records?) {
-            if let Some(tx) = &task.tx {
-                if tx.send(WriterMsg::Data(Bytes::from(rec))).await.is_err() {
-                    // The writer failed; its error is collected below.
-                    task.tx = None;
-                }
-            }
-        }
+        upload.send(records?).await?;
         if last {
             break;
         }
@@ -541,39 +477,14 @@ async fn upload_segment(
         }
     }
 
-    // Commit every piece, then count the durable ones.
-    for task in &mut tasks {
-        if let Some(tx) = task.tx.take() {
-            let _ = tx.send(WriterMsg::Commit).await;
-        }
+    let stored = upload.finish().await?;
+    for p in &stored.pieces {
+        cleanup.pieces.push((index, p.clone()));
     }
-    let mut pieces = Vec::new();
-    let mut causes = Vec::new();
-    for task in tasks {
-        match task.handle.await {
-            Ok(Ok(())) => {
-                let rec = PieceRecord {
-                    number: task.number,
-                    node: task.node,
-                };
-                cleanup.pieces.push((index, rec.clone()));
-                pieces.push(rec);
-            }
-            Ok(Err(e)) => causes.push(e.to_string()),
-            Err(e) => causes.push(format!("node {}: writer failed: {e}", task.node)),
-        }
-    }
-    if pieces.len() < scheme.success as usize {
-        return Err(ObjectError::NotEnoughDurable {
-            segment: index,
-            durable: pieces.len(),
-            needed: scheme.success as usize,
-            causes: causes.join("; "),
-        });
-    }
-    if !causes.is_empty() {
-        tracing::warn!(segment = index, failures = %causes.join("; "), "segment stored with fewer than total pieces");
-    }
+    accounting.encoded_bytes += stored.encoded_bytes;
+    accounting.uploaded_bytes += stored.uploaded_bytes;
+    accounting.long_tail_bytes += stored.long_tail_bytes;
+    let pieces = stored.pieces;
     let record = SegmentRecord {
         index,
         plain_size,

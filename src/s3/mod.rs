@@ -9,6 +9,7 @@ pub mod body;
 mod bucket;
 pub mod checksum_headers;
 mod copy;
+mod counting;
 pub mod error;
 mod headers;
 mod list;
@@ -41,6 +42,8 @@ pub struct S3Config {
     pub credentials: Credentials,
     /// Base domains for virtual-host-style requests (`bucket.<domain>`).
     pub domains: Vec<String>,
+    /// Counts the bytes exchanged with clients, when set.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 #[derive(Clone)]
@@ -92,6 +95,7 @@ impl S3Service {
                 let svc = svc.clone();
                 async move { Ok::<_, Infallible>(svc.handle(req, peer).await) }
             });
+            let stream = counting::Counting::new(stream, self.inner.1.metrics.clone());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {

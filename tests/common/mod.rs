@@ -56,7 +56,7 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().to_path_buf();
         let mut cfg = format!(
-            "listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"{}\"\nsegment_size = \"{}\"\nchunk_size = \"{}\"\nblock_size = \"{}\"\ninline_limit = \"{}\"\ncipher = \"{}\"\ngc_grace = \"{}\"\n",
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"{}\"\nsegment_size = \"{}\"\nchunk_size = \"{}\"\nblock_size = \"{}\"\ninline_limit = \"{}\"\ncipher = \"{}\"\ngc_grace = \"{}\"\n",
             o.scheme, o.segment_size, o.chunk_size, o.block_size, o.inline_limit, o.cipher, o.gc_grace
         );
         for i in 1..=o.nodes {

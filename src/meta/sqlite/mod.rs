@@ -18,6 +18,7 @@
 //!   references, it checks (through the `stream_id` indexes of `object_parts` and
 //!   `upload_parts`) whether each affected stream is still referenced and marks it garbage
 //!   if not (see [`streams`]).
+//! - [`SqliteMeta::storage_totals`] is one aggregate statement (see [`totals`]).
 //! - DeleteBucket refuses a bucket holding objects (`BucketNotEmpty`) but aborts its
 //!   in-progress multipart uploads, as S3 does for general-purpose buckets.
 
@@ -25,6 +26,7 @@ mod list;
 mod objects;
 mod schema;
 mod streams;
+mod totals;
 mod uploads;
 
 #[cfg(test)]

@@ -1,19 +1,28 @@
-//! The SQLite schema (version [`SCHEMA_VERSION`]) and the checks made when a database is opened.
+//! The SQLite schema (version [`SCHEMA_VERSION`]), its migrations, and the checks made when a
+//! database is opened.
 //!
-//! A new, empty database gets the schema and `PRAGMA user_version = SCHEMA_VERSION` in one
-//! transaction. A database with that version is used as is; a newer one is refused with
-//! [`MetaError::SchemaTooNew`]; a non-empty one without a version, or with an unknown older
-//! version, is refused with [`MetaError::Corrupt`] and left untouched.
+//! On open, in one `BEGIN IMMEDIATE` transaction:
+//! - a new, empty database gets [`SCHEMA`] and `PRAGMA user_version = SCHEMA_VERSION`;
+//! - a database at `SCHEMA_VERSION` is used as is;
+//! - a database at an older version is migrated in place, step by step up to
+//!   `SCHEMA_VERSION` (see [`migration`]), and its `user_version` set; if any step fails the
+//!   transaction rolls back and the database stays at its old version, untouched;
+//! - a newer version is refused with [`MetaError::SchemaTooNew`]; a non-empty database without
+//!   a version, or with a version no migration starts from, is refused with
+//!   [`MetaError::Corrupt`]. Refused databases are left untouched.
+//!
+//! History: version 1 is the schema without stream accounting; version 2 adds the three
+//! accounting columns to `streams` (rows of version 1 read as zero accounting).
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::super::{MetaError, SCHEMA_VERSION};
 
-/// Version 1. Reference model: a stream (stored body) is referenced by object parts and upload
-/// parts; it is marked garbage in the transaction that removes its last reference, and its rows
-/// stay until garbage collection has deleted its pieces. Every table that references a stream
-/// has an index on `stream_id`, so "is anything still referencing it" and the foreign-key check
-/// of `garbage_done` are index lookups.
+/// Version 2, as created in a new database. Reference model: a stream (stored body) is
+/// referenced by object parts and upload parts; it is marked garbage in the transaction that
+/// removes its last reference, and its rows stay until garbage collection has deleted its
+/// pieces. Every table that references a stream has an index on `stream_id`, so "is anything
+/// still referencing it" and the foreign-key check of `garbage_done` are index lookups.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE buckets (
     name TEXT NOT NULL PRIMARY KEY,
@@ -28,7 +37,12 @@ CREATE TABLE streams (
     block_size INTEGER NOT NULL,
     segment_size INTEGER NOT NULL,
     garbage INTEGER NOT NULL DEFAULT 0 CHECK (garbage IN (0, 1)),
-    garbage_since_ms INTEGER
+    garbage_since_ms INTEGER,
+    -- StreamAccounting (version 2). Last, in the order the v1 -> v2 migration adds them, so a
+    -- migrated table is identical to a new one.
+    encoded_bytes INTEGER NOT NULL DEFAULT 0,
+    uploaded_bytes INTEGER NOT NULL DEFAULT 0,
+    long_tail_bytes INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX streams_garbage ON streams (garbage_since_ms, stream_id) WHERE garbage = 1;
 
@@ -118,7 +132,23 @@ CREATE TABLE pieces (
 CREATE INDEX pieces_by_node ON pieces (node, stream_id);
 ";
 
-/// Creates the schema in an empty database, or checks the version of an existing one.
+/// Version 1 -> 2: stream accounting. Existing streams get zeros.
+const MIGRATE_V1_TO_V2: &str = "
+ALTER TABLE streams ADD COLUMN encoded_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE streams ADD COLUMN uploaded_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE streams ADD COLUMN long_tail_bytes INTEGER NOT NULL DEFAULT 0;
+";
+
+/// The SQL that takes a database from version `from` to `from + 1`, if there is one.
+fn migration(from: u32) -> Option<&'static str> {
+    match from {
+        1 => Some(MIGRATE_V1_TO_V2),
+        _ => None,
+    }
+}
+
+/// Creates the schema in an empty database, migrates an older one, or checks the version of
+/// an existing one; all in one transaction.
 pub(super) fn init_schema(conn: &mut Connection) -> Result<(), MetaError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: u32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
@@ -143,9 +173,15 @@ pub(super) fn init_schema(conn: &mut Connection) -> Result<(), MetaError> {
             })
         }
         found => {
-            return Err(MetaError::Corrupt(format!(
-                "unknown schema version {found} (this build knows {SCHEMA_VERSION})"
-            )))
+            for from in found..SCHEMA_VERSION {
+                let sql = migration(from).ok_or_else(|| {
+                    MetaError::Corrupt(format!(
+                        "unknown schema version {found} (this build knows {SCHEMA_VERSION})"
+                    ))
+                })?;
+                tx.execute_batch(sql)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
     }
     tx.commit()?;

@@ -8,7 +8,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::super::{MetaError, PieceRecord, Placement, SegmentRecord, StreamId, StreamRecord};
+use super::super::{
+    MetaError, PieceRecord, Placement, SegmentRecord, StreamAccounting, StreamId, StreamRecord,
+};
 use super::now_ms;
 
 /// What the database knows about a stream id.
@@ -32,7 +34,8 @@ pub(super) fn stream_state(conn: &Connection, id: &StreamId) -> Result<StreamSta
 }
 
 /// Makes `stream` available to a new reference: inserts it if unknown, shares it as stored if
-/// live (the segments in `stream` are then ignored), refuses it with `StreamGone` if garbage.
+/// live (the segments and accounting in `stream` are then ignored), refuses it with
+/// `StreamGone` if garbage.
 /// The caller must insert the reference in the same transaction.
 pub(super) fn reference(tx: &Transaction, stream: &StreamRecord) -> Result<(), MetaError> {
     match stream_state(tx, &stream.stream_id)? {
@@ -98,14 +101,20 @@ pub(super) fn validate_stream(stream: &StreamRecord, what: &str) -> Result<(), M
 
 fn insert_stream(tx: &Transaction, stream: &StreamRecord) -> Result<(), MetaError> {
     let id = stream.stream_id.0;
+    let accounting = &stream.accounting;
     tx.prepare_cached(
-        "INSERT INTO streams (stream_id, cipher, block_size, segment_size) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO streams (stream_id, cipher, block_size, segment_size, encoded_bytes,
+             uploaded_bytes, long_tail_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         id,
         stream.cipher,
         stream.block_size,
-        stream.segment_size
+        stream.segment_size,
+        accounting.encoded_bytes,
+        accounting.uploaded_bytes,
+        accounting.long_tail_bytes,
     ])?;
     let mut insert_segment = tx.prepare_cached(
         "INSERT INTO segments (stream_id, idx, plain_size, wrapped_key, inline_data, k, n,
@@ -167,15 +176,22 @@ type SegmentRow = (
 /// The stream with all its segments and pieces; `Corrupt` if it is missing or malformed
 /// (a reference to it exists, so it must be whole).
 pub(super) fn read_stream(conn: &Connection, id: StreamId) -> Result<StreamRecord, MetaError> {
-    let (cipher, block_size, segment_size) = conn
+    let (cipher, block_size, segment_size, accounting) = conn
         .prepare_cached(
-            "SELECT cipher, block_size, segment_size FROM streams WHERE stream_id = ?1",
+            "SELECT cipher, block_size, segment_size, encoded_bytes, uploaded_bytes,
+                    long_tail_bytes
+             FROM streams WHERE stream_id = ?1",
         )?
         .query_row(params![id.0], |row| {
             Ok((
                 row.get::<_, u8>(0)?,
                 row.get::<_, u32>(1)?,
                 row.get::<_, u64>(2)?,
+                StreamAccounting {
+                    encoded_bytes: row.get(3)?,
+                    uploaded_bytes: row.get(4)?,
+                    long_tail_bytes: row.get(5)?,
+                },
             ))
         })
         .optional()?
@@ -259,5 +275,6 @@ pub(super) fn read_stream(conn: &Connection, id: StreamId) -> Result<StreamRecor
         block_size,
         segment_size,
         segments,
+        accounting,
     })
 }

@@ -5,19 +5,38 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::nodes::server::{NodeServer, NodeServerOptions};
+use crate::nodes::tls::TlsFiles;
+
+mod tls;
 
 struct Fixture {
     dir: tempfile::TempDir,
     server: Option<NodeServer>,
+    tls: bool,
 }
 
 impl Fixture {
     async fn start(reserve: u64) -> Fixture {
+        Self::start_with(reserve, None).await
+    }
+
+    /// A server speaking only TLS with `files` when set.
+    async fn start_with(reserve: u64, files: Option<TlsFiles>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let server = start_server(&dir.path().join("node"), "127.0.0.1:0", reserve).await;
+        let tls = files.is_some();
+        let server = NodeServer::start(&NodeServerOptions {
+            dir: dir.path().join("node"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token_file: None,
+            reserve,
+            tls: files,
+        })
+        .await
+        .unwrap();
         Fixture {
             dir,
             server: Some(server),
+            tls,
         }
     }
 
@@ -33,8 +52,15 @@ impl Fixture {
         NodeToken::load(self.server().token_file()).unwrap()
     }
 
+    /// Options reaching the server the way it speaks; over TLS, trusting its certificate.
     fn options(&self) -> RemoteOptions {
-        RemoteOptions::new(format!("http://{}", self.server().addr()), self.token())
+        let scheme = if self.tls { "https" } else { "http" };
+        let address = format!("{scheme}://{}", self.server().addr());
+        let mut opts = RemoteOptions::new(address, self.token());
+        if self.tls {
+            opts.ca_file = Some(crate::nodes::tls::tests::fixture("node-cert.pem"));
+        }
+        opts
     }
 
     fn client(&self) -> RemoteNode {
@@ -71,6 +97,7 @@ async fn start_server(dir: &Path, listen: &str, reserve: u64) -> NodeServer {
         listen: listen.parse().unwrap(),
         token_file: None,
         reserve,
+        tls: None,
     })
     .await
     .unwrap()
@@ -202,6 +229,51 @@ async fn reserve_refuses_with_507_and_a_clear_message() {
     }
     assert!(f.no_temp_files().await);
     assert_eq!(f.files(), (0, 0));
+}
+
+/// The server's transfer counters, once they equal `want` (uploads are counted by the server
+/// while the client moves on); the last value seen after 5 s otherwise.
+async fn counters(node: &RemoteNode, want: (u64, u64)) -> (u64, u64) {
+    let start = Instant::now();
+    loop {
+        let s = node.status().await.unwrap();
+        let got = (s.received_bytes, s.sent_bytes);
+        if got == want || start.elapsed() > Duration::from_secs(5) {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn status_counts_piece_bytes_received_and_sent() {
+    let f = Fixture::start(0).await;
+    let node = f.client();
+    assert_eq!(counters(&node, (0, 0)).await, (0, 0));
+    let id = PieceId([1; 32]);
+    let body = data(3 * (1 << 20) + 5, 1);
+    let n = body.len() as u64;
+    put(&node, id, &body).await.unwrap();
+    // Status answers are not piece bytes: sent stays 0 however often it is asked.
+    assert_eq!(counters(&node, (n, 0)).await, (n, 0));
+    let m = (2 << 20) + 7;
+    assert_eq!(node.read(id, 1000, m).await.unwrap().len() as u64, m);
+    assert_eq!(counters(&node, (n, m)).await, (n, m));
+    // HEAD, refused ranges, missing pieces and listings send no piece bytes.
+    node.read(id, n, 0).await.unwrap();
+    assert!(node.read(id, n - 1, 2).await.is_err());
+    assert!(node.read(PieceId([2; 32]), 0, 1).await.is_err());
+    node.list_pieces(None, 10).await.unwrap();
+    assert_eq!(counters(&node, (n, m)).await, (n, m));
+    // The bytes of an upload that is then aborted were received all the same.
+    let mut w = node.create(PieceId([3; 32])).await.unwrap();
+    w.write(Bytes::from(data(300_000, 2))).await.unwrap();
+    let received = n + 300_000;
+    assert_eq!(counters(&node, (received, m)).await, (received, m));
+    w.abort().await;
+    assert!(f.no_temp_files().await);
+    assert_eq!(node.list_pieces(None, 10).await.unwrap(), vec![id]);
+    assert_eq!(counters(&node, (received, m)).await, (received, m));
 }
 
 #[tokio::test]
@@ -383,14 +455,22 @@ async fn unreachable_and_silent_nodes_fail_within_the_timeouts() {
 
 #[test]
 fn addresses() {
+    let base = |a: &str| base_url(a).unwrap();
     assert_eq!(
-        base_url("http://127.0.0.1:7001").unwrap(),
-        "http://127.0.0.1:7001"
+        base("http://127.0.0.1:7001"),
+        ("http://127.0.0.1:7001".into(), false)
     );
-    assert_eq!(base_url("http://node1:7001/").unwrap(), "http://node1:7001");
-    assert!(base_url("https://node1:7001")
-        .unwrap_err()
-        .contains("https"));
+    assert_eq!(
+        base("http://node1:7001/"),
+        ("http://node1:7001".into(), false)
+    );
+    assert_eq!(
+        base("https://node1:7001/"),
+        ("https://node1:7001".into(), true)
+    );
+    assert_eq!(base("HTTPS://node1"), ("https://node1".into(), true));
+    assert!(validate_address("https://[::1]:7001").is_ok());
+    assert!(base_url("https://node1:7001/v1").is_err());
     assert!(base_url("node1:7001").is_err());
     assert!(base_url("http://node1:7001/v1").is_err());
     assert!(base_url("ftp://node1").is_err());

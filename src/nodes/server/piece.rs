@@ -1,13 +1,17 @@
 //! The piece endpoints of the node server: streamed PUT with the free-space reserve, GET and
-//! HEAD with one byte range, read in bounded windows (the guarantees are listed in
-//! [`super`]).
+//! HEAD with one byte range, read in bounded windows, and the transfer counters of both (the
+//! guarantees are listed in [`super`]).
 
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -15,7 +19,7 @@ use super::{
     content_length, empty, Failure, State, BODY_IDLE_TIMEOUT, READ_WINDOW, SPACE_CHECK_EVERY,
     WRITE_BATCH,
 };
-use crate::nodes::body::{BodyMsg, NodeBody};
+use crate::nodes::body::{BodyAborted, BodyMsg, NodeBody};
 use crate::nodes::dir::OpenPiece;
 use crate::nodes::protocol::MAX_PIECE_LEN;
 use crate::nodes::{NodeStore, PieceId, PieceWriter};
@@ -118,6 +122,9 @@ async fn receive(
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        state
+            .received
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         received += data.len() as u64;
         if received > limit {
             return Err(if declared.is_some() {
@@ -192,6 +199,7 @@ pub(super) async fn get_piece(
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
+    resp.extensions_mut().insert(PieceData);
     let h = resp.headers_mut();
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(
@@ -243,6 +251,51 @@ fn stream_piece(piece: OpenPiece, start: u64, len: u64) -> NodeBody {
         let _ = tx.send(BodyMsg::End).await;
     });
     body
+}
+
+/// Marks an answer whose body is piece data, to be counted as sent.
+#[derive(Debug, Clone, Copy)]
+struct PieceData;
+
+/// The server's answer body: counts the data frames of piece answers into `sent_bytes` as the
+/// connection takes them, so bytes still queued when a client goes away are not counted.
+pub(super) struct CountedBody {
+    inner: NodeBody,
+    state: Option<Arc<State>>,
+}
+
+impl CountedBody {
+    /// Counts `resp`'s body when [`get_piece`] made it.
+    pub(super) fn wrap(resp: Response<NodeBody>, state: &Arc<State>) -> Response<CountedBody> {
+        let state = resp.extensions().get::<PieceData>().map(|_| state.clone());
+        resp.map(|inner| CountedBody { inner, state })
+    }
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = BodyAborted;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyAborted>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(state)) = (&polled, &self.state) {
+            if let Some(data) = frame.data_ref() {
+                state.sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! Tests of the SQLite store: fixtures and the object, bucket and garbage tests here; sharing
-//! and preconditions, listings and multipart uploads in the submodules.
+//! and preconditions, listings, multipart uploads, schema migration and accounting in the
+//! submodules.
 
 #![allow(clippy::unwrap_used)]
 
+mod accounting;
 mod list;
+mod schema;
 mod sharing;
 mod upload_list;
 mod uploads;
@@ -15,7 +18,7 @@ use list::{keys, list};
 use super::*;
 use crate::meta::{
     ListPage, ListQuery, ObjectPart, ObjectRecord, Placement, Precondition, SegmentRecord,
-    StreamRecord, OBJECT_FORMAT, SCHEMA_VERSION,
+    StreamAccounting, StreamRecord, OBJECT_FORMAT, SCHEMA_VERSION,
 };
 
 const NONE: Precondition = Precondition::None;
@@ -62,13 +65,32 @@ fn segment(index: u32, placement: Placement) -> SegmentRecord {
     }
 }
 
+/// A stream with the accounting [`accounting`] gives it.
 fn stream(n: u128, segments: Vec<SegmentRecord>) -> StreamRecord {
     StreamRecord {
         stream_id: id(n),
         cipher: 1,
         block_size: 65536,
         segment_size: 64 << 20,
+        accounting: accounting(n, &segments),
         segments,
+    }
+}
+
+/// Zero for a body without pieces (as the object layer records inline bodies); otherwise
+/// distinct per stream, so a stream read back with another's accounting shows.
+fn accounting(n: u128, segments: &[SegmentRecord]) -> StreamAccounting {
+    let has_pieces = segments
+        .iter()
+        .any(|s| matches!(s.placement, Placement::Pieces { .. }));
+    if !has_pieces {
+        return StreamAccounting::default();
+    }
+    let n = u64::try_from(n).unwrap();
+    StreamAccounting {
+        encoded_bytes: 3_000_000 + n,
+        uploaded_bytes: 5_000_000 + 2 * n,
+        long_tail_bytes: 1_000_000 + 3 * n,
     }
 }
 

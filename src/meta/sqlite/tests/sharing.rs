@@ -18,9 +18,11 @@ fn copies_share_a_stream_until_the_last_reference_goes() {
     let source = rec("b", "a", 1, vec![segment(0, pieces(6, &["n1", "n2"]))]);
     meta.put_object(&source, &NONE).unwrap();
 
-    // A copy names the stream; the segments it carries are ignored in favour of the stored ones.
+    // A copy names the stream; the segments and accounting it carries are ignored in favour
+    // of the stored ones.
     let mut copy = copy_of(&source, "c");
     copy.parts[0].stream.segments = vec![segment(0, Placement::Inline(vec![1]))];
+    copy.parts[0].stream.accounting = StreamAccounting::default();
     meta.put_object(&copy, &NONE).unwrap();
     assert_eq!(
         meta.get_object("b", "c").unwrap(),

@@ -5,7 +5,7 @@ use std::sync::Barrier;
 use super::*;
 use crate::meta::{PartRecord, PartSummary, UploadRecord};
 
-fn upload(bucket: &str, key: &str, upload_id: &str) -> UploadRecord {
+pub(super) fn upload(bucket: &str, key: &str, upload_id: &str) -> UploadRecord {
     UploadRecord {
         upload_id: upload_id.into(),
         bucket: bucket.into(),
@@ -21,7 +21,7 @@ fn upload(bucket: &str, key: &str, upload_id: &str) -> UploadRecord {
 }
 
 /// Part `number` on stream `n`, with one segment of pieces on node "n1".
-fn upload_part(number: u32, n: u128) -> PartRecord {
+pub(super) fn upload_part(number: u32, n: u128) -> PartRecord {
     let p = part(number, stream(n, vec![segment(0, pieces(6, &["n1"]))]));
     PartRecord {
         number,
@@ -44,7 +44,7 @@ fn summary(p: &PartRecord) -> PartSummary {
 }
 
 /// The object a complete of `parts` produces (what the object layer builds from get_parts).
-fn completed(bucket: &str, key: &str, parts: &[&PartRecord]) -> ObjectRecord {
+pub(super) fn completed(bucket: &str, key: &str, parts: &[&PartRecord]) -> ObjectRecord {
     object(
         bucket,
         key,

@@ -1,0 +1,310 @@
+//! The transfer layer: every byte between the gateway and its storage nodes passes here.
+//!
+//! Contract:
+//! - Every piece transfer (an upload of one piece, a read of one piece range) holds one
+//!   connection slot of the global limit (`limits.max_connections`) and one of its node's
+//!   (`limits.max_connections_per_node`) for its whole duration, so the number of concurrent
+//!   node connections never exceeds the limits, however many client requests run at once.
+//!   Global slots are always taken before node slots, and a segment upload takes the slots
+//!   its `success` pieces need in one step, so transfers cannot deadlock each other.
+//! - Upstream and downstream bytes are paced by shared token buckets when rates are set.
+//! - Every request's outcome feeds the node's [`health::Health`]; nodes that fail are backed
+//!   off and chosen last.
+//! - Every piece byte sent or received is counted in [`Metrics`] by node and [`Reason`]; bytes
+//!   are payload bytes (piece headers, chunks and MACs), not protocol overhead.
+//!
+//! Uploads: [`upload::SegmentUpload`]; downloads: [`download`].
+
+pub mod download;
+pub mod health;
+pub mod limits;
+pub mod upload;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::LimitsConfig;
+use crate::crypto::RootKey;
+use crate::metrics::{Metrics, NodeOp, Reason};
+use crate::nodes::{NodeError, NodeStore, PieceId};
+use health::{Health, HealthView, Rank};
+use limits::TokenBucket;
+
+pub use upload::{SegmentUpload, UploadedSegment};
+
+/// A configured node as the application opened it.
+pub struct NodeSpec {
+    pub store: Arc<dyn NodeStore>,
+    /// "dir", "remote", "s3".
+    pub kind: String,
+    /// The failure-domain label from the config, if any.
+    pub label: Option<String>,
+    /// The key failure-domain caps count against (unlabelled nodes are their own domain).
+    pub domain: String,
+    /// Set when the node could not be opened at start.
+    pub offline: bool,
+}
+
+pub(crate) struct NodeSlot {
+    pub store: Arc<dyn NodeStore>,
+    pub id_key: [u8; 32],
+    pub kind: String,
+    pub label: Option<String>,
+    pub domain: String,
+    pub health: Health,
+    pub permits: Arc<Semaphore>,
+}
+
+impl NodeSlot {
+    pub fn id(&self) -> &str {
+        self.store.id()
+    }
+}
+
+/// What operators see of one node.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    pub id: String,
+    pub kind: String,
+    pub domain: Option<String>,
+    pub health: HealthView,
+    pub connections_in_use: usize,
+}
+
+pub struct Transfers {
+    nodes: Vec<NodeSlot>,
+    by_id: HashMap<String, usize>,
+    limits: LimitsConfig,
+    max_per_domain: Option<usize>,
+    connections: Arc<Semaphore>,
+    up: Option<TokenBucket>,
+    down: Option<TokenBucket>,
+    metrics: Arc<Metrics>,
+}
+
+/// One connection slot in use; dropping it frees the slot.
+pub(crate) struct Conn {
+    metrics: Arc<Metrics>,
+    node: String,
+    _global: Option<OwnedSemaphorePermit>,
+    _node: OwnedSemaphorePermit,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.metrics.connection_closed(&self.node);
+    }
+}
+
+impl Transfers {
+    pub fn new(
+        root: &RootKey,
+        specs: Vec<NodeSpec>,
+        limits: LimitsConfig,
+        max_per_domain: Option<u16>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Transfers> {
+        let nodes: Vec<NodeSlot> = specs
+            .into_iter()
+            .map(|s| {
+                metrics.set_node_up(s.store.id(), !s.offline);
+                NodeSlot {
+                    id_key: root.piece_id_key(s.store.id()),
+                    store: s.store,
+                    kind: s.kind,
+                    label: s.label,
+                    domain: s.domain,
+                    health: Health::new(s.offline),
+                    permits: Arc::new(Semaphore::new(limits.max_connections_per_node)),
+                }
+            })
+            .collect();
+        let by_id = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id().to_string(), i))
+            .collect();
+        Arc::new(Transfers {
+            by_id,
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            up: limits.upload_rate.map(TokenBucket::new),
+            down: limits.download_rate.map(TokenBucket::new),
+            max_per_domain: max_per_domain.map(usize::from),
+            limits,
+            nodes,
+            metrics,
+        })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub(crate) fn slot(&self, index: usize) -> &NodeSlot {
+        &self.nodes[index]
+    }
+
+    pub(crate) fn index_of(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The nodes, their health and connections in use, in configuration order.
+    pub fn node_views(&self) -> Vec<NodeView> {
+        self.nodes
+            .iter()
+            .map(|n| NodeView {
+                id: n.id().to_string(),
+                kind: n.kind.clone(),
+                domain: n.label.clone(),
+                health: n.health.view(),
+                connections_in_use: self.limits.max_connections_per_node
+                    - n.permits.available_permits(),
+            })
+            .collect()
+    }
+
+    /// The piece id of piece `number` of a segment on node `index`.
+    pub(crate) fn piece_id(
+        &self,
+        index: usize,
+        stream: &[u8; 16],
+        segment: u32,
+        number: u16,
+    ) -> PieceId {
+        PieceId::derive(&self.nodes[index].id_key, stream, segment, number)
+    }
+
+    /// Takes a global slot and then a slot of node `index`, waiting for both.
+    pub(crate) async fn connect(&self, index: usize) -> Result<Conn, NodeError> {
+        let closed = |n: &NodeSlot| NodeError::Unavailable {
+            node: n.id().to_string(),
+            reason: "gateway is shutting down".into(),
+        };
+        let node = &self.nodes[index];
+        let global = self
+            .connections
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| closed(node))?;
+        let own = node
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| closed(node))?;
+        Ok(self.conn(index, Some(global), own))
+    }
+
+    fn conn(
+        &self,
+        index: usize,
+        global: Option<OwnedSemaphorePermit>,
+        own: OwnedSemaphorePermit,
+    ) -> Conn {
+        let node = self.nodes[index].id().to_string();
+        self.metrics.connection_opened(&node);
+        Conn {
+            metrics: self.metrics.clone(),
+            node,
+            _global: global,
+            _node: own,
+        }
+    }
+
+    /// Records the outcome of one request to node `index`.
+    pub(crate) fn record(
+        &self,
+        index: usize,
+        op: NodeOp,
+        started: Instant,
+        r: Result<(), &NodeError>,
+    ) {
+        let node = &self.nodes[index];
+        match r {
+            Ok(()) => {
+                node.health.success(started.elapsed());
+                self.metrics.node_request(node.id(), op, true);
+                self.metrics.set_node_up(node.id(), true);
+            }
+            Err(e) => {
+                node.health.failure(e);
+                self.metrics.node_request(node.id(), op, false);
+                if health::is_node_failure(e) {
+                    self.metrics.set_node_up(node.id(), false);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn sent(&self, index: usize, reason: Reason, bytes: u64) {
+        if bytes > 0 {
+            self.metrics
+                .node_sent(self.nodes[index].id(), reason, bytes);
+        }
+    }
+
+    pub(crate) async fn pace_up(&self, bytes: u64) {
+        if let Some(b) = &self.up {
+            b.take(bytes).await;
+        }
+    }
+
+    pub(crate) async fn pace_down(&self, bytes: u64) {
+        if let Some(b) = &self.down {
+            b.take(bytes).await;
+        }
+    }
+
+    /// Deletes a piece by node id (garbage collection, failed uploads). Deletes move no piece
+    /// bytes; they show as `op="delete"` requests.
+    pub(crate) async fn delete_piece(
+        &self,
+        node_id: &str,
+        stream: &[u8; 16],
+        segment: u32,
+        number: u16,
+    ) -> Result<(), NodeError> {
+        let Some(index) = self.index_of(node_id) else {
+            // A node removed from the config: nothing can be deleted there.
+            return Ok(());
+        };
+        self.delete_at(index, self.piece_id(index, stream, segment, number))
+            .await
+    }
+
+    pub(crate) async fn delete_at(&self, index: usize, id: PieceId) -> Result<(), NodeError> {
+        let _conn = self.connect(index).await?;
+        let started = Instant::now();
+        let r = self.nodes[index].store.delete(id).await;
+        self.record(index, NodeOp::Delete, started, r.as_ref().map(|_| ()));
+        r
+    }
+
+    /// Node indexes in the order transfers should prefer them: healthy first, then degraded,
+    /// backed-off and offline ones; random within a rank (spreads load).
+    pub(crate) fn preference_order(&self) -> Result<Vec<usize>, crate::crypto::CryptoError> {
+        let mut idx: Vec<usize> = (0..self.nodes.len()).collect();
+        let mut rnd = vec![0u8; idx.len() * 4];
+        crate::crypto::random_bytes(&mut rnd)?;
+        for i in (1..idx.len()).rev() {
+            let r =
+                u32::from_le_bytes([rnd[i * 4], rnd[i * 4 + 1], rnd[i * 4 + 2], rnd[i * 4 + 3]]);
+            idx.swap(i, r as usize % (i + 1));
+        }
+        let ranks: Vec<Rank> = self.nodes.iter().map(|n| n.health.rank()).collect();
+        idx.sort_by_key(|&i| ranks[i]);
+        Ok(idx)
+    }
+}

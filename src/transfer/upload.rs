@@ -1,0 +1,727 @@
+//! Uploading one segment's pieces: parallel writers, spare nodes, long-tail cancellation.
+//!
+//! [`SegmentUpload::start`] picks up to `total` distinct nodes (healthy first, at most
+//! `max_pieces_per_domain` per failure domain, each with a free connection slot) and starts one
+//! writer task per piece. [`SegmentUpload::send`] hands every writer its record of the next
+//! batch. A writer whose queue is full is lagging: once `success` writers have taken the
+//! batch, a laggard gets `limits.long_tail_grace` to catch up and is then cancelled as long
+//! tail; while fewer than `success` have it, the encoder waits (memory stays bounded by the
+//! queue depth either way).
+//!
+//! A writer whose node fails moves its piece to a spare node (one not chosen for the segment,
+//! respecting the domain cap) as long as it still holds every byte it sent — it keeps the first
+//! `replay_cap` bytes for that — so a node that is down or refuses at the start of an upload
+//! costs nothing but a retry. [`SegmentUpload::finish`] commits every piece and returns as soon
+//! as `success` pieces are durable; the others are cancelled (long tail) and their possibly
+//! committed pieces deleted in the background. Bytes sent to pieces that are not kept are
+//! counted as [`Reason::LongTail`]; kept pieces as [`Reason::Upload`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::health::Rank;
+use super::Transfers;
+use crate::meta::PieceRecord;
+use crate::metrics::{NodeOp, Reason};
+use crate::nodes::NodeError;
+use crate::object::ObjectError;
+
+/// Batches queued per writer before it counts as lagging.
+const QUEUE_DEPTH: usize = 4;
+/// Bytes per segment upload kept for replaying pieces onto spare nodes, split over the pieces.
+const REPLAY_BUDGET: usize = 8 << 20;
+const REPLAY_MIN: usize = 256 << 10;
+/// How long a segment waits for a busy node's connection slot before giving up on it.
+const SLOT_WAIT: Duration = Duration::from_secs(60);
+/// How long an aborted writer's possibly started commit is given to land before its piece is
+/// deleted.
+const COMMIT_SETTLE: Duration = Duration::from_secs(2);
+
+enum Msg {
+    Data(Bytes),
+    Commit,
+}
+
+/// Where one writer stands, readable after it was aborted.
+#[derive(Default)]
+struct WriterState {
+    /// Index of the node the piece is being written to.
+    node: AtomicUsize,
+    /// Bytes sent to that node.
+    sent: AtomicU64,
+    /// Bytes sent to nodes given up on.
+    wasted: AtomicU64,
+    /// Set just before the writer asks its node to commit.
+    committing: AtomicBool,
+}
+
+struct Writer {
+    number: u16,
+    tx: Option<mpsc::Sender<Msg>>,
+    handle: Option<JoinHandle<Result<usize, String>>>,
+    result: Option<Result<usize, String>>,
+    state: Arc<WriterState>,
+}
+
+/// Nodes not chosen for the segment, in preference order, and the pieces per domain.
+struct Spares {
+    order: VecDeque<usize>,
+    per_domain: HashMap<String, usize>,
+    cap: Option<usize>,
+}
+
+impl Spares {
+    /// Gives up node `failed` and takes the first spare with room in its domain and a free slot.
+    fn replace(&mut self, t: &Transfers, failed: usize) -> Option<(usize, OwnedSemaphorePermit)> {
+        if let Some(c) = self.per_domain.get_mut(&t.slot(failed).domain) {
+            *c = c.saturating_sub(1);
+        }
+        let pos = self.order.iter().position(|&i| {
+            let slot = t.slot(i);
+            self.cap
+                .is_none_or(|cap| self.per_domain.get(&slot.domain).copied().unwrap_or(0) < cap)
+                && slot.permits.available_permits() > 0
+        })?;
+        let i = self.order.remove(pos)?;
+        let permit = t.slot(i).permits.clone().try_acquire_owned().ok()?;
+        *self.per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
+        Some((i, permit))
+    }
+}
+
+/// The outcome of a segment upload.
+#[derive(Debug, Clone, Default)]
+pub struct UploadedSegment {
+    pub pieces: Vec<PieceRecord>,
+    /// Bytes of the kept pieces.
+    pub encoded_bytes: u64,
+    /// Every byte sent to nodes for this segment.
+    pub uploaded_bytes: u64,
+    /// Of those, bytes of pieces that were cancelled or failed.
+    pub long_tail_bytes: u64,
+}
+
+pub struct SegmentUpload {
+    t: Arc<Transfers>,
+    stream: [u8; 16],
+    segment: u32,
+    success: usize,
+    writers: Vec<Writer>,
+    done_rx: mpsc::UnboundedReceiver<usize>,
+    _global: OwnedSemaphorePermit,
+    /// Set once commits were requested: a dropped upload must then delete what may have landed.
+    committing: bool,
+    finished: bool,
+}
+
+impl SegmentUpload {
+    /// Starts writers for up to `n` pieces (numbers `0..`) of segment `segment`; fails when
+    /// fewer than `success` nodes can take a piece. Every piece starts with `header`.
+    pub async fn start(
+        t: &Arc<Transfers>,
+        stream: [u8; 16],
+        segment: u32,
+        n: usize,
+        success: usize,
+        header: Bytes,
+    ) -> Result<SegmentUpload, ObjectError> {
+        let shutting = || ObjectError::Internal("gateway is shutting down".into());
+        // The slots `success` pieces need, in one step (fair, and no two uploads can each hold
+        // half of what both need); then whatever else is free, up to `n`.
+        let mut global = t
+            .connections
+            .clone()
+            .acquire_many_owned(success as u32)
+            .await
+            .map_err(|_| shutting())?;
+        let mut want = success;
+        while want < n {
+            match t.connections.clone().try_acquire_owned() {
+                Ok(p) => {
+                    global.merge(p);
+                    want += 1;
+                }
+                Err(_) => break,
+            }
+        }
+
+        let cap = t.max_per_domain;
+        let mut per_domain: HashMap<String, usize> = HashMap::new();
+        let room = |per_domain: &HashMap<String, usize>, i: usize| {
+            cap.is_none_or(|cap| per_domain.get(&t.slot(i).domain).copied().unwrap_or(0) < cap)
+        };
+        let mut chosen: Vec<(usize, OwnedSemaphorePermit)> = Vec::new();
+        let mut busy = Vec::new();
+        let mut rest = VecDeque::new();
+        let mut offline = 0;
+        for i in t.preference_order()? {
+            if t.slot(i).health.rank() == Rank::Offline {
+                offline += 1;
+                continue;
+            }
+            if chosen.len() >= want || !room(&per_domain, i) {
+                rest.push_back(i);
+                continue;
+            }
+            match t.slot(i).permits.clone().try_acquire_owned() {
+                Ok(p) => {
+                    *per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
+                    chosen.push((i, p));
+                }
+                Err(_) => busy.push(i),
+            }
+        }
+        if chosen.len() < success {
+            // Wait for busy nodes in index order: a global order, so waits cannot form a cycle.
+            busy.sort_unstable();
+            for i in std::mem::take(&mut busy) {
+                if chosen.len() >= success || !room(&per_domain, i) {
+                    rest.push_back(i);
+                    continue;
+                }
+                match tokio::time::timeout(SLOT_WAIT, t.slot(i).permits.clone().acquire_owned())
+                    .await
+                {
+                    Ok(Ok(p)) => {
+                        *per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
+                        chosen.push((i, p));
+                    }
+                    _ => rest.push_back(i),
+                }
+            }
+        }
+        rest.extend(busy);
+        if chosen.len() < success {
+            return Err(ObjectError::NotEnoughDurable {
+                segment,
+                durable: 0,
+                needed: success,
+                causes: format!(
+                    "only {} of {} nodes can take a piece ({offline} offline; the rest busy or \
+                     over the failure-domain limit)",
+                    chosen.len(),
+                    t.node_count()
+                ),
+            });
+        }
+        if chosen.len() < want {
+            drop(global.split(want - chosen.len()));
+        }
+
+        let spares = Arc::new(Mutex::new(Spares {
+            order: rest,
+            per_domain,
+            cap,
+        }));
+        let replay_cap = (REPLAY_BUDGET / chosen.len().max(1)).max(REPLAY_MIN);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let mut writers = Vec::with_capacity(chosen.len());
+        for (slot, (node, permit)) in chosen.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            let state = Arc::new(WriterState::default());
+            let job = Job {
+                t: t.clone(),
+                spares: spares.clone(),
+                state: state.clone(),
+                stream,
+                segment,
+                number: slot as u16,
+                replay_cap,
+            };
+            let done = done_tx.clone();
+            let header = header.clone();
+            let handle = tokio::spawn(async move {
+                let r = job.run(node, permit, header, rx).await;
+                let _ = done.send(slot);
+                r
+            });
+            writers.push(Writer {
+                number: slot as u16,
+                tx: Some(tx),
+                handle: Some(handle),
+                result: None,
+                state,
+            });
+        }
+        Ok(SegmentUpload {
+            t: t.clone(),
+            stream,
+            segment,
+            success,
+            writers,
+            done_rx,
+            _global: global,
+            committing: false,
+            finished: false,
+        })
+    }
+
+    /// Pieces being written (at least `success`, at most the `n` asked for).
+    pub fn pieces(&self) -> usize {
+        self.writers.len()
+    }
+
+    /// Hands each writer its record: `records[number]`. Records of pieces without a writer are
+    /// dropped.
+    pub async fn send(&mut self, mut records: Vec<Vec<u8>>) -> Result<(), ObjectError> {
+        let mut pending = Vec::new();
+        let mut accepted = 0;
+        for (i, w) in self.writers.iter_mut().enumerate() {
+            let Some(tx) = &w.tx else { continue };
+            let Some(rec) = records.get_mut(w.number as usize) else {
+                return Err(ObjectError::Internal(format!(
+                    "no record for piece {}",
+                    w.number
+                )));
+            };
+            match tx.try_send(Msg::Data(Bytes::from(std::mem::take(rec)))) {
+                Ok(()) => accepted += 1,
+                Err(TrySendError::Full(m)) => pending.push((i, tx.clone(), m)),
+                Err(TrySendError::Closed(_)) => w.tx = None,
+            }
+        }
+        if !pending.is_empty() {
+            self.wait_for_laggards(pending, accepted).await?;
+        }
+        let alive = self.writers.iter().filter(|w| w.tx.is_some()).count();
+        if alive < self.success {
+            return Err(self.fail().await);
+        }
+        Ok(())
+    }
+
+    async fn wait_for_laggards(
+        &mut self,
+        pending: Vec<(usize, mpsc::Sender<Msg>, Msg)>,
+        mut accepted: usize,
+    ) -> Result<(), ObjectError> {
+        let grace = self.t.limits.long_tail_grace;
+        let mut waiting: HashSet<usize> = pending.iter().map(|p| p.0).collect();
+        let mut set = JoinSet::new();
+        for (i, tx, m) in pending {
+            set.spawn(async move { (i, tx.send(m).await.is_ok()) });
+        }
+        let mut deadline = (accepted >= self.success).then(|| tokio::time::Instant::now() + grace);
+        loop {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = set.join_next() => match r {
+                    None => return Ok(()),
+                    Some(Ok((i, ok))) => {
+                        waiting.remove(&i);
+                        if ok {
+                            accepted += 1;
+                            if deadline.is_none() && accepted >= self.success {
+                                deadline = Some(tokio::time::Instant::now() + grace);
+                            }
+                        } else {
+                            self.writers[i].tx = None;
+                        }
+                    }
+                    Some(Err(e)) => return Err(ObjectError::Internal(e.to_string())),
+                },
+                _ = timer => {
+                    set.abort_all();
+                    for i in waiting {
+                        let w = &mut self.writers[i];
+                        tracing::debug!(segment = self.segment, piece = w.number, "piece fell behind; cancelled as long tail");
+                        w.tx = None;
+                        if let Some(h) = &w.handle {
+                            h.abort();
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Commits every piece; returns once `success` are durable and cancels the rest.
+    pub async fn finish(mut self) -> Result<UploadedSegment, ObjectError> {
+        self.committing = true;
+        for w in &mut self.writers {
+            if let Some(tx) = w.tx.take() {
+                // Behind the writer's queued data; the writer may be slow, so don't wait here.
+                tokio::spawn(async move {
+                    let _ = tx.send(Msg::Commit).await;
+                });
+            }
+        }
+        let mut durable = 0;
+        // Writers cancelled while lagging never report; the channel closes once every task ended.
+        let mut outstanding = self.writers.iter().filter(|w| w.handle.is_some()).count();
+        while durable < self.success && outstanding > 0 && durable + outstanding >= self.success {
+            let Some(i) = self.done_rx.recv().await else {
+                break;
+            };
+            let w = &mut self.writers[i];
+            let Some(h) = w.handle.take() else { continue };
+            outstanding -= 1;
+            let r = h
+                .await
+                .unwrap_or_else(|e| Err(format!("writer task failed: {e}")));
+            if r.is_ok() {
+                durable += 1;
+            }
+            w.result = Some(r);
+        }
+        // The long tail. A piece that made it in the meantime is kept.
+        for w in &mut self.writers {
+            if w.handle.as_ref().is_some_and(|h| h.is_finished()) {
+                if let Some(h) = w.handle.take() {
+                    let r = h
+                        .await
+                        .unwrap_or_else(|e| Err(format!("writer task failed: {e}")));
+                    durable += usize::from(r.is_ok());
+                    w.result = Some(r);
+                }
+            }
+            if w.handle.is_some() {
+                let sent = w.state.sent.load(Ordering::Relaxed);
+                w.state.wasted.fetch_add(sent, Ordering::Relaxed);
+                abandon(&self.t, w, self.stream, self.segment);
+                w.result = Some(Err("cancelled: long tail".into()));
+            }
+        }
+        self.finished = true;
+        let ok = durable >= self.success;
+        let mut out = UploadedSegment::default();
+        let mut causes = Vec::new();
+        for w in &self.writers {
+            let wasted = w.state.wasted.load(Ordering::Relaxed);
+            let sent = w.state.sent.load(Ordering::Relaxed);
+            match &w.result {
+                Some(Ok(node)) => {
+                    out.uploaded_bytes += wasted + sent;
+                    out.long_tail_bytes += wasted;
+                    if ok {
+                        out.encoded_bytes += sent;
+                        self.t.sent(*node, Reason::Upload, sent);
+                        out.pieces.push(PieceRecord {
+                            number: w.number,
+                            node: self.t.slot(*node).id().to_string(),
+                        });
+                    } else {
+                        // The segment failed: its durable pieces are waste too.
+                        out.long_tail_bytes += sent;
+                        self.t.sent(*node, Reason::LongTail, sent);
+                        delete_later(&self.t, *node, self.stream, self.segment, w.number);
+                    }
+                }
+                Some(Err(cause)) => {
+                    // Abandoned writers' bytes were moved to `wasted` above.
+                    out.uploaded_bytes += wasted;
+                    out.long_tail_bytes += wasted;
+                    causes.push(format!("piece {}: {cause}", w.number));
+                }
+                None => causes.push(format!("piece {}: no result", w.number)),
+            }
+        }
+        if !ok {
+            return Err(ObjectError::NotEnoughDurable {
+                segment: self.segment,
+                durable,
+                needed: self.success,
+                causes: causes.join("; "),
+            });
+        }
+        if !causes.is_empty() {
+            tracing::debug!(
+                segment = self.segment,
+                pieces = out.pieces.len(),
+                "segment stored; not kept: {}",
+                causes.join("; ")
+            );
+        }
+        Ok(out)
+    }
+
+    /// Stops every writer (no commit was requested yet) and returns the error naming each
+    /// piece's fate.
+    async fn fail(&mut self) -> ObjectError {
+        let mut causes = Vec::new();
+        for w in &mut self.writers {
+            w.tx = None;
+            if w.handle.as_ref().is_some_and(|h| h.is_finished()) {
+                if let Some(h) = w.handle.take() {
+                    w.result = Some(h.await.unwrap_or_else(|e| Err(e.to_string())));
+                }
+            }
+            if w.handle.is_some() {
+                abandon(&self.t, w, self.stream, self.segment);
+                w.result = Some(Err("cancelled: too few pieces left".into()));
+            }
+            if let Some(Err(c)) = &w.result {
+                causes.push(format!("piece {}: {c}", w.number));
+            }
+        }
+        self.finished = true;
+        ObjectError::NotEnoughDurable {
+            segment: self.segment,
+            durable: 0,
+            needed: self.success,
+            causes: causes.join("; "),
+        }
+    }
+}
+
+impl Drop for SegmentUpload {
+    /// An upload abandoned midway (error, cancelled request): stop the writers, count what they
+    /// sent as long tail, and delete pieces that were or may yet be committed.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        for w in &mut self.writers {
+            w.tx = None;
+            if let Some(Ok(node)) = w.result {
+                let sent = w.state.sent.load(Ordering::Relaxed);
+                self.t.sent(node, Reason::LongTail, sent);
+                delete_later(&self.t, node, self.stream, self.segment, w.number);
+            }
+            abandon(&self.t, w, self.stream, self.segment);
+        }
+    }
+}
+
+/// Stops waiting for a writer. One that is still sending data is aborted (nothing of it
+/// becomes visible); one that is committing is left to finish — aborting could not stop a
+/// commit already handed to the node — and its piece is deleted once it has landed. Either
+/// way its bytes count as long tail.
+fn abandon(t: &Arc<Transfers>, w: &mut Writer, stream: [u8; 16], segment: u32) {
+    let Some(h) = w.handle.take() else { return };
+    if !w.state.committing.load(Ordering::Relaxed) {
+        h.abort();
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let (t, state, number) = (t.clone(), w.state.clone(), w.number);
+    rt.spawn(async move {
+        let landed = match h.await {
+            Ok(Ok(node)) => Some(node),
+            // The writer counted its failed attempts itself.
+            Ok(Err(_)) => None,
+            // Aborted: a commit that started meanwhile may still land; give it time first.
+            Err(_) if state.committing.load(Ordering::Relaxed) => {
+                tokio::time::sleep(COMMIT_SETTLE).await;
+                Some(state.node.load(Ordering::Relaxed))
+            }
+            Err(_) => {
+                let node = state.node.load(Ordering::Relaxed);
+                t.sent(node, Reason::LongTail, state.sent.swap(0, Ordering::Relaxed));
+                None
+            }
+        };
+        if let Some(node) = landed {
+            t.sent(node, Reason::LongTail, state.sent.swap(0, Ordering::Relaxed));
+            let id = t.piece_id(node, &stream, segment, number);
+            if let Err(e) = t.delete_at(node, id).await {
+                tracing::warn!(node = t.slot(node).id(), error = %e, "could not delete a cancelled piece; left for garbage collection");
+            }
+        }
+    });
+}
+
+/// Deletes a piece that may exist, in the background.
+fn delete_later(t: &Arc<Transfers>, node: usize, stream: [u8; 16], segment: u32, number: u16) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let t = t.clone();
+    rt.spawn(async move {
+        let id = t.piece_id(node, &stream, segment, number);
+        if let Err(e) = t.delete_at(node, id).await {
+            tracing::warn!(node = t.slot(node).id(), error = %e, "could not delete an abandoned piece; left for garbage collection");
+        }
+    });
+}
+
+/// One piece's writer.
+struct Job {
+    t: Arc<Transfers>,
+    spares: Arc<Mutex<Spares>>,
+    state: Arc<WriterState>,
+    stream: [u8; 16],
+    segment: u32,
+    number: u16,
+    replay_cap: usize,
+}
+
+enum Attempt {
+    /// The node failed; `committing` when it failed while making the piece durable.
+    Failed(NodeError, bool),
+    /// The upload was abandoned (channel closed without a commit).
+    Cancelled,
+}
+
+/// Everything sent to the current node while it is small enough to send again elsewhere.
+struct Replay {
+    records: Vec<Bytes>,
+    len: usize,
+    complete: bool,
+}
+
+impl Job {
+    async fn run(
+        self,
+        mut node: usize,
+        mut permit: OwnedSemaphorePermit,
+        header: Bytes,
+        mut rx: mpsc::Receiver<Msg>,
+    ) -> Result<usize, String> {
+        let mut replay = Replay {
+            len: header.len(),
+            records: vec![header],
+            complete: true,
+        };
+        let mut causes = Vec::new();
+        loop {
+            self.state.node.store(node, Ordering::Relaxed);
+            self.state.sent.store(0, Ordering::Relaxed);
+            let conn = self.t.conn(node, None, permit);
+            let r = self.attempt(node, &mut replay, &mut rx).await;
+            drop(conn);
+            let sent = self.state.sent.load(Ordering::Relaxed);
+            let node_id = self.t.slot(node).id().to_string();
+            match r {
+                // The segment counts the bytes of kept pieces (it knows which are kept).
+                Ok(()) => return Ok(node),
+                Err(Attempt::Cancelled) => {
+                    self.give_up(node, sent);
+                    return Err("upload abandoned".into());
+                }
+                Err(Attempt::Failed(e, committing)) => {
+                    self.give_up(node, sent);
+                    causes.push(format!("node {node_id}: {e}"));
+                    if committing {
+                        delete_later(&self.t, node, self.stream, self.segment, self.number);
+                    }
+                    self.state.committing.store(false, Ordering::Relaxed);
+                    if !replay.complete {
+                        causes.push("too far into the piece to move it to a spare node".into());
+                        return Err(causes.join("; "));
+                    }
+                    let spare = self
+                        .spares
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .replace(&self.t, node);
+                    match spare {
+                        Some((next, p)) => {
+                            tracing::info!(segment = self.segment, piece = self.number, failed = %node_id, spare = self.t.slot(next).id(), "moving piece to a spare node");
+                            node = next;
+                            permit = p;
+                        }
+                        None => {
+                            causes.push("no spare node left".into());
+                            return Err(causes.join("; "));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn give_up(&self, node: usize, sent: u64) {
+        self.state.sent.store(0, Ordering::Relaxed);
+        self.state.wasted.fetch_add(sent, Ordering::Relaxed);
+        self.t.sent(node, Reason::LongTail, sent);
+    }
+
+    /// A node request bounded in time: a node that stops making progress is a failed node.
+    async fn bounded<T>(
+        &self,
+        node: usize,
+        f: impl std::future::Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, NodeError> {
+        let limit = self.t.limits.stall_timeout.saturating_mul(6);
+        match tokio::time::timeout(limit, f).await {
+            Ok(r) => r,
+            Err(_) => Err(NodeError::Unavailable {
+                node: self.t.slot(node).id().to_string(),
+                reason: format!("no progress for {limit:?}"),
+            }),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        node: usize,
+        replay: &mut Replay,
+        rx: &mut mpsc::Receiver<Msg>,
+    ) -> Result<(), Attempt> {
+        let t = &self.t;
+        let store = t.slot(node).store.clone();
+        let id = t.piece_id(node, &self.stream, self.segment, self.number);
+        let started = Instant::now();
+        let fail = |e: NodeError, committing: bool| {
+            t.record(node, NodeOp::Put, started, Err(&e));
+            Attempt::Failed(e, committing)
+        };
+        let mut w = match self.bounded(node, store.create(id)).await {
+            Ok(w) => w,
+            Err(e) => return Err(fail(e, false)),
+        };
+        for rec in replay.records.clone() {
+            let len = rec.len() as u64;
+            t.pace_up(len).await;
+            if let Err(e) = self.bounded(node, w.write(rec)).await {
+                w.abort().await;
+                return Err(fail(e, false));
+            }
+            self.state.sent.fetch_add(len, Ordering::Relaxed);
+        }
+        loop {
+            match rx.recv().await {
+                Some(Msg::Data(rec)) => {
+                    if replay.complete {
+                        if replay.len + rec.len() <= self.replay_cap {
+                            replay.len += rec.len();
+                            replay.records.push(rec.clone());
+                        } else {
+                            *replay = Replay {
+                                records: Vec::new(),
+                                len: 0,
+                                complete: false,
+                            };
+                        }
+                    }
+                    let len = rec.len() as u64;
+                    t.pace_up(len).await;
+                    if let Err(e) = self.bounded(node, w.write(rec)).await {
+                        w.abort().await;
+                        return Err(fail(e, false));
+                    }
+                    self.state.sent.fetch_add(len, Ordering::Relaxed);
+                }
+                Some(Msg::Commit) => {
+                    self.state.committing.store(true, Ordering::Relaxed);
+                    return match self.bounded(node, w.commit()).await {
+                        Ok(()) => {
+                            t.record(node, NodeOp::Put, started, Ok(()));
+                            Ok(())
+                        }
+                        Err(e) => Err(fail(e, true)),
+                    };
+                }
+                None => {
+                    w.abort().await;
+                    return Err(Attempt::Cancelled);
+                }
+            }
+        }
+    }
+}
