@@ -252,6 +252,11 @@ fn open_remote(
         RemoteToken::File(path) => NodeToken::load(path)
             .map_err(|e| ConfigError::new(format!("nodes[{index}].token_file"), e.to_string()))?,
     };
+    if let Some(ca) = &r.ca_file {
+        // An unreadable trust file is a configuration mistake, not an offline node.
+        crate::nodes::tls::client_config(Some(ca))
+            .map_err(|e| ConfigError::new(format!("nodes[{index}].ca_file"), e.to_string()))?;
+    }
     let opts = RemoteOptions {
         connect_timeout: r.connect_timeout,
         read_timeout: r.read_timeout,

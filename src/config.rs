@@ -1065,6 +1065,11 @@ mod tests {
     #[test]
     fn documented_example_parses_to_the_defaults() {
         let c = Config::parse(include_str!("../config/example.toml"), Path::new("/d")).unwrap();
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(
+            c.admin_listen.map(|a| a.to_string()).as_deref(),
+            Some(DEFAULT_ADMIN_LISTEN)
+        );
         let d = StorageConfig::default();
         assert_eq!(c.storage.scheme, d.scheme);
         assert_eq!(c.storage.segment_size, d.segment_size);
@@ -1123,6 +1128,13 @@ mod tests {
         };
         assert_eq!(r.token, RemoteToken::File("/d/tokens/r1".into()));
         assert_eq!(r.read_timeout, DEFAULT_READ_TIMEOUT);
+        assert_eq!(r.ca_file.as_deref(), Some(Path::new("/d/tokens/r1-cert.pem")));
+        assert_eq!(c.nodes[6].domain.as_deref(), Some("rack-1"));
+        let NodeKind::S3(s3) = &c.nodes[7].kind else {
+            panic!("not s3: {:?}", c.nodes[7]);
+        };
+        assert_eq!(s3.secret_key, S3Secret::File("/d/tokens/s1-secret".into()));
+        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("gateway-pieces", "s1/"));
     }
 
     #[test]

@@ -5,79 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
+use common::nodes::NodeProcess;
 use common::{data, ACCESS_KEY, SECRET_KEY};
 use gateway::app::{prepare, Gateway};
 
 const SEG: usize = 256 << 10;
 const BUCKET: &str = "remote";
-
-/// One running `gateway node run` process; killed when dropped.
-struct NodeProcess {
-    child: Child,
-    addr: String,
-    dir: PathBuf,
-    // Kept open: the node prints after its first line, and a closed pipe would kill it.
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl NodeProcess {
-    fn start(dir: &Path, log: &Path) -> NodeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["node", "run", "--listen", "127.0.0.1:0", "--reserve", "0"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).expect("node log"))
-            .spawn()
-            .expect("spawn gateway node");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read node stdout");
-        let Some(addr) = line.trim().strip_prefix("gateway node listening on ") else {
-            let _ = child.kill();
-            panic!(
-                "node did not start: {line:?}; log: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        };
-        NodeProcess {
-            addr: addr.to_string(),
-            child,
-            dir: dir.to_path_buf(),
-            _stdout: stdout,
-        }
-    }
-
-    /// SIGKILL, as a crashed node.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn piece_count(&self) -> usize {
-        std::fs::read_dir(self.dir.join("pieces"))
-            .expect("pieces dir")
-            .map(|fan| {
-                std::fs::read_dir(fan.expect("entry").path())
-                    .expect("fan dir")
-                    .count()
-            })
-            .sum()
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn client(gw: &Gateway) -> Client {
     let conf = aws_sdk_s3::Config::builder()

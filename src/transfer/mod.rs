@@ -110,6 +110,7 @@ impl Transfers {
         let nodes: Vec<NodeSlot> = specs
             .into_iter()
             .map(|s| {
+                metrics.add_node(s.store.id());
                 metrics.set_node_up(s.store.id(), !s.offline);
                 NodeSlot {
                     id_key: root.piece_id_key(s.store.id()),

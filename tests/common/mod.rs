@@ -2,6 +2,7 @@
 //! data directory, and an aws-sdk-s3 client pointed at it.
 #![allow(dead_code)]
 
+pub mod nodes;
 pub mod raw;
 
 use std::path::PathBuf;

@@ -108,7 +108,7 @@ impl Inner {
         }
     }
 
-    /// The error for an answer that is not the expected success (see the module doc).
+    /// The error for an answer that is not the expected success (see the parent module's doc).
     pub(super) fn failure(&self, what: &str, r: &Reply) -> NodeError {
         let e = xml::error_of(&r.body).unwrap_or_default();
         let mut reason = format!("{what}: HTTP {}", r.status.as_u16());
@@ -192,8 +192,8 @@ impl Inner {
         Ok(request)
     }
 
-    /// Sends `req`, retried as the parent module's doc says when it is idempotent. `max_body` bounds a
-    /// successful answer's body.
+    /// Sends `req`, retried as the parent module's doc says when it is idempotent. `max_body`
+    /// bounds a successful answer's body.
     pub(super) async fn call(&self, req: &Req, max_body: usize) -> Result<Reply, NodeError> {
         let retries = if matches!(req.method, Method::GET | Method::HEAD | Method::DELETE) {
             self.retries
@@ -210,14 +210,11 @@ impl Inner {
             if !transient || attempt >= retries {
                 return result;
             }
-            match &result {
-                Err(e) => {
-                    tracing::debug!(node = %self.id, op = req.what, error = %e, attempt, "retrying")
-                }
-                Ok(r) => {
-                    tracing::debug!(node = %self.id, op = req.what, status = %r.status, attempt, "retrying")
-                }
-            }
+            let cause = match &result {
+                Err(e) => e.to_string(),
+                Ok(r) => format!("HTTP {}", r.status),
+            };
+            tracing::debug!(node = %self.id, op = req.what, %cause, attempt, "retrying");
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
         }

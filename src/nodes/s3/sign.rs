@@ -96,9 +96,10 @@ impl Signer {
         );
         let key = generate_signing_key(&self.secret_key, time, &self.region, SERVICE);
         let signature = calculate_signature(key, string_to_sign.as_bytes());
+        let credential = format!("{}/{scope}", self.access_key);
         format!(
-            "{ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            self.access_key
+            "{ALGORITHM} Credential={credential}, SignedHeaders={signed_headers}, \
+             Signature={signature}"
         )
     }
 }
