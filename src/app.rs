@@ -23,13 +23,14 @@ use crate::admin::{
     AdminError, AdminServer, AdminSource, LimitsReport, NodeReport, StatsReport, StoredTotals,
 };
 use crate::config::{
-    Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, S3NodeConfig, CONFIG_FILE,
+    Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, S3NodeConfig, S3Secret,
+    CONFIG_FILE,
 };
 use crate::crypto::{CryptoError, RootKey};
 use crate::meta::{Meta, MetaError};
 use crate::metrics::Metrics;
 use crate::nodes::protocol::NodeToken;
-// PENDING-S3 use crate::nodes::s3::{S3Node, S3Options};
+use crate::nodes::s3::{S3Node, S3Options};
 use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode, RemoteNode, RemoteOptions};
 use crate::object::ObjectLayer;
 use crate::s3::auth::Credentials;
@@ -287,16 +288,62 @@ fn open_remote(
     Ok(Ok(node))
 }
 
-// PENDING-S3: open_s3 lands with crate::nodes::s3.
+/// An S3-bucket node. A secret file that cannot be read is a configuration error (fatal); an
+/// unreachable endpoint is not: a probe at start only logs.
 fn open_s3(
-    _index: usize,
+    index: usize,
     id: &str,
-    _c: &S3NodeConfig,
-) -> Result<Result<Arc<OfflineNode>, NodeError>, AppError> {
-    Ok(Err(NodeError::Unavailable {
-        node: id.to_string(),
-        reason: "s3 nodes pending".into(),
-    }))
+    c: &S3NodeConfig,
+) -> Result<Result<Arc<S3Node>, NodeError>, AppError> {
+    let secret = match &c.secret_key {
+        S3Secret::Inline(s) => s.clone(),
+        S3Secret::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    format!("nodes[{index}].secret_key_file"),
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            let t = text.trim().to_string();
+            if t.is_empty() {
+                return Err(ConfigError::new(
+                    format!("nodes[{index}].secret_key_file"),
+                    format!("{} is empty", path.display()),
+                )
+                .into());
+            }
+            t
+        }
+    };
+    let opts = S3Options {
+        prefix: c.prefix.clone(),
+        ca_file: c.ca_file.clone(),
+        connect_timeout: c.connect_timeout,
+        read_timeout: c.read_timeout,
+        ..S3Options::new(
+            c.endpoint.clone(),
+            c.region.clone(),
+            c.bucket.clone(),
+            c.access_key.clone(),
+            secret,
+        )
+    };
+    let node = match S3Node::new(id, opts) {
+        Ok(node) => Arc::new(node),
+        Err(e) => return Ok(Err(e)),
+    };
+    let probe = node.clone();
+    tokio::spawn(async move {
+        match probe.check().await {
+            Ok(()) => tracing::info!(node = %probe.id(), "s3 node reachable"),
+            Err(e) => tracing::warn!(
+                node = %probe.id(),
+                error = %e,
+                "s3 node not reachable at start; requests to it fail until it is"
+            ),
+        }
+    });
+    Ok(Ok(node))
 }
 
 /// What the admin listener reports about a running gateway.

@@ -717,7 +717,8 @@ fn s3_node(
         })
     };
     let endpoint = required("endpoint", &n.endpoint, "\"http://127.0.0.1:9000\"")?;
-    s3_validate_endpoint_pending(&endpoint).map_err(|r| ConfigError::new(field("endpoint"), r))?;
+    crate::nodes::s3::validate_endpoint(&endpoint)
+        .map_err(|r| ConfigError::new(field("endpoint"), r))?;
     let bucket = required("bucket", &n.bucket, "\"gateway-pieces\"")?;
     let access_key = required("access_key", &n.access_key, "\"AKIA...\"")?;
     let secret_key = match (&n.secret_key, &n.secret_key_file) {
@@ -1128,13 +1129,19 @@ mod tests {
         };
         assert_eq!(r.token, RemoteToken::File("/d/tokens/r1".into()));
         assert_eq!(r.read_timeout, DEFAULT_READ_TIMEOUT);
-        assert_eq!(r.ca_file.as_deref(), Some(Path::new("/d/tokens/r1-cert.pem")));
+        assert_eq!(
+            r.ca_file.as_deref(),
+            Some(Path::new("/d/tokens/r1-cert.pem"))
+        );
         assert_eq!(c.nodes[6].domain.as_deref(), Some("rack-1"));
         let NodeKind::S3(s3) = &c.nodes[7].kind else {
             panic!("not s3: {:?}", c.nodes[7]);
         };
         assert_eq!(s3.secret_key, S3Secret::File("/d/tokens/s1-secret".into()));
-        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("gateway-pieces", "s1/"));
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("gateway-pieces", "s1/")
+        );
     }
 
     #[test]
@@ -1154,14 +1161,5 @@ mod tests {
         assert_eq!(parse_size("1000").unwrap(), 1000);
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("MiB").is_err());
-    }
-}
-
-// PENDING-S3: replaced by crate::nodes::s3::validate_endpoint once that module lands.
-fn s3_validate_endpoint_pending(e: &str) -> Result<(), String> {
-    if e.starts_with("http://") || e.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(format!("{e:?} must start with http:// or https://"))
     }
 }

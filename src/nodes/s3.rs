@@ -3,7 +3,7 @@
 //!
 //! Contract, on top of the [`NodeStore`] one:
 //! - Piece `p` is the object `{prefix}{p.to_hex()}` of `bucket`, addressed path-style
-//!   (`{endpoint}/{bucket}/{prefix}{hex}`). Every request is signed with SigV4 ([`sign`]).
+//!   (`{endpoint}/{bucket}/{prefix}{hex}`). Every request is signed with SigV4 (`sign.rs`).
 //!   Bodies are sent as `UNSIGNED-PAYLOAD` with a `Content-MD5`, so the server rejects a body
 //!   damaged in transit.
 //! - Visibility, durability and atomic replacement are the server's: a piece exists once the
@@ -17,7 +17,9 @@
 //!   by a failed `commit`, in a task spawned on the current tokio runtime on drop (with no
 //!   runtime the upload is left to the bucket's lifecycle rules, and a warning logged).
 //! - `read(offset, len)` is a ranged GET whose answer must be exactly `len` bytes; a shorter
-//!   one (S3 clamps ranges at the object's end) or a 416 is [`NodeError::ShortRead`]. `len ==
+//!   one (S3 clamps ranges at the object's end) or a 416 is [`NodeError::ShortRead`]. The
+//!   answer may be a 206, or a 200 with a `Content-Range` (rclone's), and must start at
+//!   `offset`; a 200 without one is taken as the whole object, so only from offset 0. `len ==
 //!   0` is a HEAD.
 //! - `list` is ListObjectsV2 under `prefix`, starting after `after`, following continuation
 //!   tokens until `limit` ids or the end. Keys whose rest is not a piece id are skipped; keys

@@ -309,3 +309,6 @@ impl Transfers {
         Ok(idx)
     }
 }
+
+#[cfg(test)]
+mod tests;

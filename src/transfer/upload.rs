@@ -334,13 +334,13 @@ impl SegmentUpload {
                 },
                 _ = timer => {
                     set.abort_all();
+                    let t = self.t.clone();
                     for i in waiting {
                         let w = &mut self.writers[i];
                         tracing::debug!(segment = self.segment, piece = w.number, "piece fell behind; cancelled as long tail");
                         w.tx = None;
-                        if let Some(h) = &w.handle {
-                            h.abort();
-                        }
+                        abandon(&t, w, self.stream, self.segment);
+                        w.result = Some(Err("fell behind; cancelled as long tail".into()));
                     }
                     return Ok(());
                 }
@@ -389,8 +389,6 @@ impl SegmentUpload {
                 }
             }
             if w.handle.is_some() {
-                let sent = w.state.sent.load(Ordering::Relaxed);
-                w.state.wasted.fetch_add(sent, Ordering::Relaxed);
                 abandon(&self.t, w, self.stream, self.segment);
                 w.result = Some(Err("cancelled: long tail".into()));
             }
@@ -505,6 +503,10 @@ fn abandon(t: &Arc<Transfers>, w: &mut Writer, stream: [u8; 16], segment: u32) {
     if !w.state.committing.load(Ordering::Relaxed) {
         h.abort();
     }
+    // What it sent so far is waste now; anything it still sends is counted when it ends.
+    let sent = w.state.sent.swap(0, Ordering::Relaxed);
+    w.state.wasted.fetch_add(sent, Ordering::Relaxed);
+    t.sent(w.state.node.load(Ordering::Relaxed), Reason::LongTail, sent);
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };

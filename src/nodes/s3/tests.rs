@@ -20,7 +20,7 @@ fn rclone_binary() -> PathBuf {
         let p = PathBuf::from(p);
         assert!(
             p.is_file(),
-            "GATEWAY_TEST_RCLONE={} is not a file",
+            "GATEWAY_TEST_RCLONE={} is not a file (`.ci/interop/install.sh` installs rclone)",
             p.display()
         );
         return p;

@@ -1,0 +1,225 @@
+//! Scheduler behaviour with misbehaving in-memory nodes: a node that refuses every piece (the
+//! piece moves to a spare) and a node that stops making progress (the upload finishes without
+//! it once `success` pieces are durable, and its bytes count as long tail).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::LimitsConfig;
+use crate::metrics::Reason;
+use crate::nodes::{BoxFuture, DirNode, NodeError, NodeStore, PieceId, PieceWriter};
+
+/// Fails every create (`refuse`) or accepts the first write and then never finishes another.
+struct BadNode {
+    id: String,
+    refuse: bool,
+}
+
+struct StuckWriter {
+    writes: usize,
+}
+
+impl PieceWriter for StuckWriter {
+    fn write(&mut self, _: Bytes) -> BoxFuture<'_, Result<(), NodeError>> {
+        self.writes += 1;
+        let first = self.writes == 1;
+        Box::pin(async move {
+            if !first {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        })
+    }
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), NodeError>> {
+        Box::pin(std::future::pending())
+    }
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+impl NodeStore for BadNode {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn create<'a>(&'a self, _: PieceId) -> BoxFuture<'a, Result<Box<dyn PieceWriter>, NodeError>> {
+        Box::pin(async move {
+            if self.refuse {
+                return Err(NodeError::Refused {
+                    node: self.id.clone(),
+                    reason: "full".into(),
+                });
+            }
+            Ok(Box::new(StuckWriter { writes: 0 }) as Box<dyn PieceWriter>)
+        })
+    }
+    fn read<'a>(&'a self, _: PieceId, _: u64, _: u64) -> BoxFuture<'a, Result<Bytes, NodeError>> {
+        Box::pin(async move {
+            Err(NodeError::NotFound {
+                node: self.id.clone(),
+            })
+        })
+    }
+    fn delete<'a>(&'a self, _: PieceId) -> BoxFuture<'a, Result<(), NodeError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn list<'a>(
+        &'a self,
+        _: Option<PieceId>,
+        _: usize,
+    ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+fn transfers(dir: &std::path::Path, good: usize, bad: BadNode) -> Arc<Transfers> {
+    let mut specs: Vec<NodeSpec> = (0..good)
+        .map(|i| {
+            let id = format!("g{i}");
+            let store = Arc::new(DirNode::open(&id, &dir.join(&id), true).unwrap());
+            NodeSpec {
+                store,
+                kind: "dir".into(),
+                label: None,
+                domain: format!("node:{id}"),
+                offline: false,
+            }
+        })
+        .collect();
+    specs.push(NodeSpec {
+        domain: format!("node:{}", bad.id),
+        store: Arc::new(bad),
+        kind: "test".into(),
+        label: None,
+        offline: false,
+    });
+    let limits = LimitsConfig {
+        long_tail_grace: Duration::from_millis(100),
+        stall_timeout: Duration::from_millis(300),
+        ..LimitsConfig::default()
+    };
+    Transfers::new(
+        &crate::crypto::RootKey::generate().unwrap(),
+        specs,
+        limits,
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+    )
+}
+
+async fn upload(t: &Arc<Transfers>, n: usize, success: usize, seg: u32) -> UploadedSegment {
+    let mut up = SegmentUpload::start(t, [7; 16], seg, n, success, Bytes::from_static(b"HDR"))
+        .await
+        .unwrap();
+    for round in 0..12u8 {
+        up.send(vec![vec![round; 1000]; n]).await.unwrap();
+    }
+    up.finish().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_refusing_node_is_replaced_by_a_spare() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = BadNode {
+        id: "full".into(),
+        refuse: true,
+    };
+    let t = transfers(dir.path(), 4, bad);
+    // Four of five nodes per segment: the refusing node is chosen in most segments at first,
+    // then backed off and chosen last.
+    for seg in 0..8 {
+        let out = upload(&t, 4, 4, seg).await;
+        assert_eq!(out.pieces.len(), 4);
+        assert!(
+            out.pieces.iter().all(|p| p.node != "full"),
+            "{:?}",
+            out.pieces
+        );
+        assert_eq!(out.long_tail_bytes, 0, "a refused create sends nothing");
+        assert_eq!(out.encoded_bytes, 4 * (3 + 12 * 1000));
+    }
+    let snap = t.metrics().snapshot();
+    let full = &snap.nodes["full"];
+    assert!(full.requests_error >= 1, "{full:?}");
+    assert_eq!(
+        snap.node_sent_for(Reason::Upload),
+        8 * 4 * (3 + 12 * 1000),
+        "kept pieces count as upload"
+    );
+    let view = t.node_views().into_iter().find(|v| v.id == "full").unwrap();
+    assert_ne!(view.health.rank, health::Rank::Healthy);
+}
+
+#[tokio::test]
+async fn a_stuck_node_is_left_behind_as_long_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = BadNode {
+        id: "stuck".into(),
+        refuse: false,
+    };
+    let t = transfers(dir.path(), 4, bad);
+    // All five nodes, success four: the stuck one never finishes.
+    let out = tokio::time::timeout(Duration::from_secs(20), upload(&t, 5, 4, 0))
+        .await
+        .expect("the upload waited for the stuck node");
+    assert_eq!(out.pieces.len(), 4);
+    assert!(out.pieces.iter().all(|p| p.node != "stuck"));
+    // It took the header; everything it was sent is waste.
+    assert!(out.long_tail_bytes >= 3, "{out:?}");
+    assert_eq!(out.uploaded_bytes, out.encoded_bytes + out.long_tail_bytes);
+    // The abandoned writer's bytes reach the metrics once it is cleaned up.
+    let settled = async {
+        loop {
+            if t.metrics().snapshot().node_sent_for(Reason::LongTail) >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("long tail bytes counted");
+    // Connections are all given back.
+    let settled = async {
+        while t.node_views().iter().any(|v| v.connections_in_use > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("connection slots returned");
+}
+
+#[tokio::test]
+async fn too_few_nodes_fail_with_every_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = BadNode {
+        id: "full".into(),
+        refuse: true,
+    };
+    let t = transfers(dir.path(), 3, bad);
+    // Four pieces on four nodes, one of which refuses: no spare, success unreachable.
+    let mut up = SegmentUpload::start(&t, [1; 16], 0, 4, 4, Bytes::from_static(b"H"))
+        .await
+        .unwrap();
+    let mut err = None;
+    for _ in 0..8 {
+        if let Err(e) = up.send(vec![vec![1; 100]; 4]).await {
+            err = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let err = match err {
+        Some(e) => e,
+        None => up.finish().await.unwrap_err(),
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains("full") && msg.contains("no spare node left"),
+        "{msg}"
+    );
+}
