@@ -26,6 +26,8 @@ struct Running {
     stdout: Vec<String>,
     endpoint: String,
     access_key: String,
+    /// The admin listener's address (`host:port`).
+    admin: String,
 }
 
 impl Drop for Running {
@@ -70,6 +72,7 @@ fn start(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> Running {
         stdout: Vec::new(),
         endpoint: String::new(),
         access_key: String::new(),
+        admin: String::new(),
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -87,6 +90,9 @@ fn start(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> Running {
             Ok(line) => {
                 if let Some(url) = line.strip_prefix("gateway listening on ") {
                     running.endpoint = url.to_string();
+                }
+                if let Some(a) = line.strip_prefix("  admin (metrics, stats): http://") {
+                    running.admin = a.to_string();
                 }
                 if let Some(k) = line.strip_prefix("  access key: ") {
                     running.access_key = k.to_string();
@@ -303,4 +309,76 @@ fn bad_config_exits_2_with_one_line_naming_the_field() {
             "{text:?}: {stderr}"
         );
     }
+}
+
+/// `gateway stats` against a running gateway: the report reflects an upload (objects, bytes,
+/// an expansion factor within the scheme's bounds), and the admin listener's `/metrics`
+/// carries the node byte counters; the S3 port's `/metrics` is just a (missing) bucket.
+#[tokio::test]
+async fn stats_and_metrics_report_an_upload() {
+    let d = dirs();
+    let gw = start(&d.data, &d.log, &[]);
+    assert!(!gw.admin.is_empty(), "no admin line: {:?}", gw.stdout);
+    let (access, secret) = file_credentials(&d.data);
+    let c = client(&gw.endpoint, &access, &secret);
+    c.create_bucket().bucket("stats").send().await.unwrap();
+    let body = vec![7u8; 3 << 20];
+    c.put_object()
+        .bucket("stats")
+        .key("k")
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["stats", "--json", "--admin", &gw.admin])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored = &report["stored"];
+    assert_eq!(stored["objects"], 1);
+    assert_eq!(stored["plain_bytes"], 3 << 20);
+    let uploaded = stored["uploaded_bytes"].as_u64().unwrap() as f64;
+    // 4/5/6/6: six pieces of a quarter each, plus headers, MACs and the last stripe padding.
+    let ratio = uploaded / f64::from(3u32 << 20);
+    assert!((1.5..1.7).contains(&ratio), "expansion {ratio}");
+    assert_eq!(report["nodes"].as_array().unwrap().len(), 6);
+    assert!(report["traffic"]["s3_received_bytes"].as_u64().unwrap() > 3 << 20);
+
+    let text = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["stats", "--admin", &gw.admin])
+        .output()
+        .unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("1.5"), "{text}");
+    assert!(text.contains("n1") && text.contains("healthy"), "{text}");
+
+    let metrics = reqwest_like_get(&gw.admin, "/metrics").await;
+    assert!(
+        metrics.contains("gateway_node_sent_bytes_total{node=\"n1\",reason=\"upload\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gateway_s3_received_bytes_total"), "{metrics}");
+    // On the S3 port /metrics is a bucket name: unsigned, it is refused like any request.
+    let s3_port = gw.endpoint.strip_prefix("http://").unwrap().to_string();
+    let refused = reqwest_like_get(&s3_port, "/metrics").await;
+    assert!(!refused.contains("gateway_node_sent_bytes_total"), "{refused}");
+    gw.stop();
+}
+
+/// A bare HTTP/1.1 GET (bounded); returns the whole response text.
+async fn reqwest_like_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
 }
