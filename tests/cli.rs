@@ -335,7 +335,11 @@ async fn stats_and_metrics_report_an_upload() {
         .args(["stats", "--json", "--admin", &gw.admin])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let stored = &report["stored"];
     assert_eq!(stored["objects"], 1);
@@ -361,11 +365,17 @@ async fn stats_and_metrics_report_an_upload() {
         metrics.contains("gateway_node_sent_bytes_total{node=\"n1\",reason=\"upload\"}"),
         "{metrics}"
     );
-    assert!(metrics.contains("gateway_s3_received_bytes_total"), "{metrics}");
+    assert!(
+        metrics.contains("gateway_s3_received_bytes_total"),
+        "{metrics}"
+    );
     // On the S3 port /metrics is a bucket name: unsigned, it is refused like any request.
     let s3_port = gw.endpoint.strip_prefix("http://").unwrap().to_string();
     let refused = reqwest_like_get(&s3_port, "/metrics").await;
-    assert!(!refused.contains("gateway_node_sent_bytes_total"), "{refused}");
+    assert!(
+        !refused.contains("gateway_node_sent_bytes_total"),
+        "{refused}"
+    );
     gw.stop();
 }
 

@@ -42,7 +42,14 @@ impl NodeProcess {
     /// A node keeping `reserve` (a size as `--reserve` takes it) free.
     pub fn start_with_reserve(dir: &Path, log: &Path, reserve: &str) -> NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["node", "run", "--listen", "127.0.0.1:0", "--reserve", reserve])
+            .args([
+                "node",
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--reserve",
+                reserve,
+            ])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::piped())
