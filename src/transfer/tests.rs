@@ -12,20 +12,23 @@ use crate::config::LimitsConfig;
 use crate::metrics::Reason;
 use crate::nodes::{BoxFuture, DirNode, NodeError, NodeStore, PieceId, PieceWriter};
 
-/// Fails every create (`refuse`) or accepts the first write and then never finishes another.
+/// Fails every create (`refuse`), or accepts the first write and then never finishes another,
+/// or (`slow_commit`) takes everything and never finishes the commit.
 struct BadNode {
     id: String,
     refuse: bool,
+    slow_commit: bool,
 }
 
 struct StuckWriter {
     writes: usize,
+    slow_commit: bool,
 }
 
 impl PieceWriter for StuckWriter {
     fn write(&mut self, _: Bytes) -> BoxFuture<'_, Result<(), NodeError>> {
         self.writes += 1;
-        let first = self.writes == 1;
+        let first = self.writes == 1 || self.slow_commit;
         Box::pin(async move {
             if !first {
                 std::future::pending::<()>().await;
@@ -53,7 +56,10 @@ impl NodeStore for BadNode {
                     reason: "full".into(),
                 });
             }
-            Ok(Box::new(StuckWriter { writes: 0 }) as Box<dyn PieceWriter>)
+            Ok(Box::new(StuckWriter {
+                writes: 0,
+                slow_commit: self.slow_commit,
+            }) as Box<dyn PieceWriter>)
         })
     }
     fn read<'a>(&'a self, _: PieceId, _: u64, _: u64) -> BoxFuture<'a, Result<Bytes, NodeError>> {
@@ -76,6 +82,15 @@ impl NodeStore for BadNode {
 }
 
 fn transfers(dir: &std::path::Path, good: usize, bad: BadNode) -> Arc<Transfers> {
+    transfers_with(dir, good, bad, LimitsConfig::default().max_connections)
+}
+
+fn transfers_with(
+    dir: &std::path::Path,
+    good: usize,
+    bad: BadNode,
+    max_connections: usize,
+) -> Arc<Transfers> {
     let mut specs: Vec<NodeSpec> = (0..good)
         .map(|i| {
             let id = format!("g{i}");
@@ -99,6 +114,7 @@ fn transfers(dir: &std::path::Path, good: usize, bad: BadNode) -> Arc<Transfers>
     let limits = LimitsConfig {
         long_tail_grace: Duration::from_millis(100),
         stall_timeout: Duration::from_millis(300),
+        max_connections,
         ..LimitsConfig::default()
     };
     Transfers::new(
@@ -126,6 +142,7 @@ async fn a_refusing_node_is_replaced_by_a_spare() {
     let bad = BadNode {
         id: "full".into(),
         refuse: true,
+        slow_commit: false,
     };
     let t = transfers(dir.path(), 4, bad);
     // Four of five nodes per segment: the refusing node is chosen in most segments at first,
@@ -159,6 +176,7 @@ async fn a_stuck_node_is_left_behind_as_long_tail() {
     let bad = BadNode {
         id: "stuck".into(),
         refuse: false,
+        slow_commit: false,
     };
     let t = transfers(dir.path(), 4, bad);
     // All five nodes, success four: the stuck one never finishes.
@@ -199,6 +217,7 @@ async fn too_few_nodes_fail_with_every_cause() {
     let bad = BadNode {
         id: "full".into(),
         refuse: true,
+        slow_commit: false,
     };
     let t = transfers(dir.path(), 3, bad);
     // Four pieces on four nodes, one of which refuses: no spare, success unreachable.
@@ -222,4 +241,27 @@ async fn too_few_nodes_fail_with_every_cause() {
         msg.contains("full") && msg.contains("no spare node left"),
         "{msg}"
     );
+}
+
+#[tokio::test]
+async fn a_commit_left_to_land_keeps_its_connection_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = BadNode {
+        id: "slow".into(),
+        refuse: false,
+        slow_commit: true,
+    };
+    // Five slots for five nodes; success four.
+    let t = transfers_with(dir.path(), 4, bad, 5);
+    for seg in 0..3 {
+        let out = upload(&t, 5, 4, seg).await;
+        assert_eq!(out.pieces.len(), 4);
+        // The slow node's commit is still running (its writer holds a slot), so the next
+        // segment gets four slots, not five: the limit holds.
+        assert!(
+            t.metrics().peak_connections() <= 5,
+            "peak {}",
+            t.metrics().peak_connections()
+        );
+    }
 }

@@ -115,7 +115,6 @@ pub struct SegmentUpload {
     success: usize,
     writers: Vec<Writer>,
     done_rx: mpsc::UnboundedReceiver<usize>,
-    _global: OwnedSemaphorePermit,
     /// Set once commits were requested: a dropped upload must then delete what may have landed.
     committing: bool,
     finished: bool,
@@ -224,6 +223,11 @@ impl SegmentUpload {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut writers = Vec::with_capacity(chosen.len());
         for (slot, (node, permit)) in chosen.into_iter().enumerate() {
+            // Each writer owns its global slot for as long as it runs (a cancelled writer whose
+            // commit is left to land still counts against the limit).
+            let Some(global_slot) = global.split(1) else {
+                return Err(ObjectError::Internal("connection slots miscounted".into()));
+            };
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
             let state = Arc::new(WriterState::default());
             let job = Job {
@@ -238,7 +242,7 @@ impl SegmentUpload {
             let done = done_tx.clone();
             let header = header.clone();
             let handle = tokio::spawn(async move {
-                let r = job.run(node, permit, header, rx).await;
+                let r = job.run(global_slot, node, permit, header, rx).await;
                 let _ = done.send(slot);
                 r
             });
@@ -257,7 +261,6 @@ impl SegmentUpload {
             success,
             writers,
             done_rx,
-            _global: global,
             committing: false,
             finished: false,
         })
@@ -574,11 +577,14 @@ struct Replay {
     records: Vec<Bytes>,
     len: usize,
     complete: bool,
+    /// The commit was requested (and taken from the queue) before the node failed.
+    commit: bool,
 }
 
 impl Job {
     async fn run(
         self,
+        _global: OwnedSemaphorePermit,
         mut node: usize,
         mut permit: OwnedSemaphorePermit,
         header: Bytes,
@@ -588,6 +594,7 @@ impl Job {
             len: header.len(),
             records: vec![header],
             complete: true,
+            commit: false,
         };
         let mut causes = Vec::new();
         loop {
@@ -687,7 +694,12 @@ impl Job {
             self.state.sent.fetch_add(len, Ordering::Relaxed);
         }
         loop {
-            match rx.recv().await {
+            let msg = if replay.commit {
+                Some(Msg::Commit)
+            } else {
+                rx.recv().await
+            };
+            match msg {
                 Some(Msg::Data(rec)) => {
                     if replay.complete {
                         if replay.len + rec.len() <= self.replay_cap {
@@ -698,6 +710,7 @@ impl Job {
                                 records: Vec::new(),
                                 len: 0,
                                 complete: false,
+                                commit: false,
                             };
                         }
                     }
@@ -710,6 +723,7 @@ impl Job {
                     self.state.sent.fetch_add(len, Ordering::Relaxed);
                 }
                 Some(Msg::Commit) => {
+                    replay.commit = true;
                     self.state.committing.store(true, Ordering::Relaxed);
                     return match self.bounded(node, w.commit()).await {
                         Ok(()) => {

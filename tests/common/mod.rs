@@ -31,6 +31,8 @@ pub struct Opts {
     pub cipher: &'static str,
     /// How long replaced bodies keep their pieces; tests default to none.
     pub gc_grace: &'static str,
+    /// Lines of the `[limits]` table (empty: the defaults).
+    pub limits: &'static str,
 }
 
 impl Default for Opts {
@@ -44,6 +46,7 @@ impl Default for Opts {
             inline_limit: "4KiB",
             cipher: "aes-256-gcm",
             gc_grace: "0s",
+            limits: "",
         }
     }
 }
@@ -60,6 +63,7 @@ impl TestGateway {
             "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"{}\"\nsegment_size = \"{}\"\nchunk_size = \"{}\"\nblock_size = \"{}\"\ninline_limit = \"{}\"\ncipher = \"{}\"\ngc_grace = \"{}\"\n",
             o.scheme, o.segment_size, o.chunk_size, o.block_size, o.inline_limit, o.cipher, o.gc_grace
         );
+        cfg.push_str(&format!("[limits]\n{}\n", o.limits));
         for i in 1..=o.nodes {
             cfg.push_str(&format!(
                 "[[nodes]]\nid = \"n{i}\"\npath = \"nodes/n{i}\"\n"
@@ -102,6 +106,10 @@ impl TestGateway {
             .request_checksum_calculation(checksums)
             .build();
         Client::from_conf(conf)
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        self.gateway.as_ref().expect("running")
     }
 
     pub fn nodes_dir(&self) -> PathBuf {

@@ -1,0 +1,121 @@
+//! Limits on the node traffic hold under parallel client load: the number of piece transfers
+//! in flight never exceeds `max_connections`, every slot is given back, and the byte rates
+//! are honoured (lower bounds only: a slow machine can only make transfers slower).
+
+mod common;
+#[path = "common/fs.rs"]
+mod fs_util;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use common::{data, Opts, TestGateway};
+
+const BUCKET: &str = "limits";
+
+#[tokio::test]
+async fn parallel_requests_stay_within_the_connection_limit() {
+    // total > success: cancelled long-tail commits still hold their slots while they land.
+    let gw = TestGateway::start_with(Opts {
+        scheme: "2/3/4/6",
+        limits: "max_connections = 6\nmax_connections_per_node = 2\nlong_tail_grace = \"50ms\"",
+        ..Opts::default()
+    })
+    .await;
+    let c = gw.client();
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let mut puts = tokio::task::JoinSet::new();
+    for i in 0..8u64 {
+        let c = c.clone();
+        puts.spawn(async move {
+            let body = data(600_000 + i as usize * 1000, i);
+            c.put_object()
+                .bucket(BUCKET)
+                .key(format!("k{i}"))
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+                .unwrap();
+            (i, body)
+        });
+    }
+    let mut objects = Vec::new();
+    while let Some(r) = puts.join_next().await {
+        objects.push(r.unwrap());
+    }
+    let mut gets = tokio::task::JoinSet::new();
+    for (i, body) in objects {
+        let c = c.clone();
+        gets.spawn(async move {
+            let got = c
+                .get_object()
+                .bucket(BUCKET)
+                .key(format!("k{i}"))
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes();
+            assert!(got[..] == body[..], "k{i}");
+        });
+    }
+    while let Some(r) = gets.join_next().await {
+        r.unwrap();
+    }
+    let t = &gw.gateway().transfers;
+    let peak = t.metrics().peak_connections();
+    assert!((1..=6).contains(&peak), "peak connections {peak}");
+    let settled = fs_util::eventually(Duration::from_secs(10), || {
+        t.node_views().iter().all(|v| v.connections_in_use == 0)
+            && t.metrics()
+                .snapshot()
+                .nodes
+                .values()
+                .all(|n| n.connections == 0)
+    })
+    .await;
+    assert!(settled, "connection slots not given back");
+}
+
+#[tokio::test]
+async fn byte_rates_are_honoured() {
+    let gw = TestGateway::start_with(Opts {
+        limits: "upload_rate = \"1MiB\"\ndownload_rate = \"1MiB\"",
+        ..Opts::default()
+    })
+    .await;
+    let c = gw.client();
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let body = data(1 << 20, 5);
+    let t0 = Instant::now();
+    c.put_object()
+        .bucket(BUCKET)
+        .key("paced")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let up = t0.elapsed();
+    // 4/5/6/6 sends 1.5 MiB and more; the bucket lets a quarter second of it through at once.
+    assert!(up >= Duration::from_millis(1000), "upload took {up:?}");
+    let t0 = Instant::now();
+    let got = c
+        .get_object()
+        .bucket(BUCKET)
+        .key("paced")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let down = t0.elapsed();
+    assert!(got[..] == body[..]);
+    // Four pieces' worth (1 MiB and a little) at 1 MiB/s, less the burst.
+    assert!(down >= Duration::from_millis(600), "download took {down:?}");
+}
