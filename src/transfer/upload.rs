@@ -12,8 +12,9 @@
 //! respecting the domain cap) as long as it still holds every byte it sent — it keeps the first
 //! `replay_cap` bytes for that — so a node that is down or refuses at the start of an upload
 //! costs nothing but a retry. [`SegmentUpload::finish`] commits every piece and returns as soon
-//! as `success` pieces are durable; the others are cancelled (long tail) and their possibly
-//! committed pieces deleted in the background. Bytes sent to pieces that are not kept are
+//! as `success` pieces are durable — giving pieces whose commit is already under way (all
+//! their bytes sent) up to [`COMMIT_GRACE`] to land and be kept; the others are cancelled
+//! (long tail) and their possibly committed pieces deleted in the background. Bytes sent to pieces that are not kept are
 //! counted as [`Reason::LongTail`]; kept pieces as [`Reason::Upload`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -43,6 +44,9 @@ const SLOT_WAIT: Duration = Duration::from_secs(60);
 /// How long an aborted writer's possibly started commit is given to land before its piece is
 /// deleted.
 const COMMIT_SETTLE: Duration = Duration::from_secs(2);
+/// Once `success` pieces are durable, how long pieces whose commit is under way may take to
+/// land and be kept.
+const COMMIT_GRACE: Duration = Duration::from_millis(50);
 
 enum Msg {
     Data(Bytes),
@@ -379,6 +383,30 @@ impl SegmentUpload {
                 durable += 1;
             }
             w.result = Some(r);
+        }
+        // Pieces already committing are not the long tail: they have sent everything and only
+        // wait for their node's fsync. Keeping the ones that land within a moment adds
+        // durability for bandwidth already spent.
+        if durable >= self.success {
+            let until =
+                tokio::time::Instant::now() + COMMIT_GRACE.min(self.t.limits.long_tail_grace);
+            while self
+                .writers
+                .iter()
+                .any(|w| w.handle.is_some() && w.state.committing.load(Ordering::Relaxed))
+            {
+                let Ok(Some(i)) = tokio::time::timeout_at(until, self.done_rx.recv()).await else {
+                    break;
+                };
+                let w = &mut self.writers[i];
+                if let Some(h) = w.handle.take() {
+                    let r = h
+                        .await
+                        .unwrap_or_else(|e| Err(format!("writer task failed: {e}")));
+                    durable += usize::from(r.is_ok());
+                    w.result = Some(r);
+                }
+            }
         }
         // The long tail. A piece that made it in the meantime is kept.
         for w in &mut self.writers {
