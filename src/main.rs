@@ -127,6 +127,8 @@ fn main() -> ExitCode {
             ) {
                 (Some(AppError::Config(_)), _) => 2,
                 (_, Some(NodeServerError::Token(TokenError::Malformed { .. }))) => 2,
+                // A certificate or key that cannot be used is a configuration mistake too.
+                (_, Some(NodeServerError::Tls(_))) => 2,
                 _ => 1,
             };
             eprintln!("error: {e:#}");

@@ -1,16 +1,19 @@
 //! The HTTP body used on both sides of the node protocol: empty, one buffer, or a stream fed
 //! through a bounded channel.
 //!
-//! Contract of a channel body: it ends cleanly only when the sender sends
-//! [`BodyMsg::End`]. If the sender is dropped first, the body yields an error, so hyper aborts
-//! the message (no final chunk on HTTP/1.1, a reset stream on HTTP/2) and the receiving side
-//! sees a broken body — never a complete-looking truncated one. The channel's capacity bounds
-//! the memory a slow peer can make the sender hold.
+//! Contract of a channel body: it ends cleanly only when the sender sends [`BodyMsg::End`] or
+//! [`BodyMsg::EndWithTrailers`] (whose fields become the message's trailers: the last chunk of
+//! a chunked HTTP/1.1 body, which hyper sends only for fields named in the request's `Trailer`
+//! header, or a HEADERS frame ending the h2 stream). If the sender is dropped first, the body
+//! yields an error, so hyper aborts the message (no final chunk on HTTP/1.1, a reset stream on
+//! HTTP/2) and the receiving side sees a broken body — never a complete-looking truncated one.
+//! The channel's capacity bounds the memory a slow peer can make the sender hold.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
@@ -20,6 +23,8 @@ pub enum BodyMsg {
     Data(Bytes),
     /// The body is complete.
     End,
+    /// The body is complete; these are its trailers.
+    EndWithTrailers(HeaderMap),
 }
 
 /// The sender dropped a channel body without ending it.
@@ -86,6 +91,10 @@ impl Body for NodeBody {
                         *ended = true;
                         Poll::Ready(None)
                     }
+                    Poll::Ready(Some(BodyMsg::EndWithTrailers(t))) => {
+                        *ended = true;
+                        Poll::Ready(Some(Ok(Frame::trailers(t))))
+                    }
                     Poll::Ready(None) => {
                         *ended = true;
                         Poll::Ready(Some(Err(BodyAborted)))
@@ -131,6 +140,26 @@ mod tests {
             .unwrap();
         drop(tx);
         assert!(body.collect().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn channel_body_ends_with_its_trailers() {
+        let (tx, mut body) = NodeBody::channel(4);
+        let mut t = HeaderMap::new();
+        t.insert("x-t", http::HeaderValue::from_static("v"));
+        tx.send(BodyMsg::Data(Bytes::from_static(b"ab")))
+            .await
+            .unwrap();
+        tx.send(BodyMsg::EndWithTrailers(t.clone())).await.unwrap();
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&data[..], b"ab");
+        assert!(!body.is_end_stream());
+        let last = body.frame().await.unwrap().unwrap();
+        assert_eq!(last.into_trailers().unwrap(), t);
+        assert!(body.is_end_stream());
+        // Ended: nothing more, even though the sender is still alive.
+        assert!(body.frame().await.is_none());
+        drop(tx);
     }
 
     #[tokio::test]

@@ -1,9 +1,10 @@
 //! The HTTP protocol between the gateway ([`super::RemoteNode`]) and a `gateway node` server
-//! ([`super::server`]), version 1.
+//! ([`super::server`]), version 2.
 //!
 //! Endpoints (all under [`API_PREFIX`]):
 //! ```text
-//! PUT    /v1/pieces/<64 hex>      body = the piece; 201 once committed and fsynced
+//! PUT    /v1/pieces/<64 hex>      body = the piece, then the x-gw-blake3 trailer; 201 once
+//!                                 verified, committed and fsynced
 //! GET    /v1/pieces/<64 hex>      200 whole piece, or 206 for `Range: bytes=a-b` / `bytes=a-`
 //! HEAD   /v1/pieces/<64 hex>      200 with Content-Length = piece size
 //! DELETE /v1/pieces/<64 hex>      204, also when the piece does not exist
@@ -13,6 +14,17 @@
 //! Unlike RFC 9110, a range reaching past the end of a piece is refused (416), never clamped:
 //! a node returns exactly the bytes asked for or an error. Error bodies are one line of text.
 //!
+//! Piece digest (new in version 2): a piece PUT ends with the trailer field
+//! `x-gw-blake3: <64 lowercase hex>` ([`DIGEST_TRAILER`]), the unkeyed BLAKE3 hash of every
+//! body byte. Over HTTP/1.1 the body is therefore chunked and the request names the field in
+//! its head (`Trailer: x-gw-blake3`; hyper's client only sends trailer fields named there);
+//! over h2 the trailer is the HEADERS frame that ends the stream. The server hashes the bytes
+//! as it reads them and, once the body is complete and before anything is committed, compares
+//! the hash with the trailer in constant time ([`verify_digest`]): a missing, malformed or
+//! different digest is refused with 400 and one of the [`DigestFailure`] lines, and the upload
+//! is discarded. Over HTTP/1.1 a PUT with a Content-Length cannot carry trailers, so it is
+//! always refused.
+//!
 //! Authentication: every request carries `x-gw-date: <unix seconds>` and
 //! `Authorization: GW-HMAC <64 hex>`, the HMAC-SHA256 under the node's [`NodeToken`] of
 //! `method \n path-and-query \n x-gw-date \n content-length`, where content-length is the
@@ -21,11 +33,13 @@
 //! [`MAX_CLOCK_SKEW_SECS`] of its clock and compares tags in constant time.
 //!
 //! The HMAC authenticates the gateway to the node and binds method, target, date and declared
-//! length; it does not cover bodies or answers. Over plain `http://` that leaves a network
-//! attacker able to read and alter bodies and answers, and to replay a captured request within
-//! the skew window. Pieces are encrypted and carry keyed chunk MACs the gateway verifies on
-//! read, so such an attacker can at worst destroy pieces (or learn their sizes and access
-//! times), which the erasure code and repair are there for.
+//! length; it does not cover bodies, trailers or answers. The piece digest is not keyed either:
+//! it catches bytes damaged or lost between the gateway's writer and the node's disk writes
+//! (a faulty link, middlebox or buffer), not tampering. Over plain `http://` a network attacker
+//! can still read and alter bodies (recomputing the digest) and answers, and replay a captured
+//! request within the skew window. Pieces are encrypted and carry keyed chunk MACs the gateway
+//! verifies on read, so such an attacker can at worst destroy pieces (or learn their sizes and
+//! access times), which the erasure code and repair are there for.
 //!
 //! Transport: a node started with a certificate (`--tls-cert`/`--tls-key`) speaks only TLS 1.2
 //! or 1.3 (ALPN `h2` and `http/1.1`), and the gateway reaches it at `https://host:port`,
@@ -39,15 +53,19 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::PieceId;
 
 pub const API_PREFIX: &str = "/v1";
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: piece PUTs carry the [`DIGEST_TRAILER`].
+pub const PROTOCOL_VERSION: u32 = 2;
 pub const AUTH_SCHEME: &str = "GW-HMAC";
 pub const DATE_HEADER: &str = "x-gw-date";
 pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+/// The trailer field of a piece PUT holding the BLAKE3 hash of its body.
+pub const DIGEST_TRAILER: &str = "x-gw-blake3";
 /// The largest piece a node accepts: a 1 GiB segment (the largest allowed) at `k = 1`, plus
 /// room for the piece header, chunk MACs and AEAD tags.
 pub const MAX_PIECE_LEN: u64 = (1 << 30) + (64 << 20);
@@ -69,6 +87,51 @@ pub fn list_target(after: Option<PieceId>, limit: usize) -> String {
 
 pub fn status_target() -> String {
     format!("{API_PREFIX}/status")
+}
+
+/// The trailers ending a piece PUT whose body hashes to `hash`.
+pub fn digest_trailers(hash: &blake3::Hash) -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    // 64 hex digits are always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(hash.to_hex().as_str()) {
+        trailers.insert(HeaderName::from_static(DIGEST_TRAILER), value);
+    }
+    trailers
+}
+
+/// Why a piece PUT's digest was refused (sent back as the 400 body).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestFailure {
+    #[error("missing {DIGEST_TRAILER} trailer")]
+    Missing,
+    #[error("malformed {DIGEST_TRAILER} trailer (expected one value of 64 hex digits)")]
+    Malformed,
+    #[error("piece body does not match its BLAKE3 digest")]
+    Mismatch,
+}
+
+/// Checks the received trailers (`None` when the body had none) against the hash of the
+/// received body. Exactly one [`DIGEST_TRAILER`] value is accepted, hex in either case.
+pub fn verify_digest(
+    trailers: Option<&HeaderMap>,
+    hash: &blake3::Hash,
+) -> Result<(), DigestFailure> {
+    let mut values = trailers.into_iter().flat_map(|t| t.get_all(DIGEST_TRAILER));
+    let value = values.next().ok_or(DigestFailure::Missing)?;
+    if values.next().is_some() {
+        return Err(DigestFailure::Malformed);
+    }
+    let digest = value
+        .to_str()
+        .ok()
+        .and_then(|v| crate::crypto::decode_hex32(v.trim()))
+        .ok_or(DigestFailure::Malformed)?;
+    // `blake3::Hash` equality is constant-time.
+    if blake3::Hash::from_bytes(digest) == *hash {
+        Ok(())
+    } else {
+        Err(DigestFailure::Mismatch)
+    }
 }
 
 /// The answer of `GET /v1/status`.
@@ -386,6 +449,38 @@ mod tests {
         };
         let text = serde_json::to_string(&new).unwrap();
         assert_eq!(serde_json::from_str::<NodeStatus>(&text).unwrap(), new);
+    }
+
+    #[test]
+    fn digests_verify_only_the_hash_they_carry() {
+        let hash = blake3::hash(b"piece body");
+        let trailers = digest_trailers(&hash);
+        let value = trailers.get(DIGEST_TRAILER).unwrap().to_str().unwrap();
+        assert_eq!(value.len(), 64);
+        assert_eq!(value, value.to_lowercase());
+        assert_eq!(verify_digest(Some(&trailers), &hash), Ok(()));
+        assert_eq!(
+            verify_digest(Some(&trailers), &blake3::hash(b"piece bodY")),
+            Err(DigestFailure::Mismatch)
+        );
+        let with = |values: &[&str]| {
+            let mut t = HeaderMap::new();
+            t.insert("x-other", HeaderValue::from_static("1"));
+            for v in values {
+                t.append(DIGEST_TRAILER, HeaderValue::from_str(v).unwrap());
+            }
+            verify_digest(Some(&t), &hash)
+        };
+        assert_eq!(with(&[&value.to_uppercase()]), Ok(()));
+        assert_eq!(with(&[]), Err(DigestFailure::Missing));
+        assert_eq!(verify_digest(None, &hash), Err(DigestFailure::Missing));
+        assert_eq!(with(&[&value[..62]]), Err(DigestFailure::Malformed));
+        assert_eq!(with(&[&"g".repeat(64)]), Err(DigestFailure::Malformed));
+        assert_eq!(with(&[value, value]), Err(DigestFailure::Malformed));
+        assert_eq!(
+            DigestFailure::Missing.to_string(),
+            "missing x-gw-blake3 trailer"
+        );
     }
 
     #[test]

@@ -22,9 +22,13 @@
 //!   times, with exponential backoff and jitter, after connection errors, timeouts and 5xx
 //!   answers other than 507. A PUT is never retried: its body is streamed once.
 //! - A writer streams each `write` as it comes through a channel of [`UPLOAD_QUEUE`] chunks
-//!   (memory is bounded by it); [`PieceWriter::commit`] ends the body and returns once the
-//!   node answered 201, i.e. the piece is durable. A writer aborted or dropped before commit
-//!   breaks its body off, and the server discards the upload.
+//!   (memory is bounded by it), hashing it with BLAKE3 on the way; [`PieceWriter::commit`]
+//!   ends the body with the `x-gw-blake3` trailer (chunked HTTP/1.1 with `Trailer:
+//!   x-gw-blake3`, or h2 trailers; see [`super::protocol`]) and returns once the node answered
+//!   201, i.e. the piece arrived intact and is durable. A node that received other bytes than
+//!   were hashed answers 400, which the commit returns as [`NodeError::Refused`] with the
+//!   node's reason ("piece body does not match its BLAKE3 digest"). A writer aborted or
+//!   dropped before commit breaks its body off, and the server discards the upload.
 //! - Errors name the node and the cause: 404 is [`NodeError::NotFound`], 416
 //!   [`NodeError::ShortRead`], other 4xx and 507 [`NodeError::Refused`] (with the node's
 //!   one-line reason), connection failures, timeouts and other 5xx [`NodeError::Unavailable`].
@@ -35,8 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, RANGE};
-use http::{Method, Request, StatusCode, Uri};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, RANGE, TRAILER};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -49,8 +53,8 @@ use tokio::task::JoinHandle;
 
 use super::body::{BodyMsg, NodeBody};
 use super::protocol::{
-    list_target, piece_target, status_target, unix_now, NodeStatus, NodeToken, PieceList,
-    DATE_HEADER, MAX_LIST_LIMIT,
+    digest_trailers, list_target, piece_target, status_target, unix_now, NodeStatus, NodeToken,
+    PieceList, DATE_HEADER, DIGEST_TRAILER, MAX_LIST_LIMIT,
 };
 use super::tls::{client_config, TlsError};
 use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter};
@@ -475,7 +479,10 @@ impl NodeStore for RemoteNode {
         Box::pin(async move {
             let inner = self.inner.clone();
             let (tx, body) = NodeBody::channel(UPLOAD_QUEUE);
-            let req = inner.request(Method::PUT, &piece_target(&piece), body, None)?;
+            let mut req = inner.request(Method::PUT, &piece_target(&piece), body, None)?;
+            // hyper's HTTP/1.1 client sends only the trailer fields announced here.
+            req.headers_mut()
+                .insert(TRAILER, HeaderValue::from_static(DIGEST_TRAILER));
             let response = inner.client.request(req);
             let task_inner = inner.clone();
             let task = tokio::spawn(async move {
@@ -497,6 +504,7 @@ impl NodeStore for RemoteNode {
                 inner,
                 tx: Some(tx),
                 task: Some(task),
+                hasher: blake3::Hasher::new(),
             }) as Box<dyn PieceWriter>)
         })
     }
@@ -568,11 +576,13 @@ impl NodeStore for RemoteNode {
     }
 }
 
-/// An upload in flight: `tx` feeds the request body, `task` waits for the node's answer.
+/// An upload in flight: `tx` feeds the request body, `task` waits for the node's answer,
+/// `hasher` has seen every byte handed to `tx`.
 struct RemoteWriter {
     inner: Arc<Inner>,
     tx: Option<mpsc::Sender<BodyMsg>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
+    hasher: blake3::Hasher,
 }
 
 impl RemoteWriter {
@@ -624,13 +634,15 @@ impl PieceWriter for RemoteWriter {
             if data.is_empty() {
                 return Ok(());
             }
+            self.hasher.update(&data);
             self.send(BodyMsg::Data(data)).await
         })
     }
 
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), NodeError>> {
         Box::pin(async move {
-            self.send(BodyMsg::End).await?;
+            let trailers = digest_trailers(&self.hasher.finalize());
+            self.send(BodyMsg::EndWithTrailers(trailers)).await?;
             self.tx = None;
             let Some(mut task) = self.task.take() else {
                 return Err(self.inner.unavailable("upload already failed"));

@@ -10,10 +10,13 @@
 //! - Every request is authenticated before it is routed; a request without a valid signature
 //!   gets 401 with a one-line reason and touches nothing on disk.
 //! - `PUT` answers 201 only after the whole body arrived (the declared Content-Length, or the
-//!   final chunk of a chunked body), the piece was fsynced and renamed into place. A body that
-//!   breaks, stalls for [`BODY_IDLE_TIMEOUT`], or exceeds its declared length or
-//!   [`MAX_PIECE_LEN`] leaves no piece and no temp file. Temp files of a killed process are
-//!   removed at the next start ([`DirNode::remove_stale_temp`]): one server per directory.
+//!   final chunk of a chunked body), the BLAKE3 hash of every byte read matched the body's
+//!   `x-gw-blake3` trailer (compared in constant time, see [`super::protocol`]), and the piece
+//!   was fsynced and renamed into place. A body that breaks, stalls for [`BODY_IDLE_TIMEOUT`],
+//!   exceeds its declared length or [`MAX_PIECE_LEN`](super::protocol::MAX_PIECE_LEN), or
+//!   whose digest is missing, malformed or different (400 with a one-line reason) leaves no
+//!   piece and no temp file. Temp files of a killed process are removed at the next start
+//!   ([`DirNode::remove_stale_temp`]): one server per directory.
 //! - A `PUT` is refused with 507 when it would leave less than the reserve free on the node's
 //!   filesystem (checked before the first byte and again every [`SPACE_CHECK_EVERY`] bytes).
 //! - Reads stream a piece in bounded windows from one open handle: a reader sees one version
@@ -528,45 +531,4 @@ async fn list(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        let hex = "ab".repeat(32);
-        let r = |s: &str| route(&s.parse::<Uri>().unwrap());
-        assert!(matches!(r("/v1/status"), Ok(Route::Status)));
-        assert!(
-            matches!(r(&format!("/v1/pieces/{hex}")), Ok(Route::Piece(p)) if p.0 == [0xab; 32])
-        );
-        assert!(matches!(
-            r("/v1/pieces?limit=7"),
-            Ok(Route::List {
-                after: None,
-                limit: 7
-            })
-        ));
-        assert!(matches!(
-            r(&format!("/v1/pieces?after={hex}")),
-            Ok(Route::List {
-                after: Some(_),
-                limit: DEFAULT_LIST_LIMIT
-            })
-        ));
-        let status = |s: &str| r(s).err().map(|f| f.status);
-        assert_eq!(status("/v1/pieces?limit=0"), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(
-            status("/v1/pieces?limit=10001"),
-            Some(StatusCode::BAD_REQUEST)
-        );
-        assert_eq!(status("/v1/pieces?after=zz"), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(status("/v1/pieces?bogus=1"), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(
-            status(&format!("/v1/pieces/{}", hex.to_uppercase())),
-            Some(StatusCode::BAD_REQUEST)
-        );
-        assert_eq!(status("/v1/pieces/../etc"), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(status("/v2/status"), Some(StatusCode::NOT_FOUND));
-        assert_eq!(status("/v1/other"), Some(StatusCode::NOT_FOUND));
-    }
-}
+mod tests;

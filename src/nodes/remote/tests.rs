@@ -125,6 +125,71 @@ async fn conformance() {
     assert_eq!(f.files().0, 8, "only the eight concurrent pieces remain");
 }
 
+/// A TCP proxy to `server` that flips one bit of the first 0xaa byte a client sends through
+/// it (request heads, chunk sizes and trailers are ASCII, so that byte is body data) and
+/// forwards everything else untouched.
+async fn corrupting_proxy(server: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let flipped = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let flipped = flipped.clone();
+            tokio::spawn(async move {
+                let upstream = tokio::net::TcpStream::connect(server).await.unwrap();
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = upstream.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                });
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                    if !flipped.load(Ordering::SeqCst) {
+                        if let Some(i) = buf[..n].iter().position(|b| *b == 0xaa) {
+                            buf[i] ^= 1;
+                            flipped.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    if to_server.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = to_server.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upload_altered_in_flight_is_refused() {
+    let f = Fixture::start(0).await;
+    let mut opts = f.options();
+    opts.address = format!("http://{}", corrupting_proxy(f.server().addr()).await);
+    let node = RemoteNode::new("r1", opts).unwrap();
+    let id = PieceId([8; 32]);
+    let body = vec![0xaa; 300_000];
+    match put(&node, id, &body).await {
+        Err(NodeError::Refused { node, reason }) => {
+            assert_eq!(node, "r1");
+            assert!(reason.contains("400"), "{reason}");
+            assert!(
+                reason.contains("piece body does not match its BLAKE3 digest"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert!(f.no_temp_files().await);
+    assert_eq!(f.files(), (0, 0));
+    // The proxy alters only one byte: the same upload through it again lands intact.
+    put(&node, id, &body).await.unwrap();
+    assert_eq!(node.read(id, 0, body.len() as u64).await.unwrap(), body);
+    assert_eq!(f.files(), (1, 0));
+}
+
 #[tokio::test]
 async fn wrong_token_is_refused_and_nothing_is_written() {
     let f = Fixture::start(0).await;
@@ -214,7 +279,7 @@ async fn reserve_refuses_with_507_and_a_clear_message() {
     let status = node.status().await.unwrap();
     assert_eq!(status.reserve_bytes, u64::MAX / 2);
     assert!(status.total_bytes > 0 && status.free_bytes <= status.total_bytes);
-    assert_eq!(status.protocol, 1);
+    assert_eq!(status.protocol, crate::nodes::protocol::PROTOCOL_VERSION);
     // A small piece and a streamed one large enough to still be sending when the node answers.
     for body in [b"no room".to_vec(), data(20 << 20, 1)] {
         let err = put(&node, PieceId([3; 32]), &body).await.unwrap_err();

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::nodes::body::{BodyAborted, BodyMsg, NodeBody};
 use crate::nodes::dir::OpenPiece;
-use crate::nodes::protocol::MAX_PIECE_LEN;
+use crate::nodes::protocol::{verify_digest, MAX_PIECE_LEN};
 use crate::nodes::{NodeStore, PieceId, PieceWriter};
 
 /// Free and total bytes of the filesystem holding `path` (as the server's user sees them).
@@ -88,7 +88,8 @@ fn too_large() -> Failure {
     )
 }
 
-/// Streams the request body into `writer`; `Ok` only when the body is complete.
+/// Streams the request body into `writer`; `Ok` only when the body is complete and matches
+/// the digest in its trailers.
 async fn receive(
     state: &State,
     writer: &mut dyn PieceWriter,
@@ -99,6 +100,8 @@ async fn receive(
     let mut received = 0u64;
     let mut next_space_check = SPACE_CHECK_EVERY;
     let mut buf = BytesMut::new();
+    let mut hasher = blake3::Hasher::new();
+    let mut trailers: Option<HeaderMap> = None;
     loop {
         let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
             Err(_) => {
@@ -119,8 +122,17 @@ async fn receive(
             }
             Ok(Some(Ok(frame))) => frame,
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    let all = trailers.get_or_insert_with(HeaderMap::new);
+                    for (name, value) in &t {
+                        all.append(name, value.clone());
+                    }
+                }
+                continue;
+            }
         };
         state
             .received
@@ -140,6 +152,7 @@ async fn receive(
             check_space(state, 0)?;
             next_space_check += SPACE_CHECK_EVERY;
         }
+        hasher.update(&data);
         buf.extend_from_slice(&data);
         if buf.len() >= WRITE_BATCH {
             writer.write(buf.split().freeze()).await?;
@@ -151,6 +164,8 @@ async fn receive(
             format!("body ended after {received} of {n} bytes"),
         ));
     }
+    verify_digest(trailers.as_ref(), &hasher.finalize())
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     if !buf.is_empty() {
         writer.write(buf.freeze()).await?;
     }
