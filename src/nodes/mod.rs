@@ -15,6 +15,7 @@
 
 pub mod body;
 pub mod dir;
+pub mod http;
 pub mod protocol;
 pub mod remote;
 pub mod s3;

@@ -34,15 +34,15 @@
 //!   one-line reason), connection failures, timeouts and other 5xx [`NodeError::Unavailable`].
 //!   An unreachable node is not an error until it is used.
 
+use super::http::{backoff, error_chain};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, RANGE, TRAILER};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body::Body;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -65,14 +65,10 @@ pub const DEFAULT_RETRIES: u32 = 2;
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Chunks of an upload buffered between the writer and the connection.
 pub const UPLOAD_QUEUE: usize = 2;
-const BACKOFF_BASE: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Bytes of an error body kept for the message.
 const ERROR_BODY_MAX: usize = 4096;
 /// Largest JSON answer (a full listing page is ~0.7 MB).
 const JSON_BODY_MAX: usize = 4 << 20;
-/// Largest buffer reserved up front for a read; larger reads grow as data arrives.
-const PREALLOC_MAX: usize = 16 << 20;
 
 /// How to reach one node server.
 #[derive(Debug, Clone)]
@@ -386,46 +382,13 @@ impl Inner {
     /// error), waiting at most the read timeout for each frame.
     async fn collect(
         &self,
-        mut body: Incoming,
+        body: Incoming,
         max: usize,
         truncate: bool,
     ) -> Result<Bytes, NodeError> {
-        let hint = body.size_hint().exact().unwrap_or(0);
-        let mut buf = BytesMut::with_capacity((hint as usize).min(max).min(PREALLOC_MAX));
-        loop {
-            let frame = tokio::time::timeout(self.read_timeout, body.frame())
-                .await
-                .map_err(|_| {
-                    self.unavailable(format!(
-                        "answer stalled for {:?} after {} bytes",
-                        self.read_timeout,
-                        buf.len()
-                    ))
-                })?;
-            let Some(frame) = frame else {
-                return Ok(buf.freeze());
-            };
-            let frame = frame.map_err(|e| {
-                self.unavailable(format!(
-                    "answer broken after {} bytes: {}",
-                    buf.len(),
-                    error_chain(&e)
-                ))
-            })?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if buf.len() + data.len() > max {
-                if truncate {
-                    buf.extend_from_slice(&data[..max - buf.len()]);
-                    return Ok(buf.freeze());
-                }
-                return Err(
-                    self.unavailable(format!("answer longer than the {max} bytes asked for"))
-                );
-            }
-            buf.extend_from_slice(&data);
-        }
+        super::http::collect(body, self.read_timeout, max, truncate)
+            .await
+            .map_err(|r| self.unavailable(r))
     }
 }
 
@@ -439,32 +402,6 @@ fn tls_setup_error(node: &str, e: TlsError) -> NodeError {
         op: "TLS trust roots",
         source: std::io::Error::new(kind, e),
     }
-}
-
-/// `e` and its sources, joined (hyper's own messages say little without their causes).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-/// Exponential backoff with "equal jitter": half the step fixed, half random, so retries of
-/// many requests spread out.
-fn backoff(attempt: u32) -> Duration {
-    let step = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_MAX);
-    let half = step / 2;
-    let mut r = [0u8; 8];
-    // Jitter is not security-relevant; without randomness the fixed half still backs off.
-    let _ = crate::crypto::random_bytes(&mut r);
-    let jitter_ms = u64::from_le_bytes(r) % (half.as_millis() as u64 + 1);
-    half + Duration::from_millis(jitter_ms)
 }
 
 impl NodeStore for RemoteNode {

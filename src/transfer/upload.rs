@@ -74,6 +74,20 @@ struct Writer {
     state: Arc<WriterState>,
 }
 
+impl Writer {
+    /// Takes the result of a writer task (that has ended or is about to); `Some(durable)`
+    /// unless it was already taken.
+    async fn reap(&mut self) -> Option<bool> {
+        let h = self.handle.take()?;
+        let r = h
+            .await
+            .unwrap_or_else(|e| Err(format!("writer task failed: {e}")));
+        let ok = r.is_ok();
+        self.result = Some(r);
+        Some(ok)
+    }
+}
+
 /// Nodes not chosen for the segment, in preference order, and the pieces per domain.
 struct Spares {
     order: VecDeque<usize>,
@@ -373,16 +387,10 @@ impl SegmentUpload {
             let Some(i) = self.done_rx.recv().await else {
                 break;
             };
-            let w = &mut self.writers[i];
-            let Some(h) = w.handle.take() else { continue };
-            outstanding -= 1;
-            let r = h
-                .await
-                .unwrap_or_else(|e| Err(format!("writer task failed: {e}")));
-            if r.is_ok() {
-                durable += 1;
+            if let Some(ok) = self.writers[i].reap().await {
+                outstanding -= 1;
+                durable += usize::from(ok);
             }
-            w.result = Some(r);
         }
         // Pieces already committing are not the long tail: they have sent everything and only
         // wait for their node's fsync. Keeping the ones that land within a moment adds
@@ -398,26 +406,13 @@ impl SegmentUpload {
                 let Ok(Some(i)) = tokio::time::timeout_at(until, self.done_rx.recv()).await else {
                     break;
                 };
-                let w = &mut self.writers[i];
-                if let Some(h) = w.handle.take() {
-                    let r = h
-                        .await
-                        .unwrap_or_else(|e| Err(format!("writer task failed: {e}")));
-                    durable += usize::from(r.is_ok());
-                    w.result = Some(r);
-                }
+                durable += usize::from(self.writers[i].reap().await == Some(true));
             }
         }
         // The long tail. A piece that made it in the meantime is kept.
         for w in &mut self.writers {
             if w.handle.as_ref().is_some_and(|h| h.is_finished()) {
-                if let Some(h) = w.handle.take() {
-                    let r = h
-                        .await
-                        .unwrap_or_else(|e| Err(format!("writer task failed: {e}")));
-                    durable += usize::from(r.is_ok());
-                    w.result = Some(r);
-                }
+                durable += usize::from(w.reap().await == Some(true));
             }
             if w.handle.is_some() {
                 abandon(&self.t, w, self.stream, self.segment);
@@ -484,9 +479,7 @@ impl SegmentUpload {
         for w in &mut self.writers {
             w.tx = None;
             if w.handle.as_ref().is_some_and(|h| h.is_finished()) {
-                if let Some(h) = w.handle.take() {
-                    w.result = Some(h.await.unwrap_or_else(|e| Err(e.to_string())));
-                }
+                w.reap().await;
             }
             if w.handle.is_some() {
                 abandon(&self.t, w, self.stream, self.segment);
@@ -694,6 +687,20 @@ impl Job {
         }
     }
 
+    /// Sends one record, paced by the upload rate, and counts it.
+    async fn push(
+        &self,
+        node: usize,
+        w: &mut Box<dyn crate::nodes::PieceWriter>,
+        rec: Bytes,
+    ) -> Result<(), NodeError> {
+        let len = rec.len() as u64;
+        self.t.pace_up(len).await;
+        self.bounded(node, w.write(rec)).await?;
+        self.state.sent.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn attempt(
         &self,
         node: usize,
@@ -713,13 +720,10 @@ impl Job {
             Err(e) => return Err(fail(e, false)),
         };
         for rec in replay.records.clone() {
-            let len = rec.len() as u64;
-            t.pace_up(len).await;
-            if let Err(e) = self.bounded(node, w.write(rec)).await {
+            if let Err(e) = self.push(node, &mut w, rec).await {
                 w.abort().await;
                 return Err(fail(e, false));
             }
-            self.state.sent.fetch_add(len, Ordering::Relaxed);
         }
         loop {
             let msg = if replay.commit {
@@ -742,13 +746,10 @@ impl Job {
                             };
                         }
                     }
-                    let len = rec.len() as u64;
-                    t.pace_up(len).await;
-                    if let Err(e) = self.bounded(node, w.write(rec)).await {
+                    if let Err(e) = self.push(node, &mut w, rec).await {
                         w.abort().await;
                         return Err(fail(e, false));
                     }
-                    self.state.sent.fetch_add(len, Ordering::Relaxed);
                 }
                 Some(Msg::Commit) => {
                     replay.commit = true;

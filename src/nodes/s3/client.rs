@@ -2,31 +2,27 @@
 //! the timeouts, retries of idempotent requests, and S3 error answers mapped to
 //! [`NodeError`]s, all as the parent module's contract states.
 
+use super::super::http::{backoff, error_chain};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, RANGE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use md5::{Digest, Md5};
 
 use super::{sign, xml, Inner};
 use crate::nodes::NodeError;
 
-const BACKOFF_BASE: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Bytes of an error answer kept (S3 error documents are well under 1 KiB).
 pub(super) const ERROR_BODY_MAX: usize = 16 << 10;
 /// Largest XML answer (a listing page of 1000 keys is ~350 KB).
 pub(super) const XML_BODY_MAX: usize = 4 << 20;
-/// Largest buffer reserved up front for a read; larger reads grow as data arrives.
-const PREALLOC_MAX: usize = 16 << 20;
 /// Request-body bytes handed to hyper at a time (see [`SendBody`]).
 const FRAME: usize = 64 << 10;
 /// Characters of an S3 error message kept in a reason.
@@ -264,78 +260,18 @@ impl Inner {
     async fn collect(
         &self,
         what: &str,
-        mut body: Incoming,
+        body: Incoming,
         max: usize,
         truncate: bool,
     ) -> Result<Bytes, NodeError> {
-        let hint = body.size_hint().exact().unwrap_or(0);
-        let hint = usize::try_from(hint).unwrap_or(usize::MAX);
-        let mut buf = BytesMut::with_capacity(hint.min(max).min(PREALLOC_MAX));
-        loop {
-            let frame = tokio::time::timeout(self.read_timeout, body.frame())
-                .await
-                .map_err(|_| {
-                    self.unavailable(format!(
-                        "{what}: answer stalled for {:?} after {} bytes",
-                        self.read_timeout,
-                        buf.len()
-                    ))
-                })?;
-            let Some(frame) = frame else {
-                return Ok(buf.freeze());
-            };
-            let frame = frame.map_err(|e| {
-                self.unavailable(format!(
-                    "{what}: answer broken after {} bytes: {}",
-                    buf.len(),
-                    error_chain(&e)
-                ))
-            })?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if buf.len() + data.len() > max {
-                if truncate {
-                    buf.extend_from_slice(&data[..max - buf.len()]);
-                    return Ok(buf.freeze());
-                }
-                return Err(self.unavailable(format!(
-                    "{what}: answer longer than the {max} bytes expected"
-                )));
-            }
-            buf.extend_from_slice(&data);
-        }
+        super::super::http::collect(body, self.read_timeout, max, truncate)
+            .await
+            .map_err(|r| self.unavailable(format!("{what}: {r}")))
     }
 }
 
 fn is_transient(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
-}
-
-/// `e` and its sources, joined (hyper's own messages say little without their causes).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-/// Exponential backoff with "equal jitter": half the step fixed, half random, so retries of
-/// many requests spread out.
-fn backoff(attempt: u32) -> Duration {
-    let step = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_MAX);
-    let half = step / 2;
-    let mut r = [0u8; 8];
-    // Jitter is not security-relevant; without randomness the fixed half still backs off.
-    let _ = crate::crypto::random_bytes(&mut r);
-    let half_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
-    half + Duration::from_millis(u64::from_le_bytes(r) % (half_ms + 1))
 }
 
 /// When a request body last moved.
@@ -402,6 +338,7 @@ impl Body for SendBody {
 mod tests {
     use super::*;
     use crate::nodes::s3::{S3Node, S3Options};
+    use http_body_util::BodyExt;
 
     #[test]
     fn answers_map_to_node_errors() {
