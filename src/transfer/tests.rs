@@ -265,3 +265,48 @@ async fn a_commit_left_to_land_keeps_its_connection_slot() {
         );
     }
 }
+
+#[tokio::test]
+async fn pieces_respect_the_failure_domain_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    // Six nodes in three racks; at most one piece per rack.
+    let specs = (0..6)
+        .map(|i| {
+            let id = format!("d{i}");
+            NodeSpec {
+                store: Arc::new(DirNode::open(&id, &dir.path().join(&id), true).unwrap()),
+                kind: "dir".into(),
+                label: Some(format!("rack{}", i / 2)),
+                domain: format!("domain:rack{}", i / 2),
+                offline: false,
+            }
+        })
+        .collect();
+    let t = Transfers::new(
+        &crate::crypto::RootKey::generate().unwrap(),
+        specs,
+        LimitsConfig::default(),
+        Some(1),
+        Arc::new(crate::metrics::Metrics::new()),
+    );
+    for seg in 0..10 {
+        // Five pieces wanted, but only three racks: three pieces, one per rack.
+        let out = upload(&t, 5, 3, seg).await;
+        let mut racks: Vec<char> = out
+            .pieces
+            .iter()
+            .map(|p| {
+                let i: usize = p.node[1..].parse().unwrap();
+                char::from(b'0' + (i / 2) as u8)
+            })
+            .collect();
+        racks.sort_unstable();
+        assert_eq!(racks, ['0', '1', '2'], "{:?}", out.pieces);
+    }
+    // Asking for more successes than racks fails up front, naming the limit.
+    let err = SegmentUpload::start(&t, [3; 16], 0, 5, 4, Bytes::from_static(b"H"))
+        .await
+        .err()
+        .expect("four pieces in three racks");
+    assert!(err.to_string().contains("failure-domain"), "{err}");
+}
