@@ -119,3 +119,86 @@ async fn byte_rates_are_honoured() {
     // Four pieces' worth (1 MiB and a little) at 1 MiB/s, less the burst.
     assert!(down >= Duration::from_millis(600), "download took {down:?}");
 }
+
+/// A copy reads its source while its writers hold connection slots: with no slot to spare
+/// (max_connections = success, one per node) the reads must still get through.
+#[tokio::test]
+async fn copies_do_not_deadlock_at_the_connection_limit() {
+    let gw = TestGateway::start_with(Opts {
+        segment_size: "4MiB",
+        limits: "max_connections = 6\nmax_connections_per_node = 1",
+        ..Opts::default()
+    })
+    .await;
+    let c = gw.client();
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    // Segments larger than an encode batch: the copy's writers are open (holding every slot)
+    // while the rest of the segment still has to be read from the source.
+    let body = data(9_000_000, 11);
+    c.put_object()
+        .bucket(BUCKET)
+        .key("src")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let copy = async {
+        let up = c
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key("dst")
+            .send()
+            .await
+            .unwrap();
+        let id = up.upload_id().unwrap();
+        let part = c
+            .upload_part_copy()
+            .bucket(BUCKET)
+            .key("dst")
+            .upload_id(id)
+            .part_number(1)
+            .copy_source(format!("{BUCKET}/src"))
+            .send()
+            .await
+            .unwrap();
+        let etag = part
+            .copy_part_result()
+            .unwrap()
+            .e_tag()
+            .unwrap()
+            .to_string();
+        c.complete_multipart_upload()
+            .bucket(BUCKET)
+            .key("dst")
+            .upload_id(id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .parts(
+                        aws_sdk_s3::types::CompletedPart::builder()
+                            .part_number(1)
+                            .e_tag(etag)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(60), copy)
+        .await
+        .expect("the copy hung at the connection limit");
+    let got = c
+        .get_object()
+        .bucket(BUCKET)
+        .key("dst")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert!(got[..] == body[..]);
+}

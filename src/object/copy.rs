@@ -137,7 +137,9 @@ impl ObjectLayer {
             .and_then(ChecksumAlgorithm::from_id);
         let byte_range = range.map(|(a, b)| ByteRange::FromTo(a, b));
         // The version whose conditions and size were checked is the one copied.
-        let mut got = self.read_object(src, byte_range).await?;
+        let mut got = self
+            .read_object_in(src, byte_range, super::get::Lane::Copy)
+            .await?;
         let (tx, rx) = mpsc::channel(2);
         // Feed the decrypted source into a new stream; hash it if the upload wants checksums.
         let feed = async move {

@@ -86,6 +86,16 @@ impl ObjectLayer {
         record: ObjectRecord,
         range: Option<ByteRange>,
     ) -> Result<GetOutcome, ObjectError> {
+        self.read_object_in(record, range, Lane::Client).await
+    }
+
+    /// As [`ObjectLayer::read_object`], with the transfer lane the reads use.
+    pub(crate) async fn read_object_in(
+        &self,
+        record: ObjectRecord,
+        range: Option<ByteRange>,
+        lane: Lane,
+    ) -> Result<GetOutcome, ObjectError> {
         let (start, end) = match range {
             Some(r) => r.resolve(record.size)?,
             None => (0, record.size),
@@ -99,7 +109,7 @@ impl ObjectLayer {
         );
         tokio::spawn(async move {
             let _lease = lease;
-            if let Err(e) = stream_range(&inner, &rec, start, end, &tx).await {
+            if let Err(e) = stream_range(&inner, &rec, start, end, &tx, lane).await {
                 let _ = tx.send(Err(e)).await;
             }
         });
@@ -133,12 +143,22 @@ impl ObjectLayer {
 
 type Tx = mpsc::Sender<Result<Bytes, ObjectError>>;
 
+/// Whose reads these are. A copy's reads feed an upload whose writers already hold
+/// connection slots; making them wait for slots too could deadlock (every slot held by writers
+/// waiting for data the reads would bring), so they are exempt from the connection limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    Client,
+    Copy,
+}
+
 async fn stream_range(
     inner: &Arc<Inner>,
     rec: &ObjectRecord,
     start: u64,
     end: u64,
     tx: &Tx,
+    lane: Lane,
 ) -> Result<(), ObjectError> {
     let mut part_start = 0u64;
     for part in &rec.parts {
@@ -146,7 +166,7 @@ async fn stream_range(
         if part_end > start && part_start < end {
             let a = start.max(part_start) - part_start;
             let b = end.min(part_end) - part_start;
-            stream_part(inner, &part.stream, a, b, tx).await?;
+            stream_part(inner, &part.stream, a, b, tx, lane).await?;
         }
         if part_end >= end {
             break;
@@ -163,6 +183,7 @@ async fn stream_part(
     start: u64,
     end: u64,
     tx: &Tx,
+    lane: Lane,
 ) -> Result<(), ObjectError> {
     let mut seg_start = 0u64;
     for seg in &stream.segments {
@@ -170,7 +191,7 @@ async fn stream_part(
         if seg_end > start && seg_start < end {
             let a = start.max(seg_start) - seg_start;
             let b = end.min(seg_end) - seg_start;
-            read_segment(inner, stream, seg, a, b, tx).await?;
+            read_segment(inner, stream, seg, a, b, tx, lane).await?;
         }
         if seg_end >= end {
             break;
@@ -188,6 +209,7 @@ async fn read_segment(
     a: u64,
     b: u64,
     tx: &Tx,
+    lane: Lane,
 ) -> Result<(), ObjectError> {
     let stream_id = stream.stream_id.0;
     let key = unwrap_segment_key(&inner.root, &seg.wrapped_key, &stream_id, seg.index)?;
@@ -250,6 +272,7 @@ async fn read_segment(
         layout,
         pieces,
         mac_key,
+        exempt: lane == Lane::Copy,
     };
     let mut g = s0;
     while g <= s1 {

@@ -55,6 +55,10 @@ pub enum BodyEvent {
 
 pub type BodyReceiver = mpsc::Receiver<BodyEvent>;
 
+/// How long an upload waits for the next bytes of its body (S3 answers `RequestTimeout` after
+/// about 20 s of silence; this is more lenient).
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A stream of plaintext produced by a GET.
 pub type BodyStream = mpsc::Receiver<Result<Bytes, ObjectError>>;
 
@@ -72,6 +76,10 @@ pub enum ObjectError {
     InvalidRange { size: u64 },
     #[error("request body ended before it was complete")]
     BodyAborted,
+    /// No body bytes arrived for [`BODY_IDLE_TIMEOUT`]: the upload gives its connection slots
+    /// back rather than holding them for a client that went quiet.
+    #[error("no request body data arrived within the timeout")]
+    BodyStalled,
     #[error("the body does not match its Content-MD5")]
     BadDigest,
     #[error("precondition failed")]

@@ -97,7 +97,10 @@ impl Input {
     /// Reads until `buf` holds at least `want` bytes or the body ended.
     async fn fill(&mut self, want: usize) -> Result<(), ObjectError> {
         while self.buf.len() < want && !self.ended {
-            match self.rx.recv().await {
+            let next = tokio::time::timeout(super::BODY_IDLE_TIMEOUT, self.rx.recv())
+                .await
+                .map_err(|_| ObjectError::BodyStalled)?;
+            match next {
                 Some(BodyEvent::Data(b)) => {
                     self.total += b.len() as u64;
                     self.buf.extend_from_slice(&b);
@@ -497,4 +500,71 @@ async fn upload_segment(
         },
     };
     Ok((record, encoder.md5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LimitsConfig, StorageConfig};
+    use crate::crypto::RootKey;
+    use crate::meta::Meta;
+    use crate::metrics::Metrics;
+    use crate::nodes::DirNode;
+    use crate::transfer::{NodeSpec, Transfers};
+
+    /// A client that goes quiet mid-body: the upload ends with `BodyStalled` (S3
+    /// RequestTimeout) and gives back its connection slots instead of holding them forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_body_times_out_and_frees_its_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = RootKey::generate().unwrap();
+        let specs = (0..6)
+            .map(|i| {
+                let id = format!("n{i}");
+                NodeSpec {
+                    store: Arc::new(DirNode::open(&id, &dir.path().join(&id), true).unwrap()),
+                    kind: "dir".into(),
+                    label: None,
+                    domain: format!("node:{id}"),
+                    offline: false,
+                }
+            })
+            .collect();
+        let transfers = Transfers::new(
+            &root,
+            specs,
+            LimitsConfig::default(),
+            None,
+            Arc::new(Metrics::new()),
+        );
+        let meta = Meta::open(&dir.path().join("meta.sqlite")).await.unwrap();
+        let layer = ObjectLayer::new(StorageConfig::default(), root, transfers.clone(), meta);
+        layer.create_bucket("b").await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        // More than an encode batch, so piece writers are open when the client stops.
+        for _ in 0..3 {
+            tx.send(BodyEvent::Data(Bytes::from(vec![1u8; 1 << 20])))
+                .await
+                .unwrap();
+        }
+        let put = PutObject {
+            bucket: "b".into(),
+            key: "k".into(),
+            ..PutObject::default()
+        };
+        let r = layer.put_object(put, rx).await;
+        assert!(matches!(r, Err(ObjectError::BodyStalled)), "{r:?}");
+        drop(tx);
+        for _ in 0..100 {
+            if transfers
+                .node_views()
+                .iter()
+                .all(|v| v.connections_in_use == 0)
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("connection slots still held");
+    }
 }

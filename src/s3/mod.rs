@@ -285,6 +285,10 @@ pub(crate) fn object_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
         ObjectError::NoSuchKey => S3Error::no_such_key(key),
         ObjectError::InvalidRange { size } => S3Error::invalid_range("", size),
         ObjectError::BodyAborted => S3Error::new(C::IncompleteBody, "the request body ended early"),
+        ObjectError::BodyStalled => S3Error::new(
+            C::RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period.",
+        ),
         ObjectError::BadDigest => S3Error::new(
             C::BadDigest,
             "The Content-MD5 you specified did not match what we received.",

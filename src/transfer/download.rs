@@ -29,6 +29,10 @@ pub struct Fetch<'a> {
     pub layout: Layout,
     pub pieces: &'a [PieceRecord],
     pub mac_key: Arc<[u8; 32]>,
+    /// Reads feeding an upload (a copy) that already holds connection slots: they take no
+    /// slot, so the two cannot wait on each other. At most `k + download_extra` plus the
+    /// stall hedges per copy in flight.
+    pub exempt: bool,
 }
 
 impl Transfers {
@@ -61,10 +65,12 @@ impl Transfers {
             let t = self.clone();
             let layout = f.layout;
             let mac_key = f.mac_key.clone();
-            let (stream, segment) = (f.stream, f.segment);
+            let (stream, segment, exempt) = (f.stream, f.segment, f.exempt);
             running.spawn(async move {
                 let r = t
-                    .fetch_piece(node, stream, segment, layout, number, g0, g1, mac_key)
+                    .fetch_piece(
+                        node, stream, segment, layout, number, g0, g1, mac_key, exempt,
+                    )
                     .await;
                 (number, node, r)
             });
@@ -134,6 +140,7 @@ impl Transfers {
         g0: u64,
         g1: u64,
         mac_key: Arc<[u8; 32]>,
+        exempt: bool,
     ) -> Result<Vec<u8>, String> {
         let rl = layout.record_len();
         let with_header = g0 == 0;
@@ -149,7 +156,11 @@ impl Transfers {
                 0
             };
         let id = self.piece_id(node, &stream, segment, number);
-        let conn = self.connect(node).await.map_err(|e| e.to_string())?;
+        let conn = if exempt {
+            self.connect_exempt(node)
+        } else {
+            self.connect(node).await.map_err(|e| e.to_string())?
+        };
         self.pace_down(len).await;
         let started = Instant::now();
         let r = self.slot(node).store.read(id, offset, len).await;

@@ -90,7 +90,7 @@ pub(crate) struct Conn {
     metrics: Arc<Metrics>,
     node: String,
     _global: Option<OwnedSemaphorePermit>,
-    _node: OwnedSemaphorePermit,
+    _node: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Conn {
@@ -208,6 +208,18 @@ impl Transfers {
         Ok(self.conn(index, Some(global), own))
     }
 
+    /// A connection outside the limits (see `download::Fetch::exempt`); still counted.
+    pub(crate) fn connect_exempt(&self, index: usize) -> Conn {
+        let node = self.nodes[index].id().to_string();
+        self.metrics.connection_opened(&node);
+        Conn {
+            metrics: self.metrics.clone(),
+            node,
+            _global: None,
+            _node: None,
+        }
+    }
+
     fn conn(
         &self,
         index: usize,
@@ -220,7 +232,7 @@ impl Transfers {
             metrics: self.metrics.clone(),
             node,
             _global: global,
-            _node: own,
+            _node: Some(own),
         }
     }
 

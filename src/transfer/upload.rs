@@ -64,6 +64,9 @@ struct WriterState {
     wasted: AtomicU64,
     /// Set just before the writer asks its node to commit.
     committing: AtomicBool,
+    /// Set when the segment no longer wants this piece: a failed attempt then ends the
+    /// writer instead of moving the piece to a spare.
+    abandoned: AtomicBool,
 }
 
 struct Writer {
@@ -101,16 +104,24 @@ impl Spares {
         if let Some(c) = self.per_domain.get_mut(&t.slot(failed).domain) {
             *c = c.saturating_sub(1);
         }
-        let pos = self.order.iter().position(|&i| {
+        for pos in 0..self.order.len() {
+            let i = self.order[pos];
             let slot = t.slot(i);
-            self.cap
-                .is_none_or(|cap| self.per_domain.get(&slot.domain).copied().unwrap_or(0) < cap)
-                && slot.permits.available_permits() > 0
-        })?;
-        let i = self.order.remove(pos)?;
-        let permit = t.slot(i).permits.clone().try_acquire_owned().ok()?;
-        *self.per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
-        Some((i, permit))
+            let room = self
+                .cap
+                .is_none_or(|cap| self.per_domain.get(&slot.domain).copied().unwrap_or(0) < cap);
+            if !room {
+                continue;
+            }
+            // Busy spares stay in the list for a later failure.
+            let Ok(permit) = slot.permits.clone().try_acquire_owned() else {
+                continue;
+            };
+            self.order.remove(pos);
+            *self.per_domain.entry(slot.domain.clone()).or_insert(0) += 1;
+            return Some((i, permit));
+        }
+        None
     }
 }
 
@@ -196,16 +207,21 @@ impl SegmentUpload {
             }
         }
         if chosen.len() < success {
-            // Wait for busy nodes in index order: a global order, so waits cannot form a cycle.
-            busy.sort_unstable();
-            for i in std::mem::take(&mut busy) {
+            // Too many nodes busy. Give back every node slot and take them again in index
+            // order, waiting where needed: every upload that waits does so in that one global
+            // order while holding only lower-indexed slots, so waits cannot form a cycle.
+            chosen.clear();
+            per_domain.clear();
+            let mut all: Vec<usize> = rest.drain(..).chain(busy.drain(..)).collect();
+            all.sort_unstable();
+            let deadline = tokio::time::Instant::now() + SLOT_WAIT;
+            for i in all {
                 if chosen.len() >= success || !room(&per_domain, i) {
                     rest.push_back(i);
                     continue;
                 }
-                match tokio::time::timeout(SLOT_WAIT, t.slot(i).permits.clone().acquire_owned())
-                    .await
-                {
+                let permit = t.slot(i).permits.clone().acquire_owned();
+                match tokio::time::timeout_at(deadline, permit).await {
                     Ok(Ok(p)) => {
                         *per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
                         chosen.push((i, p));
@@ -524,6 +540,7 @@ impl Drop for SegmentUpload {
 /// way its bytes count as long tail.
 fn abandon(t: &Arc<Transfers>, w: &mut Writer, stream: [u8; 16], segment: u32) {
     let Some(h) = w.handle.take() else { return };
+    w.state.abandoned.store(true, Ordering::Relaxed);
     if !w.state.committing.load(Ordering::Relaxed) {
         h.abort();
     }
@@ -624,22 +641,24 @@ impl Job {
             let conn = self.t.conn(node, None, permit);
             let r = self.attempt(node, &mut replay, &mut rx).await;
             drop(conn);
-            let sent = self.state.sent.load(Ordering::Relaxed);
             let node_id = self.t.slot(node).id().to_string();
             match r {
                 // The segment counts the bytes of kept pieces (it knows which are kept).
                 Ok(()) => return Ok(node),
                 Err(Attempt::Cancelled) => {
-                    self.give_up(node, sent);
+                    self.give_up(node);
                     return Err("upload abandoned".into());
                 }
                 Err(Attempt::Failed(e, committing)) => {
-                    self.give_up(node, sent);
+                    self.give_up(node);
                     causes.push(format!("node {node_id}: {e}"));
                     if committing {
                         delete_later(&self.t, node, self.stream, self.segment, self.number);
                     }
                     self.state.committing.store(false, Ordering::Relaxed);
+                    if self.state.abandoned.load(Ordering::Relaxed) {
+                        return Err(causes.join("; "));
+                    }
                     if !replay.complete {
                         causes.push("too far into the piece to move it to a spare node".into());
                         return Err(causes.join("; "));
@@ -665,8 +684,10 @@ impl Job {
         }
     }
 
-    fn give_up(&self, node: usize, sent: u64) {
-        self.state.sent.store(0, Ordering::Relaxed);
+    /// Counts what the failed attempt sent as waste (exactly once: `abandon` may be moving
+    /// the same counter concurrently, and whoever swaps it out counts it).
+    fn give_up(&self, node: usize) {
+        let sent = self.state.sent.swap(0, Ordering::Relaxed);
         self.state.wasted.fetch_add(sent, Ordering::Relaxed);
         self.t.sent(node, Reason::LongTail, sent);
     }
