@@ -537,38 +537,16 @@ impl Config {
 impl Config {
     /// Re-checks what command-line flags may override (limits, the admin listener).
     pub fn check_overrides(&self) -> Result<(), ConfigError> {
-        let l = &self.limits;
-        let success = self.storage.scheme.success as usize;
-        if l.max_connections < success || l.max_connections > 100_000 {
-            return Err(ConfigError::new(
+        check_limits(
+            &self.limits,
+            &self.storage,
+            [
                 "--max-connections",
-                format!(
-                    "{} is too few: an upload of scheme {} needs success = {success} pieces in \
-                     flight at once (at most 100000)",
-                    l.max_connections, self.storage.scheme
-                ),
-            ));
-        }
-        if l.max_connections_per_node == 0 || l.max_connections_per_node > l.max_connections {
-            return Err(ConfigError::new(
                 "--max-connections-per-node",
-                format!(
-                    "must be between 1 and max_connections ({})",
-                    l.max_connections
-                ),
-            ));
-        }
-        for (name, r) in [
-            ("--upload-rate", l.upload_rate),
-            ("--download-rate", l.download_rate),
-        ] {
-            if r.is_some_and(|r| r < 64 << 10) {
-                return Err(ConfigError::new(
-                    name,
-                    "must be at least 64KiB, or 0 for unlimited",
-                ));
-            }
-        }
+                "--upload-rate",
+                "--download-rate",
+            ],
+        )?;
         if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(ConfigError::new(
                 "--admin-listen",
@@ -761,37 +739,67 @@ fn s3_node(
     }))
 }
 
-fn limits_from_raw(raw: RawLimits, storage: &StorageConfig) -> Result<LimitsConfig, ConfigError> {
-    let d = LimitsConfig::default();
+/// The checks flags can also break: connection limits against the scheme, rate minimums.
+/// `names` are the fields reported for max_connections, max_connections_per_node,
+/// upload_rate and download_rate (config keys or flags).
+fn check_limits(
+    l: &LimitsConfig,
+    storage: &StorageConfig,
+    names: [&str; 4],
+) -> Result<(), ConfigError> {
     let success = storage.scheme.success as usize;
-    let max_connections = raw.max_connections.unwrap_or(d.max_connections);
-    if max_connections < success || max_connections > 100_000 {
+    if l.max_connections < success || l.max_connections > 100_000 {
         return Err(ConfigError::new(
-            "limits.max_connections",
+            names[0],
             format!(
-                "{max_connections} is too few: an upload of scheme {} needs success = {success} \
-                 pieces in flight at once (at most 100000)",
-                storage.scheme
+                "{} is too few: an upload of scheme {} needs success = {success} pieces in \
+                 flight at once (at most 100000)",
+                l.max_connections, storage.scheme
             ),
         ));
     }
-    let per_node = raw
-        .max_connections_per_node
-        .unwrap_or(d.max_connections_per_node);
-    if per_node == 0 || per_node > max_connections {
+    if l.max_connections_per_node == 0 || l.max_connections_per_node > l.max_connections {
         return Err(ConfigError::new(
-            "limits.max_connections_per_node",
-            format!("must be between 1 and max_connections ({max_connections})"),
+            names[1],
+            format!(
+                "must be between 1 and max_connections ({})",
+                l.max_connections
+            ),
         ));
     }
-    let rate = |name: &str, v: Option<ByteSize>| match v.map(|b| b.0) {
-        None | Some(0) => Ok(None),
-        Some(r) if r < 64 << 10 => Err(ConfigError::new(
-            format!("limits.{name}"),
-            "must be at least 64KiB (per second), or 0 for unlimited",
-        )),
-        Some(r) => Ok(Some(r)),
+    for (name, r) in [(names[2], l.upload_rate), (names[3], l.download_rate)] {
+        if r.is_some_and(|r| r < 64 << 10) {
+            return Err(ConfigError::new(
+                name,
+                "must be at least 64KiB (per second), or 0 for unlimited",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn limits_from_raw(raw: RawLimits, storage: &StorageConfig) -> Result<LimitsConfig, ConfigError> {
+    let d = LimitsConfig::default();
+    let rate = |v: Option<ByteSize>| v.map(|b| b.0).filter(|&r| r > 0);
+    let mut limits = LimitsConfig {
+        max_connections: raw.max_connections.unwrap_or(d.max_connections),
+        max_connections_per_node: raw
+            .max_connections_per_node
+            .unwrap_or(d.max_connections_per_node),
+        upload_rate: rate(raw.upload_rate),
+        download_rate: rate(raw.download_rate),
+        ..d.clone()
     };
+    check_limits(
+        &limits,
+        storage,
+        [
+            "limits.max_connections",
+            "limits.max_connections_per_node",
+            "limits.upload_rate",
+            "limits.download_rate",
+        ],
+    )?;
     let download_extra = raw.download_extra.unwrap_or(d.download_extra);
     let spare = (storage.scheme.total - storage.scheme.minimum) as usize;
     if download_extra > spare {
@@ -817,15 +825,10 @@ fn limits_from_raw(raw: RawLimits, storage: &StorageConfig) -> Result<LimitsConf
             Ok(d)
         }
     };
-    Ok(LimitsConfig {
-        max_connections,
-        max_connections_per_node: per_node,
-        upload_rate: rate("upload_rate", raw.upload_rate)?,
-        download_rate: rate("download_rate", raw.download_rate)?,
-        download_extra,
-        stall_timeout: duration("stall_timeout", raw.stall_timeout, d.stall_timeout)?,
-        long_tail_grace: duration("long_tail_grace", raw.long_tail_grace, d.long_tail_grace)?,
-    })
+    limits.download_extra = download_extra;
+    limits.stall_timeout = duration("stall_timeout", raw.stall_timeout, d.stall_timeout)?;
+    limits.long_tail_grace = duration("long_tail_grace", raw.long_tail_grace, d.long_tail_grace)?;
+    Ok(limits)
 }
 
 fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
@@ -1003,6 +1006,17 @@ mod tests {
         // Unknown keys are refused, naming the line.
         let err = Config::parse(&format!("bogus = 1\n{base}"), Path::new("/d")).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn overrides_are_checked_like_the_file() {
+        let mut c = Config::parse(&Config::embedded_default_text(), Path::new("/d")).unwrap();
+        assert!(c.check_overrides().is_ok());
+        c.limits.max_connections = 5;
+        assert_eq!(c.check_overrides().unwrap_err().field, "--max-connections");
+        c.limits.max_connections = 64;
+        c.limits.upload_rate = Some(1024);
+        assert_eq!(c.check_overrides().unwrap_err().field, "--upload-rate");
     }
 
     #[test]
