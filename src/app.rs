@@ -600,11 +600,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token = crate::nodes::protocol::NodeToken::generate().unwrap();
         std::fs::write(dir.path().join("t1"), token.to_hex()).unwrap();
-        let mut cfg = String::from("listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"1/1/2/2\"\n");
+        // Both listeners on ports the system picks: the default admin port may be taken by a
+        // gateway running on this machine.
+        let mut cfg = String::from(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"1/1/2/2\"\n",
+        );
+        // A port that was free a moment ago: nothing listens there (nodes open without connecting).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         for (id, file) in [("r1", "t1"), ("r2", "t2")] {
-            // Port 9 (discard) on loopback: nothing listens there.
             cfg.push_str(&format!(
-                "[[nodes]]\nid = \"{id}\"\nkind = \"remote\"\naddress = \"http://127.0.0.1:9\"\ntoken_file = \"{file}\"\n"
+                "[[nodes]]\nid = \"{id}\"\nkind = \"remote\"\naddress = \"http://127.0.0.1:{port}\"\ntoken_file = \"{file}\"\n"
             ));
         }
         std::fs::write(dir.path().join("config.toml"), &cfg).unwrap();

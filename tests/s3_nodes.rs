@@ -1,5 +1,5 @@
 //! The gateway over `s3` nodes: four prefixes of one bucket on a real third-party S3 server
-//! (`rclone serve s3`, as CI installs it; the test fails, never skips, without rclone).
+//! (`rclone serve s3`, as `.ci/test` installs it; the test fails, never skips, without rclone).
 //! Objects round-trip (whole and ranged), the server only ever holds opaque piece names, and a
 //! deleted object's pieces are collected from the bucket.
 
@@ -24,9 +24,11 @@ fn rclone_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("GATEWAY_TEST_RCLONE") {
         return PathBuf::from(p);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/.venv/bin/rclone");
-    if venv.is_file() {
-        return venv;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for installed in ["target/test-tools/bin/rclone", ".ci/.venv/bin/rclone"] {
+        if root.join(installed).is_file() {
+            return root.join(installed);
+        }
     }
     std::env::var_os("PATH")
         .and_then(|paths| {
@@ -35,7 +37,9 @@ fn rclone_binary() -> PathBuf {
                 .find(|p| p.is_file())
         })
         .unwrap_or_else(|| {
-            panic!("rclone not found: run .ci/interop/install.sh or set GATEWAY_TEST_RCLONE")
+            panic!(
+                "rclone not found: run the tests with `bash .ci/test` or set GATEWAY_TEST_RCLONE"
+            )
         })
 }
 

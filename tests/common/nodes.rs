@@ -150,10 +150,11 @@ impl Drop for NodeProcess {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
+    // The shell's built-in kill: a `kill` program (procps) is not on every machine.
+    let status = Command::new("sh")
+        .args(["-c", "kill \"$1\" \"$2\"", "sh", sig, &pid.to_string()])
         .status()
-        .expect("run kill");
+        .expect("run sh -c kill");
     assert!(status.success(), "kill {sig} {pid} failed");
 }
 

