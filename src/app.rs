@@ -10,6 +10,8 @@
 //! [`OfflineNode`]; a remote node is opened without connecting, so an unreachable node server
 //! is not fatal either. An unreadable remote-node token file is a configuration error.
 
+pub mod lock;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gateway::app::lock::DataDirLock;
 use gateway::app::{default_data_dir, prepare, AppError, Gateway};
 use gateway::config::ConfigError;
 use gateway::nodes::protocol::TokenError;
@@ -187,7 +188,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     prepared.config.key_file.display()
                 );
             }
+            // Held until this process ends: a second gateway on the same data directory is
+            // refused with a message naming this one.
+            let mut lock = DataDirLock::acquire(&prepared.config.data_dir)?;
             let mut gw = Gateway::start(&prepared).await?;
+            lock.record_listeners(gw.addr, gw.admin_addr)?;
             println!("gateway listening on http://{}", gw.addr);
             println!("  access key: {}", prepared.credentials.access_key);
             if prepared.credentials_from_env {

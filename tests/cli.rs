@@ -392,3 +392,51 @@ async fn reqwest_like_get(addr: &str, path: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A second `gateway run` on a data directory in use exits non-zero with one message naming
+/// the holder (pid and listeners); after kill -9 of the holder the stale lock file does not
+/// block the next start.
+#[test]
+fn a_data_dir_in_use_is_refused_and_kill_9_leaves_no_lock() {
+    let d = dirs();
+    let first = start(&d.data, &d.log, &[]);
+    let lock_text = std::fs::read_to_string(d.data.join("gateway.lock")).unwrap();
+    assert!(
+        lock_text.contains(&format!("pid {}\n", first.child.id())),
+        "{lock_text}"
+    );
+
+    let second_log = d.data.with_file_name("second.log");
+    let mut second = command(&d.data, &[])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&second_log).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut second, Duration::from_secs(20));
+    let stderr = std::fs::read_to_string(&second_log).unwrap();
+    assert!(!status.success(), "second gateway started: {stderr}");
+    let s3 = first.endpoint.strip_prefix("http://").unwrap();
+    let want = format!(
+        "error: data directory {} is in use by gateway pid {} (S3 {s3}, admin {})",
+        d.data.display(),
+        first.child.id(),
+        first.admin
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines, [want.as_str()], "{stderr}");
+
+    // kill -9: no clean shutdown, the lock file stays behind naming a dead process.
+    let first_pid = first.child.id();
+    first.stop();
+    let stale = std::fs::read_to_string(d.data.join("gateway.lock")).unwrap();
+    assert!(stale.contains(&format!("pid {first_pid}\n")), "{stale}");
+
+    let third_log = d.data.with_file_name("third.log");
+    let third = start(&d.data, &third_log, &[]);
+    let lock_text = std::fs::read_to_string(d.data.join("gateway.lock")).unwrap();
+    assert!(
+        lock_text.contains(&format!("pid {}\n", third.child.id())),
+        "{lock_text}"
+    );
+    drop(third);
+}
