@@ -10,6 +10,7 @@
 //! [`OfflineNode`]; a remote node is opened without connecting, so an unreachable node server
 //! is not fatal either. An unreadable remote-node token file is a configuration error.
 
+pub mod key_backup;
 pub mod lock;
 
 use std::io::Write;
@@ -56,13 +57,15 @@ pub enum AppError {
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error(
-        "root key {0} is missing but the metadata database exists: refusing to create a new key (objects would be unreadable); restore the key file"
+        "root key {0} is missing but the metadata database exists: refusing to create a new key (objects would be unreadable); restore it from its backup with `gateway key import BACKUP`"
     )]
     MissingKey(PathBuf),
     #[error("credentials file {path}: {reason}")]
     Credentials { path: PathBuf, reason: String },
     #[error("admin listener: {0}")]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Backup(#[from] crate::crypto::backup::BackupError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -85,6 +88,8 @@ pub struct Prepared {
     pub root_key: RootKey,
     /// Whether this call created the embedded default configuration.
     pub created_config: bool,
+    /// Whether this call generated the root key (the operator must back it up now).
+    pub created_key: bool,
     /// Whether the credentials came from the environment.
     pub credentials_from_env: bool,
 }
@@ -121,6 +126,7 @@ pub fn prepare(data_dir: &Path, config_file: Option<&Path>) -> Result<Prepared, 
     let config = Config::parse(&text, data_dir)?;
     create_private_dir(&config.data_dir)?;
 
+    let mut created_key = false;
     let root_key = match RootKey::load(&config.key_file) {
         Ok(k) => k,
         Err(_) if !config.key_file.exists() => {
@@ -129,6 +135,7 @@ pub fn prepare(data_dir: &Path, config_file: Option<&Path>) -> Result<Prepared, 
             }
             let k = RootKey::generate()?;
             k.save_new(&config.key_file)?;
+            created_key = true;
             k
         }
         Err(e) => return Err(e.into()),
@@ -157,6 +164,7 @@ pub fn prepare(data_dir: &Path, config_file: Option<&Path>) -> Result<Prepared, 
         credentials,
         root_key,
         created_config,
+        created_key,
         credentials_from_env,
     })
 }

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gateway::app::key_backup;
 use gateway::app::lock::DataDirLock;
 use gateway::app::{default_data_dir, prepare, AppError, Gateway};
 use gateway::config::ConfigError;
+use gateway::crypto::backup::{write_new_private, Installed};
 use gateway::nodes::protocol::TokenError;
 use gateway::nodes::server::{NodeServer, NodeServerError, NodeServerOptions};
 use gateway::nodes::tls::TlsFiles;
@@ -68,6 +70,47 @@ enum Command {
     Node {
         #[command(subcommand)]
         command: NodeCommand,
+    },
+    /// Root key backup: without the root key, every object is lost.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write the data directory's root key to --out (a new file, mode 0600) or stdout. With a
+    /// passphrase (--passphrase-file, or GATEWAY_KEY_PASSPHRASE) the copy is wrapped with
+    /// Argon2id and XChaCha20-Poly1305.
+    Export {
+        /// Configuration file (default: DATA_DIR/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where to write the backup (never overwritten; default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// File holding the passphrase (one trailing newline is dropped).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Install a backup (plain or wrapped) as the data directory's root key (mode 0600).
+    /// An existing, different root key is never replaced.
+    Import {
+        /// The backup written by `gateway key export`.
+        file: PathBuf,
+        /// Configuration file (default: DATA_DIR/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// File holding the passphrase of a wrapped backup (else GATEWAY_KEY_PASSPHRASE).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
 }
 
@@ -152,6 +195,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let mut prepared = prepare(&data_dir, config.as_deref())?;
+            if prepared.created_key {
+                eprint!(
+                    "{}",
+                    key_backup::new_key_warning(
+                        &prepared.config.key_file,
+                        &prepared.config.data_dir,
+                        config.as_deref()
+                    )
+                );
+            }
             let cfg = &mut prepared.config;
             if let Some(addr) = listen {
                 cfg.listen = addr;
@@ -220,6 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Key { command } => run_key(command),
         Command::Stats { admin, json } => {
             let report = gateway::admin::fetch_stats(&admin).await?;
             if json {
@@ -278,6 +332,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tracing::info!("shutting down");
                     server.stop().await;
                 }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_key(command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Export {
+            config,
+            data_dir,
+            out,
+            passphrase_file,
+        } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let passphrase = key_backup::passphrase(passphrase_file.as_deref())?;
+            let exported = key_backup::export(&data_dir, config.as_deref(), passphrase.as_deref())?;
+            let kind = if exported.wrapped {
+                "wrapped with the passphrase"
+            } else {
+                "NOT wrapped: anyone who reads it can read every object"
+            };
+            match out {
+                Some(path) => {
+                    write_new_private(&path, &exported.text)?;
+                    eprintln!(
+                        "wrote the root key {} to {} ({kind}); keep it off this machine",
+                        exported.key_file.display(),
+                        path.display()
+                    );
+                }
+                None => print!("{}", exported.text),
+            }
+            Ok(())
+        }
+        KeyCommand::Import {
+            file,
+            config,
+            data_dir,
+            passphrase_file,
+        } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let passphrase = key_backup::passphrase(passphrase_file.as_deref())?;
+            let (key_file, done) =
+                key_backup::import(&file, &data_dir, config.as_deref(), passphrase.as_deref())?;
+            match done {
+                Installed::Written => println!("installed the root key in {}", key_file.display()),
+                Installed::AlreadyPresent => println!(
+                    "{} already holds this root key; nothing to do",
+                    key_file.display()
+                ),
             }
             Ok(())
         }

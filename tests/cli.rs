@@ -393,13 +393,55 @@ async fn reqwest_like_get(addr: &str, path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Runs a short `gateway` command to its end (bounded); returns status, stdout and stderr.
+fn gateway_cmd(
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    dir: &Path,
+) -> (ExitStatus, String, String) {
+    let out_path = dir.join("cmd.stdout");
+    let err_path = dir.join("cmd.stderr");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.args(args)
+        .env_remove("GATEWAY_KEY_PASSPHRASE")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn gateway");
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    (
+        status,
+        std::fs::read_to_string(&out_path).unwrap(),
+        std::fs::read_to_string(&err_path).unwrap(),
+    )
+}
+
 /// A second `gateway run` on a data directory in use exits non-zero with one message naming
 /// the holder (pid and listeners); after kill -9 of the holder the stale lock file does not
-/// block the next start.
+/// block the next start. The first start warns, on stderr, about the new root key.
 #[test]
 fn a_data_dir_in_use_is_refused_and_kill_9_leaves_no_lock() {
     let d = dirs();
     let first = start(&d.data, &d.log, &[]);
+    let warning = std::fs::read_to_string(&d.log).unwrap();
+    let key_file = d.data.join("root.key");
+    assert!(
+        warning.contains(&format!(
+            "WARNING: created a new root key: {}",
+            key_file.display()
+        )),
+        "{warning}"
+    );
+    assert!(
+        warning.contains(&format!(
+            "gateway key export --data-dir {}",
+            d.data.display()
+        )),
+        "{warning}"
+    );
     let lock_text = std::fs::read_to_string(d.data.join("gateway.lock")).unwrap();
     assert!(
         lock_text.contains(&format!("pid {}\n", first.child.id())),
@@ -438,5 +480,176 @@ fn a_data_dir_in_use_is_refused_and_kill_9_leaves_no_lock() {
         lock_text.contains(&format!("pid {}\n", third.child.id())),
         "{lock_text}"
     );
-    drop(third);
+    // Not a first start any more: no key warning.
+    assert!(
+        !std::fs::read_to_string(&third_log)
+            .unwrap()
+            .contains("WARNING"),
+        "warned again"
+    );
+}
+
+/// `gateway key export` (plain to a file and to stdout, wrapped with a passphrase file) and
+/// `gateway key import` (wrapped into a fresh data directory, with the passphrase from the
+/// environment; plain into a data directory that lost its key): the imported key file is
+/// byte-identical, and a gateway started with the restored key reads an object written
+/// before. Overwrites, a wrong passphrase and a different key are refused.
+#[tokio::test]
+async fn key_export_and_import_restore_the_root_key() {
+    let d = dirs();
+    let tmp = d.data.parent().unwrap().to_path_buf();
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let data = d.data.clone().into_os_string();
+
+    let gw = start(&d.data, &d.log, &[]);
+    let (access, secret) = file_credentials(&d.data);
+    let c = client(&gw.endpoint, &access, &secret);
+    c.create_bucket().bucket("keys").send().await.unwrap();
+    let body = b"readable with the restored key".repeat(500);
+    c.put_object()
+        .bucket("keys")
+        .key("k")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    gw.stop();
+    let key_file = d.data.join("root.key");
+    let original = std::fs::read(&key_file).unwrap();
+
+    // Plain, to a file: the root.key format, mode 0600, never overwritten.
+    let plain = tmp.join("plain.key");
+    let export_plain = [
+        os("key"),
+        os("export"),
+        os("--data-dir"),
+        data.clone(),
+        os("--out"),
+        plain.clone().into_os_string(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = export_plain.iter().map(|s| s.as_os_str()).collect();
+    let (status, _, stderr) = gateway_cmd(&args, &[], &tmp);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("NOT wrapped"), "{stderr}");
+    assert_eq!(std::fs::read(&plain).unwrap(), original);
+    #[cfg(unix)]
+    assert_eq!(mode(&plain), 0o600);
+    let (status, _, stderr) = gateway_cmd(&args, &[], &tmp);
+    assert!(!status.success());
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert_eq!(std::fs::read(&plain).unwrap(), original);
+
+    // Plain, to stdout.
+    let (status, stdout, stderr) = gateway_cmd(
+        &[
+            os("key").as_os_str(),
+            &os("export"),
+            &os("--data-dir"),
+            &data,
+        ],
+        &[],
+        &tmp,
+    );
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.as_bytes(), original);
+
+    // Wrapped with a passphrase file: the key is not in clear.
+    let pass = tmp.join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let wrapped = tmp.join("wrapped.key");
+    let (status, _, stderr) = gateway_cmd(
+        &[
+            os("key").as_os_str(),
+            &os("export"),
+            &os("--data-dir"),
+            &data,
+            &os("--out"),
+            wrapped.as_os_str(),
+            &os("--passphrase-file"),
+            pass.as_os_str(),
+        ],
+        &[],
+        &tmp,
+    );
+    assert!(status.success(), "{stderr}");
+    let text = std::fs::read_to_string(&wrapped).unwrap();
+    assert!(
+        text.starts_with("gateway-root-key-wrapped v1\nargon2id m=65536 t=3 p=1\nsalt "),
+        "{text}"
+    );
+    let key_hex = String::from_utf8(original.clone()).unwrap();
+    let key_hex = key_hex.lines().nth(1).unwrap();
+    assert!(!text.contains(key_hex));
+
+    // Import into a fresh data directory: a wrong passphrase creates nothing; the right one
+    // (from the environment) writes a byte-identical root.key, mode 0600.
+    let fresh = tmp.join("fresh");
+    let import_wrapped = [
+        os("key"),
+        os("import"),
+        wrapped.clone().into_os_string(),
+        os("--data-dir"),
+        fresh.clone().into_os_string(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = import_wrapped.iter().map(|s| s.as_os_str()).collect();
+    let (status, _, stderr) = gateway_cmd(&args, &[("GATEWAY_KEY_PASSPHRASE", "wrong")], &tmp);
+    assert!(!status.success());
+    assert!(stderr.contains("wrong passphrase"), "{stderr}");
+    assert!(!fresh.exists());
+    let (status, _, stderr) = gateway_cmd(&args, &[], &tmp);
+    assert!(!status.success());
+    assert!(stderr.contains("passphrase"), "{stderr}");
+    let env = [("GATEWAY_KEY_PASSPHRASE", "correct horse battery staple")];
+    let (status, stdout, stderr) = gateway_cmd(&args, &env, &tmp);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("installed the root key"), "{stdout}");
+    assert_eq!(std::fs::read(fresh.join("root.key")).unwrap(), original);
+    #[cfg(unix)]
+    assert_eq!(mode(&fresh.join("root.key")), 0o600);
+    // Again: the same key is fine; a different key is refused and leaves the file alone.
+    let (status, stdout, _) = gateway_cmd(&args, &env, &tmp);
+    assert!(status.success());
+    assert!(stdout.contains("already holds this root key"), "{stdout}");
+    let other = tmp.join("other.key");
+    std::fs::write(
+        &other,
+        format!("gateway-root-key v1\n{}\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let (status, _, stderr) = gateway_cmd(
+        &[
+            os("key").as_os_str(),
+            &os("import"),
+            other.as_os_str(),
+            &os("--data-dir"),
+            fresh.as_os_str(),
+        ],
+        &[],
+        &tmp,
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("different root key"), "{stderr}");
+    assert_eq!(std::fs::read(fresh.join("root.key")).unwrap(), original);
+
+    // The data directory loses its key; the plain backup restores it and the object written
+    // before reads back.
+    std::fs::remove_file(&key_file).unwrap();
+    let (status, _, stderr) = gateway_cmd(
+        &[
+            os("key").as_os_str(),
+            &os("import"),
+            plain.as_os_str(),
+            &os("--data-dir"),
+            &data,
+        ],
+        &[],
+        &tmp,
+    );
+    assert!(status.success(), "{stderr}");
+    assert_eq!(std::fs::read(&key_file).unwrap(), original);
+    let gw = start(&d.data, &d.log, &[]);
+    let c = client(&gw.endpoint, &access, &secret);
+    let got = c.get_object().bucket("keys").key("k").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes()[..] == body[..]);
+    gw.stop();
 }

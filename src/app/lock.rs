@@ -31,11 +31,11 @@ const HEADER: &str = "gateway-lock v1";
 pub enum LockError {
     #[error("data directory {} is in use by {holder}", dir.display())]
     InUse { dir: PathBuf, holder: LockHolder },
-    #[error("lock file {}: {source}", path.display())]
+    // The cause is in the message, not also `source()`: printed whole, it says it once.
+    #[error("lock file {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -107,9 +107,9 @@ impl DataDirLock {
     /// Locks `data_dir` (which must exist) for this process, or says who holds it.
     pub fn acquire(data_dir: &Path) -> Result<DataDirLock, LockError> {
         let path = data_dir.join(LOCK_FILE);
-        let io = |source| LockError::Io {
+        let io = |error| LockError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         // Not truncated on open: the contents belong to whoever holds the lock.
         let file = std::fs::OpenOptions::new()
@@ -163,9 +163,9 @@ impl DataDirLock {
             self.file.write_all(text.as_bytes())?;
             self.file.set_len(text.len() as u64)
         })();
-        r.map_err(|source| LockError::Io {
+        r.map_err(|error| LockError::Io {
             path: self.path.clone(),
-            source,
+            error,
         })
     }
 }

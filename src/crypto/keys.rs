@@ -8,7 +8,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::{random_bytes, CryptoError};
 
-const KEY_FILE_HEADER: &str = "gateway-root-key v1";
+pub(super) const KEY_FILE_HEADER: &str = "gateway-root-key v1";
 const WRAP_VERSION: u8 = 1;
 const WRAP_NONCE_LEN: usize = 24;
 /// version byte + nonce + 32-byte key + 16-byte tag.
@@ -42,13 +42,28 @@ impl RootKey {
             reason: reason.to_string(),
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(&e.to_string()))?;
+        Self::from_key_file_text(&text).map_err(err)
+    }
+
+    /// Parses the text of a key file (`gateway-root-key v1`, then 64 hex digits).
+    pub(super) fn from_key_file_text(text: &str) -> Result<Self, &'static str> {
         let mut lines = text.lines();
         if lines.next() != Some(KEY_FILE_HEADER) {
-            return Err(err("not a gateway key file (unknown header)"));
+            return Err("not a gateway key file (unknown header)");
         }
         let hex = lines.next().unwrap_or("").trim();
-        let bytes = decode_hex32(hex).ok_or_else(|| err("key line is not 64 hex digits"))?;
+        let bytes = decode_hex32(hex).ok_or("key line is not 64 hex digits")?;
         Ok(RootKey(bytes))
+    }
+
+    /// The text of a key file holding this key (what [`RootKey::save_new`] writes).
+    pub(super) fn key_file_text(&self) -> String {
+        format!("{KEY_FILE_HEADER}\n{}\n", encode_hex(&self.0))
+    }
+
+    /// The raw key, for the backup formats beside this module only.
+    pub(super) fn bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     /// Writes the key to a new file with mode 0600, fsynced. Fails if the file exists:
@@ -66,8 +81,7 @@ impl RootKey {
             opts.mode(0o600);
         }
         let mut f = opts.open(path).map_err(err)?;
-        let body = format!("{KEY_FILE_HEADER}\n{}\n", encode_hex(&self.0));
-        f.write_all(body.as_bytes()).map_err(err)?;
+        f.write_all(self.key_file_text().as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
         if let Some(dir) = path.parent() {
             if let Ok(d) = std::fs::File::open(dir) {

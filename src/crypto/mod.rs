@@ -18,7 +18,10 @@
 //! - Chunk MACs for pieces use a key derived from the segment key ([`SegmentKey::chunk_mac_key`]);
 //!   a storage node cannot forge a chunk that verifies.
 //! - Key material is never formatted: `Debug` of key types prints nothing secret.
+//! - Root key backups (the plain and passphrase-wrapped key files) are [`backup`]'s, with
+//!   their own contract.
 
+pub mod backup;
 mod block;
 mod keys;
 
