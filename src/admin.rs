@@ -39,7 +39,9 @@ use crate::metrics::Metrics;
 
 mod report;
 
-pub use report::{human_bytes, render, LimitsReport, NodeReport, StatsReport, StoredTotals};
+pub use report::{
+    human_bytes, render, LimitsReport, NodeReport, ReplicationReport, StatsReport, StoredTotals,
+};
 
 /// Where the admin listener listens unless told otherwise.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7778";

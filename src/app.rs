@@ -12,6 +12,7 @@
 
 pub mod key_backup;
 pub mod lock;
+pub mod recover;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,10 +24,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admin::{
-    AdminError, AdminServer, AdminSource, LimitsReport, NodeReport, StatsReport, StoredTotals,
+    AdminError, AdminServer, AdminSource, LimitsReport, NodeReport, ReplicationReport, StatsReport,
+    StoredTotals,
 };
 use crate::config::{
-    Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, S3NodeConfig, S3Secret,
+    Config, ConfigError, NodeKind, ReplicationMode, RemoteNodeConfig, RemoteToken, S3NodeConfig, S3Secret,
     CONFIG_FILE,
 };
 use crate::crypto::{CryptoError, RootKey};
@@ -36,6 +38,7 @@ use crate::nodes::protocol::NodeToken;
 use crate::nodes::s3::{S3Node, S3Options};
 use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode, RemoteNode, RemoteOptions};
 use crate::object::ObjectLayer;
+use crate::replication::{ReplicationError, Replicator};
 use crate::s3::auth::Credentials;
 use crate::s3::{S3Config, S3Service};
 use crate::transfer::{NodeSpec, Transfers};
@@ -62,6 +65,10 @@ pub enum AppError {
     MissingKey(PathBuf),
     #[error("credentials file {path}: {reason}")]
     Credentials { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("admin listener: {0}")]
     Admin(#[from] AdminError),
     #[error(transparent)]
@@ -356,11 +363,73 @@ fn open_s3(
     Ok(Ok(node))
 }
 
+/// How long a stopping gateway keeps shipping metadata changes to the nodes.
+const SHUTDOWN_SHIP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Opens every configured node (a node that cannot be opened becomes an [`OfflineNode`]) and
+/// the transfer layer over them. With `meta`, an empty directory node is initialised only
+/// while the store records none of its pieces; without (recovery), never.
+pub async fn open_transfers(
+    cfg: &Config,
+    root: &RootKey,
+    meta: Option<&Meta>,
+) -> Result<Arc<Transfers>, AppError> {
+    let mut nodes: Vec<NodeSpec> = Vec::new();
+    for (i, n) in cfg.nodes.iter().enumerate() {
+        // A node is only initialised while it holds none of our pieces: a node directory
+        // that lost its contents (an unmounted disk, a deleted folder) must stay visibly
+        // broken rather than become an empty node that silently lost data.
+        // Recovery (no store yet) never initialises a node.
+        let holds_pieces = match meta {
+            Some(meta) => !meta.pieces_on_node(&n.id, 1).await?.is_empty(),
+            None => true,
+        };
+        let (kind, opened) = match &n.kind {
+            NodeKind::Dir { path } => (
+                "dir",
+                DirNode::open(&n.id, path, !holds_pieces)
+                    .map(|d| Arc::new(d) as Arc<dyn NodeStore>),
+            ),
+            NodeKind::Remote(r) => (
+                "remote",
+                open_remote(i, &n.id, r)?.map(|r| r as Arc<dyn NodeStore>),
+            ),
+            NodeKind::S3(c) => ("s3", open_s3(i, &n.id, c)?.map(|r| r as Arc<dyn NodeStore>)),
+        };
+        let (store, offline) = match opened {
+            Ok(node) => (node, false),
+            Err(e) => {
+                tracing::error!(node = %n.id, error = %e, "node unavailable; serving from the other nodes");
+                let node: Arc<dyn NodeStore> = Arc::new(OfflineNode {
+                    id: n.id.clone(),
+                    reason: e.to_string(),
+                });
+                (node, true)
+            }
+        };
+        nodes.push(NodeSpec {
+            store,
+            kind: kind.to_string(),
+            label: n.domain.clone(),
+            domain: n.failure_domain(),
+            offline,
+        });
+    }
+    Ok(Transfers::new(
+        root,
+        nodes,
+        cfg.limits.clone(),
+        cfg.storage.max_pieces_per_domain,
+        Arc::new(Metrics::new()),
+    ))
+}
+
 /// What the admin listener reports about a running gateway.
 struct AdminView {
     transfers: Arc<Transfers>,
     meta: Meta,
     scheme: String,
+    replication: ReplicationMode,
 }
 
 impl AdminSource for AdminView {
@@ -379,7 +448,28 @@ impl AdminSource for AdminView {
                 .await
                 .map_err(|e| e.to_string())?;
             let limits = self.transfers.limits();
+            let rep = self
+                .meta
+                .replication_state()
+                .await
+                .map_err(|e| e.to_string())?;
+            let replication = Some(ReplicationReport {
+                mode: match self.replication {
+                    ReplicationMode::Async => "async",
+                    ReplicationMode::Sync => "sync",
+                    ReplicationMode::Off => "off",
+                }
+                .to_string(),
+                last_seq: rep.last_seq,
+                shipped_seq: rep.shipped_seq,
+                snapshot: rep.snapshot,
+                snapshot_seq: rep.snapshot_seq,
+                snapshot_ms: rep.snapshot_ms,
+                batches_since_snapshot: rep.next_batch.saturating_sub(rep.snapshot_batch),
+                log_bytes_since_snapshot: rep.log_bytes_since_snapshot,
+            });
             Ok(StatsReport {
+                replication,
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 uptime_secs: self.transfers.metrics().uptime().as_secs(),
                 scheme: self.scheme.clone(),
@@ -427,6 +517,7 @@ pub struct Gateway {
     pub layer: ObjectLayer,
     pub transfers: Arc<Transfers>,
     admin: Option<AdminServer>,
+    replicator: Option<Replicator>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -436,51 +527,29 @@ impl Gateway {
     pub async fn start(p: &Prepared) -> Result<Gateway, AppError> {
         let cfg = &p.config;
         let meta = Meta::open(&cfg.metadata_file).await?;
-        let mut nodes: Vec<NodeSpec> = Vec::new();
-        for (i, n) in cfg.nodes.iter().enumerate() {
-            // A node is only initialised while it holds none of our pieces: a node directory
-            // that lost its contents (an unmounted disk, a deleted folder) must stay visibly
-            // broken rather than become an empty node that silently lost data.
-            let holds_pieces = !meta.pieces_on_node(&n.id, 1).await?.is_empty();
-            let (kind, opened) = match &n.kind {
-                NodeKind::Dir { path } => (
-                    "dir",
-                    DirNode::open(&n.id, path, !holds_pieces)
-                        .map(|d| Arc::new(d) as Arc<dyn NodeStore>),
-                ),
-                NodeKind::Remote(r) => (
-                    "remote",
-                    open_remote(i, &n.id, r)?.map(|r| r as Arc<dyn NodeStore>),
-                ),
-                NodeKind::S3(c) => ("s3", open_s3(i, &n.id, c)?.map(|r| r as Arc<dyn NodeStore>)),
-            };
-            let (store, offline) = match opened {
-                Ok(node) => (node, false),
-                Err(e) => {
-                    tracing::error!(node = %n.id, error = %e, "node unavailable; serving from the other nodes");
-                    let node: Arc<dyn NodeStore> = Arc::new(OfflineNode {
-                        id: n.id.clone(),
-                        reason: e.to_string(),
-                    });
-                    (node, true)
-                }
-            };
-            nodes.push(NodeSpec {
-                store,
-                kind: kind.to_string(),
-                label: n.domain.clone(),
-                domain: n.failure_domain(),
-                offline,
-            });
+        if let Some(check) = meta.key_check().await? {
+            if check != p.root_key.key_check() {
+                return Err(ReplicationError::ForeignStore.into());
+            }
         }
-        let metrics = Arc::new(Metrics::new());
-        let transfers = Transfers::new(
+        let transfers = open_transfers(cfg, &p.root_key, Some(&meta)).await?;
+        let metrics = transfers.metrics().clone();
+        let replicator = Replicator::start(
+            meta.clone(),
+            transfers.clone(),
             &p.root_key,
-            nodes,
-            cfg.limits.clone(),
-            cfg.storage.max_pieces_per_domain,
-            metrics.clone(),
-        );
+            &cfg.storage.scheme,
+            cfg.metadata.clone(),
+            cfg.data_dir.clone(),
+        )
+        .await?;
+        meta.set_key_check(&p.root_key.key_check()).await?;
+        let layer_meta = if replicator.mode() == ReplicationMode::Sync {
+            meta.clone()
+                .with_durability(replicator.durable_watch(), cfg.metadata.sync_timeout)
+        } else {
+            meta.clone()
+        };
         let admin = match cfg.admin_listen {
             Some(addr) => Some(
                 AdminServer::start(
@@ -489,6 +558,7 @@ impl Gateway {
                         transfers: transfers.clone(),
                         meta: meta.clone(),
                         scheme: cfg.storage.scheme.to_string(),
+                        replication: cfg.metadata.replication,
                     }),
                 )
                 .await?,
@@ -499,7 +569,7 @@ impl Gateway {
             cfg.storage.clone(),
             p.root_key.clone(),
             transfers.clone(),
-            meta,
+            layer_meta,
         );
         let listener = TcpListener::bind(cfg.listen)
             .await
@@ -530,6 +600,7 @@ impl Gateway {
             admin,
             transfers,
             layer,
+            replicator: Some(replicator),
             shutdown: Some(tx),
             task,
         })
@@ -541,6 +612,10 @@ impl Gateway {
             let _ = tx.send(());
         }
         let r = (&mut self.task).await.map_err(std::io::Error::other)?;
+        if let Some(replicator) = self.replicator.take() {
+            // Every acknowledged change goes to the nodes before the process ends.
+            replicator.stop(SHUTDOWN_SHIP_DEADLINE).await;
+        }
         if let Some(admin) = self.admin.take() {
             admin.stop().await;
         }

@@ -54,7 +54,18 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    metadata: RawMetadata,
+    #[serde(default)]
     nodes: Vec<RawNode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetadata {
+    replication: Option<String>,
+    max_delay: Option<String>,
+    snapshot_interval: Option<String>,
+    sync_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +384,92 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     /// The admin listener (metrics, stats); `None` when disabled with `admin_listen = ""`.
     pub admin_listen: Option<SocketAddr>,
+    pub metadata: MetadataConfig,
+}
+
+/// When a committed metadata change must be on the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationMode {
+    /// Acknowledge at once; ship within `max_delay` (the recovery point).
+    Async,
+    /// Acknowledge a write only once its change is durable on the nodes (recovery point 0).
+    Sync,
+    /// Never ship: the data directory is the only copy of the metadata.
+    Off,
+}
+
+/// `[metadata]`: replication of the metadata to the nodes (see `replication`).
+#[derive(Debug, Clone)]
+pub struct MetadataConfig {
+    pub replication: ReplicationMode,
+    /// Async mode: a committed change reaches the nodes within about this long.
+    pub max_delay: Duration,
+    /// A snapshot is taken at least this often while the metadata changes (and sooner when
+    /// the log since the last one outgrows it).
+    pub snapshot_interval: Duration,
+    /// Sync mode: a write whose change is not on the nodes after this long fails (503); its
+    /// change stays committed and is shipped when the nodes return.
+    pub sync_timeout: Duration,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig {
+            replication: ReplicationMode::Async,
+            max_delay: Duration::from_secs(1),
+            snapshot_interval: Duration::from_secs(3600),
+            sync_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn metadata_from_raw(raw: RawMetadata) -> Result<MetadataConfig, ConfigError> {
+    let d = MetadataConfig::default();
+    let replication = match raw.replication.as_deref() {
+        None | Some("async") => ReplicationMode::Async,
+        Some("sync") => ReplicationMode::Sync,
+        Some("off") => ReplicationMode::Off,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "metadata.replication",
+                format!("{other:?} is not \"async\", \"sync\" or \"off\""),
+            ))
+        }
+    };
+    let duration = |field: &str, v: Option<String>, default: Duration, min: Duration| {
+        let value = match v {
+            None => default,
+            Some(t) => parse_duration(&t).map_err(|r| ConfigError::new(field, r))?,
+        };
+        if value < min {
+            return Err(ConfigError::new(
+                field,
+                format!("must be at least {} ms", min.as_millis()),
+            ));
+        }
+        Ok(value)
+    };
+    Ok(MetadataConfig {
+        replication,
+        max_delay: duration(
+            "metadata.max_delay",
+            raw.max_delay,
+            d.max_delay,
+            Duration::from_millis(10),
+        )?,
+        snapshot_interval: duration(
+            "metadata.snapshot_interval",
+            raw.snapshot_interval,
+            d.snapshot_interval,
+            Duration::from_secs(1),
+        )?,
+        sync_timeout: duration(
+            "metadata.sync_timeout",
+            raw.sync_timeout,
+            d.sync_timeout,
+            Duration::from_millis(100),
+        )?,
+    })
 }
 
 impl Config {
@@ -518,6 +615,7 @@ impl Config {
         }
         Ok(Config {
             admin_listen,
+            metadata: metadata_from_raw(raw.metadata)?,
             limits,
             listen,
             region,

@@ -16,5 +16,6 @@ pub mod meta;
 pub mod metrics;
 pub mod nodes;
 pub mod object;
+pub mod replication;
 pub mod s3;
 pub mod transfer;

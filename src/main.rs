@@ -58,6 +58,27 @@ enum Command {
     },
     /// Print a running gateway's statistics: what is stored and what it cost to upload
     /// (expansion factor, long tail), traffic per node, node health.
+    /// Rebuild this data directory's metadata from the nodes (after losing the disk that
+    /// held it): the newest snapshot plus the change log, verified end to end. Needs the
+    /// configuration naming the nodes and the root key; writes nothing unless it succeeds.
+    Recover {
+        /// Configuration file naming the nodes (default: DATA_DIR/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Root key file, as `gateway key export` wrote it (plain or passphrase-wrapped);
+        /// default: the configured key file. Installed as the key file if that is missing.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// File holding the passphrase of a wrapped --key-file (or GATEWAY_KEY_PASSPHRASE).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Replace an existing metadata store (it is moved aside, not deleted).
+        #[arg(long)]
+        force: bool,
+    },
     Stats {
         /// The gateway's admin listener.
         #[arg(long, default_value = gateway::config::DEFAULT_ADMIN_LISTEN)]
@@ -274,6 +295,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Key { command } => run_key(command),
+        Command::Recover {
+            config,
+            data_dir,
+            key_file,
+            passphrase_file,
+            force,
+        } => {
+            let passphrase = match &key_file {
+                Some(_) => key_backup::passphrase(passphrase_file.as_deref())?,
+                None => None,
+            };
+            let opts = gateway::app::recover::RecoverOptions {
+                data_dir: data_dir.unwrap_or_else(default_data_dir),
+                config,
+                key_file,
+                passphrase,
+                force,
+                progress: true,
+            };
+            let recovered = gateway::app::recover::run_recover(&opts).await?;
+            print!("{}", gateway::app::recover::render(&recovered));
+            Ok(())
+        }
         Command::Stats { admin, json } => {
             let report = gateway::admin::fetch_stats(&admin).await?;
             if json {

@@ -48,16 +48,19 @@ pub enum Reason {
     Repair,
     Audit,
     Delete,
+    /// Metadata replication: change-log batches, snapshots and head records.
+    Metadata,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::Upload,
         Reason::LongTail,
         Reason::Download,
         Reason::Repair,
         Reason::Audit,
         Reason::Delete,
+        Reason::Metadata,
     ];
 
     /// The `reason` label value.
@@ -69,6 +72,7 @@ impl Reason {
             Reason::Repair => "repair",
             Reason::Audit => "audit",
             Reason::Delete => "delete",
+            Reason::Metadata => "metadata",
         }
     }
 
@@ -522,7 +526,8 @@ mod tests {
                 "download",
                 "repair",
                 "audit",
-                "delete"
+                "delete",
+                "metadata"
             ]
         );
         let ops: Vec<_> = NodeOp::ALL.iter().map(|o| o.as_str()).collect();
@@ -635,7 +640,7 @@ mod tests {
         assert_eq!(n1.sent_bytes["upload"], 300);
         assert_eq!(n1.sent_bytes["long_tail"], 45);
         assert_eq!(n1.sent_bytes["repair"], 0);
-        assert_eq!(n1.sent_bytes.len(), 6);
+        assert_eq!(n1.sent_bytes.len(), 7);
         assert_eq!((n1.requests_ok, n1.requests_error), (2, 1));
         assert_eq!(n1.connections, 0);
         let n2 = &s.nodes["n2"];

@@ -23,6 +23,25 @@ pub struct StatsReport {
     /// Counters since the process started.
     pub traffic: MetricsSnapshot,
     pub nodes: Vec<NodeReport>,
+    /// Metadata replication to the nodes (see `replication`).
+    #[serde(default)]
+    pub replication: Option<ReplicationReport>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ReplicationReport {
+    /// "async", "sync" or "off".
+    pub mode: String,
+    /// The newest committed metadata change, and the newest one durable on the nodes.
+    pub last_seq: u64,
+    pub shipped_seq: u64,
+    /// Newest snapshot on the nodes (0: none yet), the change it ends with, when taken.
+    pub snapshot: u64,
+    pub snapshot_seq: u64,
+    pub snapshot_ms: i64,
+    /// Log batches written since that snapshot, and their bytes.
+    pub batches_since_snapshot: u64,
+    pub log_bytes_since_snapshot: u64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -70,7 +89,24 @@ pub fn render(report: &StatsReport) -> String {
     stored(&mut out, report);
     session(&mut out, &report.traffic);
     nodes(&mut out, report);
+    replication(&mut out, report);
     out
+}
+
+fn replication(out: &mut String, r: &StatsReport) {
+    let Some(rep) = &r.replication else { return };
+    let _ = writeln!(
+        out,
+        "metadata replication ({}): change {} committed, {} on the nodes ({} behind); snapshot {} (to change {}), {} log batches ({}) since",
+        rep.mode,
+        rep.last_seq,
+        rep.shipped_seq,
+        rep.last_seq.saturating_sub(rep.shipped_seq),
+        rep.snapshot,
+        rep.snapshot_seq,
+        rep.batches_since_snapshot,
+        human_bytes(rep.log_bytes_since_snapshot),
+    );
 }
 
 /// The erasure scheme's numbers, when `scheme` reads `k/repair/success/total` with `k > 0`.
@@ -422,6 +458,16 @@ pub(super) mod tests {
             ),
         );
         StatsReport {
+            replication: Some(ReplicationReport {
+                mode: "async".into(),
+                last_seq: 120,
+                shipped_seq: 118,
+                snapshot: 3,
+                snapshot_seq: 100,
+                snapshot_ms: 0,
+                batches_since_snapshot: 4,
+                log_bytes_since_snapshot: 16384,
+            }),
             version: "0.1.0".into(),
             uptime_secs: 3 * 3600 + 4 * 60 + 5,
             scheme: "4/5/6/8".into(),
@@ -491,6 +537,12 @@ pub(super) mod tests {
             "{uploaded}"
         );
         assert!(line_with(&text, "on nodes").contains("1.50x object bytes"));
+        let rep = line_with(&text, "metadata replication");
+        assert!(
+            rep.contains("(async)") && rep.contains("118 on the nodes (2 behind)"),
+            "{rep}"
+        );
+        assert!(rep.contains("snapshot 3 (to change 100), 4 log batches (16.0 KiB)"), "{rep}");
         let waste = line_with(&text, "long-tail waste");
         assert!(
             waste.contains("25.0 MiB") && waste.contains("14.3% of uploaded"),

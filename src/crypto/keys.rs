@@ -96,6 +96,17 @@ impl RootKey {
         blake3::derive_key("gateway 2026-11 segment key wrapping v1", &self.0)
     }
 
+    /// Key that seals metadata blobs (log batches, snapshots, head records) on the nodes.
+    pub fn metadata_key(&self) -> [u8; 32] {
+        blake3::derive_key("gateway 2026-12 metadata blob v1", &self.0)
+    }
+
+    /// A public fingerprint of this key (a one-way derivation): recorded in the metadata and
+    /// the nodes' head record so a store is never opened with another key.
+    pub fn key_check(&self) -> [u8; 32] {
+        blake3::derive_key("gateway 2026-12 root key check v1", &self.0)
+    }
+
     /// Key of the keyed hash that names pieces on one node. Different per node, so nodes
     /// cannot link the pieces of one segment by their names.
     pub fn piece_id_key(&self, node_id: &str) -> [u8; 32] {

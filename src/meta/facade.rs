@@ -4,23 +4,31 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::watch;
+
+use super::log::RawEntry;
 use super::{
-    BucketInfo, Garbage, ListPage, ListQuery, MetaError, ObjectRecord, PartRecord, PartSummary,
-    Precondition, SqliteMeta, StorageTotals, StreamId, UploadListPage, UploadListQuery,
-    UploadRecord,
+    BucketInfo, CompletedUpload, Garbage, ListPage, ListQuery, MetaError, ObjectRecord, PartRecord,
+    PartSummary, Precondition, ReplicationState, SnapshotTaken, SqliteMeta, StorageTotals,
+    StreamId, UploadListPage, UploadListQuery, UploadRecord,
 };
 
 /// Cheap to clone; clones share the same database connections.
 #[derive(Debug, Clone)]
 pub struct Meta {
     inner: Arc<SqliteMeta>,
+    /// Sync replication: writes return once the change is durable elsewhere (the watched
+    /// sequence number reaches theirs), or fail with `NotReplicated` after the timeout.
+    durable: Option<(watch::Receiver<u64>, Duration)>,
 }
 
 impl From<SqliteMeta> for Meta {
     fn from(backend: SqliteMeta) -> Self {
         Meta {
             inner: Arc::new(backend),
+            durable: None,
         }
     }
 }
@@ -35,6 +43,13 @@ impl Meta {
         Ok(Meta::from(backend))
     }
 
+    /// This handle's writes return only once `durable` reports their change (sync
+    /// replication); see [`MetaError::NotReplicated`].
+    pub fn with_durability(mut self, durable: watch::Receiver<u64>, timeout: Duration) -> Meta {
+        self.durable = Some((durable, timeout));
+        self
+    }
+
     async fn run<T, F>(&self, f: F) -> Result<T, MetaError>
     where
         T: Send + 'static,
@@ -44,14 +59,49 @@ impl Meta {
         tokio::task::spawn_blocking(move || f(&inner)).await?
     }
 
+    /// A mutation: [`Meta::run`], then (sync replication) the wait for its change to be
+    /// durable. The sequence number read after the call is at least the call's own (writes
+    /// are serialised), so waiting for it is never too early.
+    async fn write<T, F>(&self, f: F) -> Result<T, MetaError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteMeta) -> Result<T, MetaError> + Send + 'static,
+    {
+        let out = self.run(f).await?;
+        if let Some((durable, timeout)) = &self.durable {
+            let seq = *self.inner.subscribe_commits().borrow();
+            let mut rx = durable.clone();
+            let waited = tokio::time::timeout(*timeout, async {
+                rx.wait_for(|d| *d >= seq).await.map(|_| ())
+            })
+            .await;
+            match waited {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(MetaError::NotReplicated(
+                        "metadata replication has stopped".into(),
+                    ))
+                }
+                Err(_) => {
+                    return Err(MetaError::NotReplicated(format!(
+                        "the change is committed but not on the nodes after {} s (sync replication); it is shipped when enough nodes answer",
+                        timeout.as_secs()
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn create_bucket(&self, name: &str, created_ms: i64) -> Result<(), MetaError> {
         let name = name.to_owned();
-        self.run(move |m| m.create_bucket(&name, created_ms)).await
+        self.write(move |m| m.create_bucket(&name, created_ms))
+            .await
     }
 
     pub async fn delete_bucket(&self, name: &str) -> Result<(), MetaError> {
         let name = name.to_owned();
-        self.run(move |m| m.delete_bucket(&name)).await
+        self.write(move |m| m.delete_bucket(&name)).await
     }
 
     pub async fn get_bucket(&self, name: &str) -> Result<Option<BucketInfo>, MetaError> {
@@ -70,7 +120,7 @@ impl Meta {
     ) -> Result<(), MetaError> {
         let bucket = bucket.to_owned();
         let tags: Option<Tags> = tags.map(<[_]>::to_vec);
-        self.run(move |m| m.set_bucket_tags(&bucket, tags.as_deref()))
+        self.write(move |m| m.set_bucket_tags(&bucket, tags.as_deref()))
             .await
     }
 
@@ -85,7 +135,7 @@ impl Meta {
         pre: &Precondition,
     ) -> Result<(), MetaError> {
         let (rec, pre) = (rec.clone(), pre.clone());
-        self.run(move |m| m.put_object(&rec, &pre)).await
+        self.write(move |m| m.put_object(&rec, &pre)).await
     }
 
     pub async fn put_object_sharing(
@@ -94,7 +144,7 @@ impl Meta {
         pre: &Precondition,
     ) -> Result<(), MetaError> {
         let (rec, pre) = (rec.clone(), pre.clone());
-        self.run(move |m| m.put_object_sharing(&rec, &pre)).await
+        self.write(move |m| m.put_object_sharing(&rec, &pre)).await
     }
 
     pub async fn get_object(
@@ -108,7 +158,7 @@ impl Meta {
 
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, MetaError> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.run(move |m| m.delete_object(&bucket, &key)).await
+        self.write(move |m| m.delete_object(&bucket, &key)).await
     }
 
     pub async fn set_object_tags(
@@ -118,7 +168,7 @@ impl Meta {
         tags: &[(String, String)],
     ) -> Result<(), MetaError> {
         let (bucket, key, tags) = (bucket.to_owned(), key.to_owned(), tags.to_vec());
-        self.run(move |m| m.set_object_tags(&bucket, &key, &tags))
+        self.write(move |m| m.set_object_tags(&bucket, &key, &tags))
             .await
     }
 
@@ -142,7 +192,7 @@ impl Meta {
 
     pub async fn create_upload(&self, u: &UploadRecord) -> Result<(), MetaError> {
         let u = u.clone();
-        self.run(move |m| m.create_upload(&u)).await
+        self.write(move |m| m.create_upload(&u)).await
     }
 
     pub async fn get_upload(
@@ -164,7 +214,7 @@ impl Meta {
     ) -> Result<(), MetaError> {
         let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         let part = part.clone();
-        self.run(move |m| m.put_part(&bucket, &key, &id, &part))
+        self.write(move |m| m.put_part(&bucket, &key, &id, &part))
             .await
     }
 
@@ -198,7 +248,8 @@ impl Meta {
         upload_id: &str,
     ) -> Result<(), MetaError> {
         let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
-        self.run(move |m| m.abort_upload(&bucket, &key, &id)).await
+        self.write(move |m| m.abort_upload(&bucket, &key, &id))
+            .await
     }
 
     pub async fn complete_upload(
@@ -208,7 +259,19 @@ impl Meta {
         pre: &Precondition,
     ) -> Result<(), MetaError> {
         let (id, rec, pre) = (upload_id.to_owned(), rec.clone(), pre.clone());
-        self.run(move |m| m.complete_upload(&id, &rec, &pre)).await
+        self.write(move |m| m.complete_upload(&id, &rec, &pre))
+            .await
+    }
+
+    pub async fn completed_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<CompletedUpload>, MetaError> {
+        let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.run(move |m| m.completed_upload(&bucket, &key, &id))
+            .await
     }
 
     pub async fn list_uploads(&self, q: &UploadListQuery<'_>) -> Result<UploadListPage, MetaError> {
@@ -251,6 +314,59 @@ impl Meta {
 
     pub async fn storage_totals(&self) -> Result<StorageTotals, MetaError> {
         self.run(|m| m.storage_totals()).await
+    }
+
+    // Replication (see `meta::log` and the `replication` module).
+
+    pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.subscribe_commits()
+    }
+
+    pub async fn replication_state(&self) -> Result<ReplicationState, MetaError> {
+        self.run(|m| m.replication_state()).await
+    }
+
+    pub async fn pending_changes(
+        &self,
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<RawEntry>, MetaError> {
+        self.run(move |m| m.pending_changes(after, max_bytes)).await
+    }
+
+    pub async fn mark_shipped(
+        &self,
+        batch: u64,
+        last_seq: u64,
+        bytes: u64,
+    ) -> Result<(), MetaError> {
+        self.run(move |m| m.mark_shipped(batch, last_seq, bytes))
+            .await
+    }
+
+    pub async fn mark_snapshot(
+        &self,
+        number: u64,
+        seq: u64,
+        batch: u64,
+        at_ms: i64,
+    ) -> Result<(), MetaError> {
+        self.run(move |m| m.mark_snapshot(number, seq, batch, at_ms))
+            .await
+    }
+
+    pub async fn snapshot_into(&self, dest: &Path) -> Result<SnapshotTaken, MetaError> {
+        let dest = dest.to_path_buf();
+        self.run(move |m| m.snapshot_into(&dest)).await
+    }
+
+    pub async fn key_check(&self) -> Result<Option<Vec<u8>>, MetaError> {
+        self.run(|m| m.key_check()).await
+    }
+
+    pub async fn set_key_check(&self, check: &[u8]) -> Result<(), MetaError> {
+        let check = check.to_vec();
+        self.run(move |m| m.set_key_check(&check)).await
     }
 }
 

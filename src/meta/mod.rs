@@ -29,22 +29,29 @@
 //! runs each call on tokio's blocking pool.
 
 mod facade;
+pub mod log;
 mod sqlite;
 
 pub use facade::Meta;
-pub use sqlite::{SqliteMeta, MAX_PART_NUMBER};
+pub(crate) use sqlite::now_ms;
+pub use sqlite::{
+    ReplicationState, SnapshotTaken, SqliteMeta, COMPLETED_UPLOAD_RETENTION_MS, MAX_PART_NUMBER,
+};
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// The schema version this build reads and writes; older versions are migrated on open.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Format version of object records written by this build.
 pub const OBJECT_FORMAT: u32 = 1;
 
 /// Random id of one stored object body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(pub [u8; 16]);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamId(#[serde(with = "log::hex_bytes")] pub [u8; 16]);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketInfo {
@@ -52,7 +59,7 @@ pub struct BucketInfo {
     pub created_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRecord {
     pub bucket: String,
     pub key: String,
@@ -81,7 +88,7 @@ pub struct ObjectRecord {
 }
 
 /// A checksum as S3 reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredChecksum {
     /// `checksum::ChecksumAlgorithm::id()`.
     pub algorithm: u8,
@@ -91,7 +98,7 @@ pub struct StoredChecksum {
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectPart {
     /// 0 for a single PUT; the multipart part number (1..=10000) otherwise.
     pub number: u32,
@@ -104,7 +111,7 @@ pub struct ObjectPart {
 }
 
 /// An in-progress multipart upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRecord {
     pub upload_id: String,
     pub bucket: String,
@@ -120,7 +127,7 @@ pub struct UploadRecord {
 }
 
 /// One uploaded part of a multipart upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {
     pub number: u32,
     pub size: u64,
@@ -128,6 +135,21 @@ pub struct PartRecord {
     pub checksum: Option<String>,
     pub last_modified_ms: i64,
     pub stream: StreamRecord,
+}
+
+/// A multipart upload as it was completed, remembered for a while (see
+/// [`SqliteMeta::completed_upload`]) so that a retried CompleteMultipartUpload can be answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedUpload {
+    pub upload_id: String,
+    pub bucket: String,
+    pub key: String,
+    /// ETag of the object the completion committed.
+    pub etag: String,
+    /// (part number, part ETag) of the object's parts, in object order.
+    pub parts: Vec<(u32, String)>,
+    /// `last_modified_ms` of the object the completion committed.
+    pub completed_ms: i64,
 }
 
 /// Summary of a part for ListParts (no segments).
@@ -193,7 +215,7 @@ pub struct UploadListPage {
     pub next_upload_id_marker: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRecord {
     pub stream_id: StreamId,
     /// Cipher suite id.
@@ -210,7 +232,7 @@ pub struct StreamRecord {
 }
 
 /// Transfer accounting of one stream, over all its segments.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamAccounting {
     /// Bytes of the pieces kept on nodes (headers + chunks + MACs), all segments.
     pub encoded_bytes: u64,
@@ -221,18 +243,20 @@ pub struct StreamAccounting {
     pub long_tail_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRecord {
     pub index: u32,
     pub plain_size: u64,
+    #[serde(with = "log::hex_bytes")]
     pub wrapped_key: Vec<u8>,
     pub placement: Placement,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Placement {
     /// Ciphertext stored in the database.
-    Inline(Vec<u8>),
+    Inline(#[serde(with = "log::hex_bytes")] Vec<u8>),
     /// Erasure-coded pieces on nodes; `pieces` ordered by number, numbers unique and `< n`.
     Pieces {
         k: u16,
@@ -242,7 +266,7 @@ pub enum Placement {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PieceRecord {
     pub number: u16,
     /// Node id from config.
@@ -356,6 +380,10 @@ pub enum MetaError {
     InvalidRecord(String),
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// Sync replication: the change is committed locally but did not reach the nodes in
+    /// time (see `replication`).
+    #[error("{0}")]
+    NotReplicated(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("metadata task failed: {0}")]

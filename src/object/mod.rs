@@ -105,6 +105,9 @@ pub enum ObjectError {
     },
     #[error("segment {segment}: not enough intact pieces to read ({causes})")]
     NotEnoughPieces { segment: u32, causes: String },
+    /// Sync replication: the write is committed but its metadata is not on the nodes yet.
+    #[error("metadata replication: {0}")]
+    NotReplicated(String),
     #[error("metadata: {0}")]
     Meta(MetaError),
     #[error("crypto: {0}")]
@@ -128,6 +131,7 @@ impl From<MetaError> for ObjectError {
             MetaError::NoSuchKey | MetaError::StreamGone(_) => ObjectError::NoSuchKey,
             MetaError::NoSuchUpload(_) => ObjectError::NoSuchUpload,
             MetaError::PreconditionFailed => ObjectError::PreconditionFailed,
+            MetaError::NotReplicated(m) => ObjectError::NotReplicated(m),
             other => ObjectError::Meta(other),
         }
     }

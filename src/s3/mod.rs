@@ -312,7 +312,9 @@ pub(crate) fn object_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
             C::EntityTooSmall,
             format!("Your proposed upload is smaller than the minimum allowed object size. (part {n})"),
         ),
-        e @ (ObjectError::NotEnoughDurable { .. } | ObjectError::NotEnoughPieces { .. }) => {
+        e @ (ObjectError::NotEnoughDurable { .. }
+        | ObjectError::NotEnoughPieces { .. }
+        | ObjectError::NotReplicated(_)) => {
             // A clear 5xx naming the cause; node ids are not secret in a single-tenant setup.
             S3Error::new(C::ServiceUnavailable, e.to_string())
         }

@@ -15,6 +15,7 @@
 //!
 //! Uploads: [`upload::SegmentUpload`]; downloads: [`download`].
 
+pub mod blobs;
 pub mod download;
 pub mod health;
 pub mod limits;

@@ -24,6 +24,7 @@
 
 mod list;
 mod objects;
+mod replication;
 mod schema;
 mod streams;
 mod totals;
@@ -32,7 +33,8 @@ mod uploads;
 #[cfg(test)]
 mod tests;
 
-pub use uploads::MAX_PART_NUMBER;
+pub use replication::{ReplicationState, SnapshotTaken};
+pub use uploads::{COMPLETED_UPLOAD_RETENTION_MS, MAX_PART_NUMBER};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,6 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+use super::log::Change;
 use super::{BucketInfo, Garbage, MetaError, PieceRecord, StreamId};
 use streams::StreamState;
 
@@ -59,6 +62,8 @@ pub struct SqliteMeta {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// The newest committed change's sequence number (see [`SqliteMeta::commit`]).
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl fmt::Debug for SqliteMeta {
@@ -95,11 +100,13 @@ impl SqliteMeta {
             reader.pragma_update(None, "query_only", true)?;
             readers.push(Mutex::new(reader));
         }
+        let last = replication::last_seq(&writer)?;
         Ok(SqliteMeta {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            commits: tokio::sync::watch::Sender::new(last),
         })
     }
 
@@ -114,8 +121,13 @@ impl SqliteMeta {
             "INSERT INTO buckets (name, created_ms) VALUES (?1, ?2)",
             params![name, created_ms],
         )?;
-        tx.commit()?;
-        Ok(())
+        self.commit(
+            tx,
+            Change::CreateBucket {
+                name: name.to_owned(),
+                created_ms,
+            },
+        )
     }
 
     /// Fails with `NoSuchBucket`, or `BucketNotEmpty` while it holds any object. In-progress
@@ -133,8 +145,12 @@ impl SqliteMeta {
         }
         uploads::abort_bucket_uploads(&tx, name)?;
         tx.execute("DELETE FROM buckets WHERE name = ?1", params![name])?;
-        tx.commit()?;
-        Ok(())
+        self.commit(
+            tx,
+            Change::DeleteBucket {
+                name: name.to_owned(),
+            },
+        )
     }
 
     pub fn get_bucket(&self, name: &str) -> Result<Option<BucketInfo>, MetaError> {
@@ -173,6 +189,10 @@ impl SqliteMeta {
         bucket: &str,
         tags: Option<&[(String, String)]>,
     ) -> Result<(), MetaError> {
+        let change = Change::SetBucketTags {
+            bucket: bucket.to_owned(),
+            tags: tags.map(<[_]>::to_vec),
+        };
         let tags = tags.map(to_json).transpose()?;
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -182,8 +202,7 @@ impl SqliteMeta {
         if updated == 0 {
             return Err(MetaError::NoSuchBucket(bucket.to_owned()));
         }
-        tx.commit()?;
-        Ok(())
+        self.commit(tx, change)
     }
 
     /// The bucket's tag set, `None` if it has none. `NoSuchBucket`.
@@ -256,8 +275,12 @@ impl SqliteMeta {
         // Segments and pieces go with it (ON DELETE CASCADE).
         tx.prepare_cached("DELETE FROM streams WHERE stream_id = ?1")?
             .execute(params![stream_id.0])?;
-        tx.commit()?;
-        Ok(())
+        self.commit(
+            tx,
+            Change::GarbageDone {
+                stream_id: *stream_id,
+            },
+        )
     }
 
     /// Up to `limit` pieces of live (referenced) bodies stored on `node`, as `(stream,
@@ -332,7 +355,7 @@ fn require_bucket(conn: &Connection, name: &str) -> Result<(), MetaError> {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -10,6 +10,7 @@ use super::super::{
     ListPage, ListQuery, MetaError, ObjectPart, ObjectRecord, Precondition, StoredChecksum,
     StreamId,
 };
+use super::super::log::Change;
 use super::{from_json, list, require_bucket, streams, to_json, SqliteMeta};
 
 impl SqliteMeta {
@@ -57,8 +58,13 @@ impl SqliteMeta {
         }
         let replaced = replace_object(&tx, rec)?;
         streams::release(&tx, &replaced)?;
-        tx.commit()?;
-        Ok(())
+        let record = rec.clone();
+        let change = if shared_only {
+            Change::PutObjectSharing { record }
+        } else {
+            Change::PutObject { record }
+        };
+        self.commit(tx, change)
     }
 
     /// The object with every part's full stream; `Ok(None)` if the bucket exists but the key
@@ -87,7 +93,13 @@ impl SqliteMeta {
             return Ok(false);
         }
         streams::release(&tx, &referenced)?;
-        tx.commit()?;
+        self.commit(
+            tx,
+            Change::DeleteObject {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            },
+        )?;
         Ok(true)
     }
 
@@ -99,6 +111,11 @@ impl SqliteMeta {
         key: &str,
         tags: &[(String, String)],
     ) -> Result<(), MetaError> {
+        let change = Change::SetObjectTags {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            tags: tags.to_vec(),
+        };
         let tags = to_json(tags)?;
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -109,8 +126,7 @@ impl SqliteMeta {
             require_bucket(&tx, bucket)?;
             return Err(MetaError::NoSuchKey);
         }
-        tx.commit()?;
-        Ok(())
+        self.commit(tx, change)
     }
 
     /// One page of an S3 listing; see [`ListQuery`]. `NoSuchBucket` if the bucket is missing.

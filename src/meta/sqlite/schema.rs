@@ -12,13 +12,15 @@
 //!   [`MetaError::Corrupt`]. Refused databases are left untouched.
 //!
 //! History: version 1 is the schema without stream accounting; version 2 adds the three
-//! accounting columns to `streams` (rows of version 1 read as zero accounting).
+//! accounting columns to `streams` (rows of version 1 read as zero accounting); version 3
+//! adds the change log and replication state (`meta_log`, `replication`, see
+//! `meta::log`) and the record of completed multipart uploads (`completed_uploads`).
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::super::{MetaError, SCHEMA_VERSION};
 
-/// Version 2, as created in a new database. Reference model: a stream (stored body) is
+/// Version 3, as created in a new database. Reference model: a stream (stored body) is
 /// referenced by object parts and upload parts; it is marked garbage in the transaction that
 /// removes its last reference, and its rows stay until garbage collection has deleted its
 /// pieces. Every table that references a stream has an index on `stream_id`, so "is anything
@@ -132,6 +134,56 @@ CREATE TABLE pieces (
 CREATE INDEX pieces_by_node ON pieces (node, stream_id);
 ";
 
+/// Version 3 additions, shared by a new database and the 2 -> 3 migration.
+///
+/// `meta_log` holds every committed change not yet durable on the nodes, in commit order
+/// (`seq` from AUTOINCREMENT, so a sequence number is never reused even after the rows are
+/// pruned). `replication` is one row: what the nodes hold (see `meta::log`).
+/// `completed_uploads` remembers completed multipart uploads so a retried
+/// CompleteMultipartUpload can be answered as AWS does.
+const SCHEMA_V3: &str = "
+CREATE TABLE meta_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    change BLOB NOT NULL
+);
+
+CREATE TABLE replication (
+    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    -- Keyed hash identifying the root key this database belongs to (NULL until first set).
+    key_check BLOB,
+    -- Every change with seq <= shipped_seq is durable on the nodes.
+    shipped_seq INTEGER NOT NULL DEFAULT 0,
+    -- Number of the next log batch written to the nodes.
+    next_batch INTEGER NOT NULL DEFAULT 1,
+    -- Newest snapshot durable on the nodes and referenced by their head record (0 = none),
+    -- the last change it contains, the first log batch to replay after it, when it was taken.
+    snapshot INTEGER NOT NULL DEFAULT 0,
+    snapshot_seq INTEGER NOT NULL DEFAULT 0,
+    snapshot_batch INTEGER NOT NULL DEFAULT 1,
+    snapshot_ms INTEGER NOT NULL DEFAULT 0,
+    -- The snapshot before it, kept (with its log) as a fallback, and its parts.
+    prev_snapshot INTEGER NOT NULL DEFAULT 0,
+    prev_snapshot_batch INTEGER NOT NULL DEFAULT 1,
+    -- Log bytes shipped since the newest snapshot (what the next snapshot saves replaying).
+    log_bytes_since_snapshot INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO replication (id) VALUES (1);
+
+CREATE TABLE completed_uploads (
+    upload_id TEXT NOT NULL PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    etag TEXT NOT NULL,
+    -- JSON array of [part number, etag] as completed.
+    parts TEXT NOT NULL,
+    completed_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Every completion prunes the rows past retention through this index.
+CREATE INDEX completed_uploads_by_time ON completed_uploads (completed_ms);
+";
+
 /// Version 1 -> 2: stream accounting. Existing streams get zeros.
 const MIGRATE_V1_TO_V2: &str = "
 ALTER TABLE streams ADD COLUMN encoded_bytes INTEGER NOT NULL DEFAULT 0;
@@ -143,6 +195,7 @@ ALTER TABLE streams ADD COLUMN long_tail_bytes INTEGER NOT NULL DEFAULT 0;
 fn migration(from: u32) -> Option<&'static str> {
     match from {
         1 => Some(MIGRATE_V1_TO_V2),
+        2 => Some(SCHEMA_V3),
         _ => None,
     }
 }
@@ -163,6 +216,7 @@ pub(super) fn init_schema(conn: &mut Connection) -> Result<(), MetaError> {
                 ));
             }
             tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(SCHEMA_V3)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}

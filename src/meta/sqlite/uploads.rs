@@ -9,14 +9,20 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::super::{
-    MetaError, ObjectRecord, PartRecord, PartSummary, Precondition, StreamId, UploadListPage,
-    UploadListQuery, UploadRecord,
+    CompletedUpload, MetaError, ObjectRecord, PartRecord, PartSummary, Precondition, StreamId,
+    UploadListPage, UploadListQuery, UploadRecord,
 };
+use super::super::log::Change;
 use super::objects::{check_precondition, replace_object, validate_object};
 use super::{from_json, list, require_bucket, sql_limit, streams, to_json, SqliteMeta};
 
 /// Highest part number S3 allows.
 pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// How long a completion is remembered for retried CompleteMultipartUploads. Rows are pruned
+/// by later completions, counted back from the completing object's `last_modified_ms` (not
+/// the wall clock), so replaying the change log prunes exactly the same rows.
+pub const COMPLETED_UPLOAD_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 impl SqliteMeta {
     /// Records a new upload. `NoSuchBucket`; `InvalidRecord` if the upload id is taken.
@@ -50,8 +56,7 @@ impl SqliteMeta {
             u.checksum_algorithm,
             u.checksum_kind,
         ])?;
-        tx.commit()?;
-        Ok(())
+        self.commit(tx, Change::CreateUpload { upload: u.clone() })
     }
 
     /// The upload if it exists under this bucket and key; `NoSuchBucket` if the bucket is
@@ -150,8 +155,15 @@ impl SqliteMeta {
         if let Some(old) = replaced {
             streams::release(&tx, &[old])?;
         }
-        tx.commit()?;
-        Ok(())
+        self.commit(
+            tx,
+            Change::PutPart {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                upload_id: upload_id.to_owned(),
+                part: part.clone(),
+            },
+        )
     }
 
     /// Every part with its full stream, by number. `NoSuchBucket`, `NoSuchUpload`.
@@ -229,8 +241,14 @@ impl SqliteMeta {
         tx.prepare_cached("DELETE FROM uploads WHERE upload_id = ?1")?
             .execute(params![upload_id])?;
         streams::release(&tx, &parts)?;
-        tx.commit()?;
-        Ok(())
+        self.commit(
+            tx,
+            Change::AbortUpload {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                upload_id: upload_id.to_owned(),
+            },
+        )
     }
 
     /// Turns the upload into the object `rec` (same bucket and key) in one transaction.
@@ -239,7 +257,8 @@ impl SqliteMeta {
     /// stream; otherwise (the part was replaced meanwhile, or never existed) `StreamGone`
     /// names the stream of `rec` that is not the upload's. The upload and its parts are
     /// deleted; streams of parts `rec` leaves out, and streams of the replaced object, become
-    /// garbage unless referenced elsewhere. Errors: `NoSuchUpload` (unknown, completed or
+    /// garbage unless referenced elsewhere. The same transaction remembers the completion for
+    /// [`SqliteMeta::completed_upload`]. Errors: `NoSuchUpload` (unknown, completed or
     /// aborted, or under another bucket/key), `NoSuchBucket`, the precondition errors of
     /// [`SqliteMeta::put_object`], `StreamGone`, `InvalidRecord`.
     pub fn complete_upload(
@@ -276,8 +295,56 @@ impl SqliteMeta {
             .execute(params![upload_id])?;
         released.extend(uploaded.into_iter().map(|(_, id)| id));
         streams::release(&tx, &released)?;
-        tx.commit()?;
-        Ok(())
+        remember_completion(&tx, upload_id, rec)?;
+        self.commit(
+            tx,
+            Change::CompleteUpload {
+                upload_id: upload_id.to_owned(),
+                record: rec.clone(),
+            },
+        )
+    }
+
+    /// How `upload_id` was completed into this bucket and key, if it was within the last
+    /// [`COMPLETED_UPLOAD_RETENTION_MS`]; `None` for an upload never completed (unknown, in
+    /// progress, aborted), completed under another bucket or key, or forgotten since.
+    /// `NoSuchBucket` if the bucket is missing. The object under the key may have changed
+    /// since: comparing it is the caller's business.
+    pub fn completed_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<CompletedUpload>, MetaError> {
+        let mut conn = self.reader();
+        let tx = conn.transaction()?;
+        let row = tx
+            .prepare_cached(
+                "SELECT etag, parts, completed_ms FROM completed_uploads
+                 WHERE upload_id = ?1 AND bucket = ?2 AND key = ?3",
+            )?
+            .query_row(params![upload_id, bucket, key.as_bytes()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((etag, parts, completed_ms)) = row else {
+            require_bucket(&tx, bucket)?;
+            return Ok(None);
+        };
+        let parts = serde_json::from_str(&parts)
+            .map_err(|e| MetaError::Corrupt(format!("completed_uploads.parts: {e}")))?;
+        Ok(Some(CompletedUpload {
+            upload_id: upload_id.to_owned(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            etag,
+            parts,
+            completed_ms,
+        }))
     }
 
     /// One page of ListMultipartUploads; see [`UploadListQuery`]. `NoSuchBucket`.
@@ -308,6 +375,39 @@ pub(super) fn abort_bucket_uploads(
     tx.prepare_cached("DELETE FROM uploads WHERE bucket = ?1")?
         .execute(params![bucket])?;
     streams::release(tx, &parts)
+}
+
+/// Records that `upload_id` became the object `rec`, and forgets completions older than
+/// [`COMPLETED_UPLOAD_RETENTION_MS`] before `rec`'s time.
+fn remember_completion(
+    tx: &rusqlite::Transaction,
+    upload_id: &str,
+    rec: &ObjectRecord,
+) -> Result<(), MetaError> {
+    tx.prepare_cached("DELETE FROM completed_uploads WHERE completed_ms < ?1")?
+        .execute(params![rec
+            .last_modified_ms
+            .saturating_sub(COMPLETED_UPLOAD_RETENTION_MS)])?;
+    let parts: Vec<(u32, &str)> = rec
+        .parts
+        .iter()
+        .map(|p| (p.number, p.etag.as_str()))
+        .collect();
+    let parts =
+        serde_json::to_string(&parts).map_err(|e| MetaError::InvalidRecord(e.to_string()))?;
+    tx.prepare_cached(
+        "INSERT INTO completed_uploads (upload_id, bucket, key, etag, parts, completed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        upload_id,
+        rec.bucket,
+        rec.key.as_bytes(),
+        rec.etag,
+        parts,
+        rec.last_modified_ms,
+    ])?;
+    Ok(())
 }
 
 /// Ok if the upload exists under this bucket and key; else `NoSuchBucket` if the bucket is

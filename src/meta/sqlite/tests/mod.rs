@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounting;
+mod completed;
 mod list;
+mod replication;
 mod schema;
 mod sharing;
 mod upload_list;

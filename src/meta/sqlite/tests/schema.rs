@@ -1,5 +1,6 @@
-//! Schema versions: a new database is created at version 2; a version-1 database (built here
-//! from the exact version-1 schema) is migrated in place on open, all or nothing.
+//! Schema versions: a new database is created at version 3; a version-1 database (built here
+//! from the exact version-1 schema) is migrated in place on open through versions 2 and 3,
+//! all or nothing.
 
 use super::*;
 use crate::meta::StorageTotals;
@@ -254,13 +255,13 @@ fn stream_columns(conn: &Connection) -> Vec<String> {
 }
 
 #[test]
-fn new_database_is_created_at_version_2() {
-    assert_eq!(SCHEMA_VERSION, 2);
+fn new_database_is_created_at_version_3() {
+    assert_eq!(SCHEMA_VERSION, 3);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.db");
     drop(SqliteMeta::open(&path).unwrap());
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(user_version(&raw), 2);
+    assert_eq!(user_version(&raw), 3);
     let columns = stream_columns(&raw);
     assert_eq!(
         columns[columns.len() - 3..],
@@ -289,7 +290,7 @@ fn version_1_database_is_migrated_on_open() {
     let meta = SqliteMeta::open(&path).unwrap();
     // Read back whole, with zero accounting.
     assert_eq!(meta.get_object("b", "k").unwrap(), Some(old.clone()));
-    assert_eq!(user_version(&meta.writer()), 2);
+    assert_eq!(user_version(&meta.writer()), 3);
     assert_eq!(
         meta.storage_totals().unwrap(),
         StorageTotals {

@@ -1,0 +1,460 @@
+//! The shipper: the background task that puts committed changes and snapshots on the nodes,
+//! and the [`SyncGate`] that makes sync mode wait for it.
+//!
+//! One task does everything, in order: ship every unshipped change as the next log batch;
+//! when none is left and a snapshot is due, take one, write its parts, then the head record
+//! naming it, then prune what the new head no longer needs. Failures are retried with
+//! backoff (up to 5 s); nothing is ever skipped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::blob::{seal_blob, BlobName};
+use super::head::{read_head, write_head, Head, HeadRead, SnapshotRef, HEAD_FORMAT};
+use super::{MetaScheme, ReplicationError};
+use crate::config::{MetadataConfig, ReplicationMode};
+use crate::crypto::{encode_hex, RootKey};
+use crate::erasure::Scheme;
+use crate::meta::log::encode_batch;
+use crate::meta::{Meta, ReplicationState};
+use crate::transfer::Transfers;
+
+/// Most change JSON per log batch.
+const BATCH_MAX_BYTES: usize = 4 << 20;
+/// Snapshot part size (plaintext).
+pub(super) const SNAPSHOT_PART: usize = 4 << 20;
+/// A snapshot is due once this much log was shipped since the last one (or as much as the
+/// last snapshot's size, if that is more): recovery then replays at most about that much.
+const SNAPSHOT_MIN_LOG: u64 = 16 << 20;
+
+/// The running shipper.
+pub struct Replicator {
+    durable: watch::Receiver<u64>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    cfg: MetadataConfig,
+}
+
+struct Shipper {
+    meta: Meta,
+    transfers: Arc<Transfers>,
+    root: RootKey,
+    scheme: MetaScheme,
+    cfg: MetadataConfig,
+    work_dir: PathBuf,
+    durable: watch::Sender<u64>,
+    /// The head the nodes hold (None: none yet).
+    head: Option<Head>,
+    /// The nodes lost what the store says they hold: write a snapshot now.
+    force_snapshot: bool,
+}
+
+impl Replicator {
+    /// Checks this store against the nodes' head record (see the module contract), then
+    /// starts shipping. `work_dir` holds snapshot files while they are written.
+    pub async fn start(
+        meta: Meta,
+        transfers: Arc<Transfers>,
+        root: &RootKey,
+        data_scheme: &Scheme,
+        cfg: MetadataConfig,
+        work_dir: PathBuf,
+    ) -> Result<Replicator, ReplicationError> {
+        let scheme = MetaScheme::for_nodes(data_scheme, transfers.node_count());
+        let state = meta.replication_state().await?;
+        let fresh = state.last_seq == 0 && meta.list_buckets().await?.is_empty();
+        let mut head = None;
+        let mut force_snapshot = false;
+        match read_head(&transfers, root, &scheme).await? {
+            HeadRead::Found(h) => {
+                if fresh || h.current.seq > state.last_seq {
+                    return Err(ReplicationError::NodesAhead {
+                        snapshot: h.current.number,
+                        seq: h.current.seq,
+                    });
+                }
+                if h.current.number != state.snapshot {
+                    // The nodes' head is not the one this store wrote last (an older data
+                    // directory, or a head rewrite that failed): write a fresh snapshot.
+                    force_snapshot = true;
+                }
+                head = Some(h);
+            }
+            HeadRead::Foreign { nodes } => {
+                return Err(ReplicationError::ForeignHead {
+                    nodes: nodes.join(", "),
+                })
+            }
+            HeadRead::Absent => {
+                if state.snapshot > 0 {
+                    tracing::warn!(
+                        snapshot = state.snapshot,
+                        "the nodes hold no metadata head although this store wrote one (nodes replaced or wiped?): writing a new snapshot"
+                    );
+                    force_snapshot = true;
+                }
+            }
+            HeadRead::Unknown { answered, causes } => tracing::warn!(
+                answered,
+                causes = %causes,
+                "cannot read the metadata head from enough nodes; replication starts anyway and retries"
+            ),
+        }
+        let (durable_tx, durable) = watch::channel(state.shipped_seq);
+        let (stop, stop_rx) = watch::channel(false);
+        let shipper = Shipper {
+            meta,
+            transfers,
+            root: root.clone(),
+            scheme,
+            cfg: cfg.clone(),
+            work_dir,
+            durable: durable_tx,
+            head,
+            force_snapshot,
+        };
+        let task =
+            (cfg.replication != ReplicationMode::Off).then(|| tokio::spawn(shipper.run(stop_rx)));
+        Ok(Replicator {
+            durable,
+            stop,
+            task,
+            cfg,
+        })
+    }
+
+    /// Every change up to the watched sequence number is durable on the nodes; sync mode's
+    /// writes wait on it (`Meta::with_durability`).
+    pub fn durable_watch(&self) -> watch::Receiver<u64> {
+        self.durable.clone()
+    }
+
+    pub fn mode(&self) -> ReplicationMode {
+        self.cfg.replication
+    }
+
+    /// Every change up to this one is durable on the nodes.
+    pub fn durable_seq(&self) -> u64 {
+        *self.durable.borrow()
+    }
+
+    /// Ships what is left (for up to `deadline`) and stops.
+    pub async fn stop(mut self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(deadline, task).await.is_err() {
+                abort.abort();
+                tracing::warn!("metadata replication did not finish shipping before shutdown; the rest is shipped at the next start");
+            }
+        }
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+enum Step {
+    Worked,
+    Idle,
+}
+
+impl Shipper {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut commits = self.meta.subscribe_commits();
+        let mut backoff = Duration::from_millis(100);
+        let gather = self.cfg.max_delay / 4;
+        loop {
+            let stopping = *stop.borrow();
+            match self.step(stopping).await {
+                Ok(Step::Worked) => {
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(Step::Idle) if stopping => return,
+                Ok(Step::Idle) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "metadata replication failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+            tokio::select! {
+                changed = commits.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if self.cfg.replication == ReplicationMode::Async && !gather.is_zero() {
+                        // Let concurrent commits join this batch (group commit); the
+                        // recovery point stays within max_delay.
+                        tokio::select! {
+                            _ = tokio::time::sleep(gather) => {}
+                            _ = stop.changed() => {}
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn step(&mut self, stopping: bool) -> Result<Step, ReplicationError> {
+        let state = self.meta.replication_state().await?;
+        if state.last_seq > state.shipped_seq {
+            self.ship_batch(&state).await?;
+            return Ok(Step::Worked);
+        }
+        self.durable.send_if_modified(|d| {
+            let changed = *d < state.shipped_seq;
+            *d = (*d).max(state.shipped_seq);
+            changed
+        });
+        if !stopping && self.snapshot_due(&state) {
+            self.snapshot(&state).await?;
+            return Ok(Step::Worked);
+        }
+        Ok(Step::Idle)
+    }
+
+    async fn ship_batch(&mut self, state: &ReplicationState) -> Result<(), ReplicationError> {
+        let pending = self
+            .meta
+            .pending_changes(state.shipped_seq, BATCH_MAX_BYTES)
+            .await?;
+        let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+            return Ok(());
+        };
+        if first.seq != state.shipped_seq + 1 {
+            return Err(ReplicationError::Recover(format!(
+                "the local change log starts at {} but {} is the next to ship",
+                first.seq,
+                state.shipped_seq + 1
+            )));
+        }
+        let last_seq = last.seq;
+        let batch = state.next_batch;
+        let plain = encode_batch(&pending);
+        let bytes = plain.len() as u64;
+        put_blob(
+            &self.transfers,
+            &self.root,
+            &self.scheme,
+            BlobName::log(batch),
+            &plain,
+            self.scheme.k,
+        )
+        .await?;
+        self.meta.mark_shipped(batch, last_seq, bytes).await?;
+        self.durable.send_replace(last_seq);
+        tracing::debug!(
+            batch,
+            first = first.seq,
+            last = last_seq,
+            bytes,
+            "metadata log batch durable on the nodes"
+        );
+        Ok(())
+    }
+
+    fn snapshot_due(&self, state: &ReplicationState) -> bool {
+        if self.force_snapshot || state.snapshot == 0 {
+            return true;
+        }
+        let last_bytes = self.head.as_ref().map_or(0, |h| h.current.bytes);
+        if state.log_bytes_since_snapshot >= SNAPSHOT_MIN_LOG.max(last_bytes) {
+            return true;
+        }
+        let age_ms = crate::meta::now_ms().saturating_sub(state.snapshot_ms);
+        state.log_bytes_since_snapshot > 0
+            && u128::try_from(age_ms).unwrap_or(0) >= self.cfg.snapshot_interval.as_millis()
+    }
+
+    async fn snapshot(&mut self, state: &ReplicationState) -> Result<(), ReplicationError> {
+        let number = state
+            .snapshot
+            .max(self.head.as_ref().map_or(0, |h| h.generation))
+            + 1;
+        // Every batch before this one was shipped before the copy is taken, so it holds them.
+        let first_batch = state.next_batch;
+        let path = self.work_dir.join(format!("snapshot-{number}.tmp"));
+        let _ = std::fs::remove_file(&path);
+        let taken_ms = crate::meta::now_ms();
+        let result = self
+            .write_snapshot(number, first_batch, taken_ms, &path)
+            .await;
+        let _ = std::fs::remove_file(&path);
+        let current = result?;
+        let previous = self.head.as_ref().map(|h| h.current.clone());
+        let head = Head {
+            format: HEAD_FORMAT,
+            generation: number,
+            key_check: encode_hex(&self.root.key_check()),
+            current: current.clone(),
+            previous: previous.clone(),
+            written_ms: crate::meta::now_ms(),
+        };
+        write_head(&self.transfers, &self.root, &self.scheme, &head).await?;
+        self.meta
+            .mark_snapshot(number, current.seq, first_batch, taken_ms)
+            .await?;
+        let old = self.head.replace(head);
+        self.force_snapshot = false;
+        tracing::info!(
+            snapshot = number,
+            seq = current.seq,
+            bytes = current.bytes,
+            parts = current.parts.len(),
+            "metadata snapshot durable on the nodes"
+        );
+        // What the new head no longer names: the old head's previous snapshot and the log
+        // batches before the (kept) previous snapshot.
+        if let (Some(old), Some(prev)) = (old, previous) {
+            if let Some(dropped) = old.previous {
+                self.prune(&dropped, prev.first_batch).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_snapshot(
+        &self,
+        number: u64,
+        first_batch: u64,
+        taken_ms: i64,
+        path: &std::path::Path,
+    ) -> Result<SnapshotRef, ReplicationError> {
+        let taken = self.meta.snapshot_into(path).await?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| ReplicationError::Io(format!("{}: {e}", path.display())))?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut reader = std::io::BufReader::new(file);
+        let mut parts = Vec::new();
+        let mut part = 0u32;
+        loop {
+            let (buf, r) = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::with_capacity(SNAPSHOT_PART);
+                let r = std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut reader, SNAPSHOT_PART as u64),
+                    &mut buf,
+                );
+                (buf, r.map(|_| reader))
+            })
+            .await
+            .map_err(|e| ReplicationError::Io(e.to_string()))?;
+            reader = r.map_err(|e| ReplicationError::Io(format!("{}: {e}", path.display())))?;
+            if buf.is_empty() && part > 0 {
+                break;
+            }
+            parts.push(blake3::hash(&buf).to_hex().to_string());
+            put_blob(
+                &self.transfers,
+                &self.root,
+                &self.scheme,
+                BlobName::snapshot(number, part),
+                &buf,
+                self.scheme.k,
+            )
+            .await?;
+            part += 1;
+            if buf.len() < SNAPSHOT_PART {
+                break;
+            }
+        }
+        Ok(SnapshotRef {
+            number,
+            seq: taken.seq,
+            first_batch,
+            taken_ms,
+            bytes,
+            parts,
+        })
+    }
+
+    /// Deletes snapshot `dropped` and the log batches from its first one up to `keep_from`.
+    async fn prune(&self, dropped: &SnapshotRef, keep_from: u64) {
+        let mut failed = 0;
+        let mut names: Vec<BlobName> = (0..dropped.parts.len() as u32)
+            .map(|p| BlobName::snapshot(dropped.number, p))
+            .collect();
+        names.extend((dropped.first_batch..keep_from).map(BlobName::log));
+        for name in &names {
+            failed += self
+                .transfers
+                .delete_pieces_everywhere(piece_ids(&self.transfers, &self.root, name))
+                .await;
+        }
+        tracing::info!(
+            snapshot = dropped.number,
+            blobs = names.len(),
+            failed_deletes = failed,
+            "pruned metadata the head no longer names"
+        );
+    }
+}
+
+/// The ids of blob `name`'s pieces, one per node in configuration order.
+pub(super) fn piece_ids(
+    transfers: &Transfers,
+    root: &RootKey,
+    name: &BlobName,
+) -> Vec<crate::nodes::PieceId> {
+    transfers
+        .node_ids()
+        .iter()
+        .map(|id| name.piece_id(&root.piece_id_key(id), id))
+        .collect()
+}
+
+/// Seals `plain` as blob `name` (coded `k` of one piece per node) and writes it everywhere;
+/// `Ok` once `scheme.success` nodes committed their piece.
+pub(super) async fn put_blob(
+    transfers: &Arc<Transfers>,
+    root: &RootKey,
+    scheme: &MetaScheme,
+    name: BlobName,
+    plain: &[u8],
+    k: u16,
+) -> Result<(), ReplicationError> {
+    let key = root.metadata_key();
+    let plain = plain.to_vec();
+    let n = scheme.n;
+    let pieces = tokio::task::spawn_blocking(move || seal_blob(&key, &name, &plain, k, n))
+        .await
+        .map_err(|e| ReplicationError::Crypto(e.to_string()))??;
+    let mut pieces: Vec<Option<Vec<u8>>> = pieces.into_iter().map(Some).collect();
+    pieces.resize(transfers.node_count(), None);
+    let results = transfers
+        .put_pieces_everywhere(piece_ids(transfers, root, &name), pieces)
+        .await;
+    let durable = results.iter().filter(|r| matches!(r, Some(Ok(())))).count();
+    if durable >= usize::from(scheme.success) {
+        return Ok(());
+    }
+    let causes: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            Some(Err(e)) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect();
+    Err(ReplicationError::NotDurable {
+        what: name.to_string(),
+        durable,
+        needed: usize::from(scheme.success),
+        causes: causes.join("; "),
+    })
+}
