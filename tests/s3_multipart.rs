@@ -2,7 +2,8 @@
 //! the MD5 of the part MD5s, exact bytes, ranges across part boundaries, GET/HEAD by part
 //! number), part replacement, completing a subset, the completion errors, NoSuchUpload,
 //! ListParts and ListMultipartUploads paging, abort releasing pieces, UploadPartCopy,
-//! conditional and racing completions, and COMPOSITE / FULL_OBJECT checksums.
+//! conditional and racing completions, retried completions, and COMPOSITE / FULL_OBJECT
+//! checksums.
 
 mod common;
 #[path = "common/s3x.rs"]
@@ -903,26 +904,259 @@ async fn of_two_racing_completions_exactly_one_wins() {
     let c = gw.client();
     c.create_bucket().bucket("mpu").send().await.unwrap();
     for round in 0..5u64 {
-        let body = data(64 * KIB, round);
+        let (head, tail) = (data(5 * MIB, round), data(64 * KIB, round + 100));
         let id = create(&c, "mpu", "race").await;
-        let e = upload(&c, "mpu", "race", &id, 1, &body).await;
-        let list = [(1, e.as_str())];
+        let e1 = upload(&c, "mpu", "race", &id, 1, &head).await;
+        let e2 = upload(&c, "mpu", "race", &id, 2, &tail).await;
+        let (whole, part_one) = ([(1, e1.as_str()), (2, e2.as_str())], [(1, e1.as_str())]);
         let (a, b) = tokio::join!(
-            complete(&c, "mpu", "race", &id, &list),
-            complete(&c, "mpu", "race", &id, &list)
+            complete(&c, "mpu", "race", &id, &whole),
+            complete(&c, "mpu", "race", &id, &part_one)
         );
-        let (winner, loser) = match (a, b) {
-            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        let (winner, loser, want) = match (a, b) {
+            (Ok(w), Err(l)) => (w, l, [head.clone(), tail.clone()].concat()),
+            (Err(l), Ok(w)) => (w, l, head.clone()),
             (a, b) => panic!("round {round}: expected one winner, got {a:?} and {b:?}"),
         };
-        assert_eq!(winner.e_tag(), Some(multipart_etag(&[&body]).as_str()));
+        // The loser listed other parts: it is no retry of the winner, the upload is gone.
         assert_eq!(
             status_code(&loser),
             (Some(404), Some("NoSuchUpload".to_string())),
             "{loser:?}"
         );
-        assert_bytes(&get(&c, "mpu", "race").await, &body, "race winner");
+        let got = get(&c, "mpu", "race").await;
+        assert_bytes(&got, &want, "race winner");
+        assert_eq!(winner.e_tag(), Some(head_etag(&c, "race").await.as_str()));
     }
+}
+
+#[tokio::test]
+async fn racing_copies_of_one_completion_both_get_its_answer() {
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    for round in 0..5u64 {
+        let body = data(64 * KIB, round);
+        let id = create(&c, "mpu", "race").await;
+        let e = upload(&c, "mpu", "race", &id, 1, &body).await;
+        let list = [(1, e.as_str())];
+        // A client retrying while its first attempt is still committing: one commits, the
+        // other is answered as a retry of it.
+        let (a, b) = tokio::join!(
+            complete(&c, "mpu", "race", &id, &list),
+            complete(&c, "mpu", "race", &id, &list)
+        );
+        let want = multipart_etag(&[&body]);
+        for out in [a, b] {
+            let out = out.unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+            assert_eq!(out.e_tag(), Some(want.as_str()), "round {round}");
+        }
+        assert_bytes(&get(&c, "mpu", "race").await, &body, "completed");
+    }
+}
+
+async fn head_etag(c: &Client, key: &str) -> String {
+    let head = c.head_object().bucket("mpu").key(key).send().await.unwrap();
+    head.e_tag().unwrap().to_string()
+}
+
+/// HEAD of `mpu/key`: (ETag, Last-Modified, size).
+async fn head_of(c: &Client, key: &str) -> (String, String, i64) {
+    let head = c.head_object().bucket("mpu").key(key).send().await.unwrap();
+    (
+        head.e_tag().unwrap().to_string(),
+        head.last_modified().unwrap().to_string(),
+        head.content_length().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_retried_completion_gets_the_same_answer_and_changes_nothing() {
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    let parts = [data(5 * MIB, 71), data(5 * MIB, 72), data(1000, 73)];
+    let id = create(&c, "mpu", "k").await;
+    let mut etags = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        etags.push(upload(&c, "mpu", "k", &id, i as i32 + 1, p).await);
+    }
+    let (e1, e2, e3) = (etags[0].as_str(), etags[1].as_str(), etags[2].as_str());
+    let all = [(1, e1), (2, e2), (3, e3)];
+    let first = complete(&c, "mpu", "k", &id, &all).await.unwrap();
+    let before = head_of(&c, "k").await;
+    assert_eq!(first.e_tag(), Some(before.0.as_str()));
+
+    // The same request again (the client never saw the first answer): the same answer.
+    for _ in 0..2 {
+        let again = complete(&c, "mpu", "k", &id, &all).await.unwrap();
+        assert_eq!(again.e_tag(), first.e_tag());
+        assert_eq!(again.location(), first.location());
+        assert_eq!(again.bucket(), Some("mpu"));
+        assert_eq!(again.key(), Some("k"));
+    }
+    // Any other list is not a retry of that completion, and cannot change the object: not
+    // a subset, not another order, not another part's ETag.
+    let subset = [(1, e1), (2, e2)];
+    let swapped = [(1, e1), (2, e3), (3, e2)];
+    let disordered = [(2, e2), (1, e1), (3, e3)];
+    let longer = [(1, e1), (2, e2), (3, e3), (4, e3)];
+    for list in [&subset[..], &swapped, &disordered, &longer] {
+        expect_err(
+            complete(&c, "mpu", "k", &id, list).await,
+            404,
+            "NoSuchUpload",
+        );
+    }
+    // The id belongs to its bucket and key.
+    c.create_bucket().bucket("other").send().await.unwrap();
+    expect_err(
+        complete(&c, "mpu", "elsewhere", &id, &all).await,
+        404,
+        "NoSuchUpload",
+    );
+    expect_err(
+        complete(&c, "other", "k", &id, &all).await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_eq!(head_of(&c, "k").await, before);
+    assert_bytes(&get(&c, "mpu", "k").await, &parts.concat(), "object");
+
+    // The upload itself is gone, as on AWS.
+    expect_err(
+        c.abort_multipart_upload()
+            .bucket("mpu")
+            .key("k")
+            .upload_id(&id)
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+    expect_err(
+        c.list_parts()
+            .bucket("mpu")
+            .key("k")
+            .upload_id(&id)
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_eq!(upload_keys(&c, "mpu").await, Vec::<String>::new());
+    // And still answered after the abort attempt.
+    let again = complete(&c, "mpu", "k", &id, &all).await.unwrap();
+    assert_eq!(again.e_tag(), first.e_tag());
+    assert_eq!(head_of(&c, "k").await, before);
+}
+
+#[tokio::test]
+async fn a_retried_conditional_completion_is_not_checked_again() {
+    // If-None-Match: * held when the completion committed; the object it created must not
+    // make the retry fail.
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    let id = create(&c, "mpu", "k").await;
+    let e = upload(&c, "mpu", "k", &id, 1, b"body").await;
+    let send = || {
+        c.complete_multipart_upload()
+            .bucket("mpu")
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(completed(&[(1, &e)]))
+            .if_none_match("*")
+            .send()
+    };
+    let first = send().await.unwrap();
+    let again = send().await.unwrap();
+    assert_eq!(again.e_tag(), first.e_tag());
+}
+
+#[tokio::test]
+async fn a_retried_completion_fails_once_the_object_under_the_key_changed() {
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    async fn completed_upload(c: &Client, key: &str, body: &[u8]) -> (String, String) {
+        let id = create(c, "mpu", key).await;
+        let e = upload(c, "mpu", key, &id, 1, body).await;
+        complete(c, "mpu", key, &id, &[(1, &e)]).await.unwrap();
+        (id, e)
+    }
+
+    // Overwritten by a PUT.
+    let (id, e) = completed_upload(&c, "put", b"completed").await;
+    put(&c, "mpu", "put", b"newer").await;
+    expect_err(
+        complete(&c, "mpu", "put", &id, &[(1, &e)]).await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_bytes(&get(&c, "mpu", "put").await, b"newer", "overwritten");
+
+    // Deleted.
+    let (id, e) = completed_upload(&c, "deleted", b"completed").await;
+    c.delete_object()
+        .bucket("mpu")
+        .key("deleted")
+        .send()
+        .await
+        .unwrap();
+    expect_err(
+        complete(&c, "mpu", "deleted", &id, &[(1, &e)]).await,
+        404,
+        "NoSuchUpload",
+    );
+    expect_status(
+        c.head_object().bucket("mpu").key("deleted").send().await,
+        404,
+    );
+
+    // Replaced by another completion of the very same bytes (so the same ETag).
+    let (id, e) = completed_upload(&c, "again", b"same bytes").await;
+    let (newer, newer_e) = completed_upload(&c, "again", b"same bytes").await;
+    assert_eq!(e, newer_e);
+    expect_err(
+        complete(&c, "mpu", "again", &id, &[(1, &e)]).await,
+        404,
+        "NoSuchUpload",
+    );
+    complete(&c, "mpu", "again", &newer, &[(1, &e)])
+        .await
+        .unwrap();
+
+    // Copied onto itself with new metadata: same bytes and ETag, but another object.
+    let (id, e) = completed_upload(&c, "copied", b"completed").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    c.copy_object()
+        .bucket("mpu")
+        .key("copied")
+        .copy_source("mpu/copied")
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .metadata("colour", "blue")
+        .send()
+        .await
+        .unwrap();
+    expect_err(
+        complete(&c, "mpu", "copied", &id, &[(1, &e)]).await,
+        404,
+        "NoSuchUpload",
+    );
+    let head = c
+        .head_object()
+        .bucket("mpu")
+        .key("copied")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("colour"))
+            .map(String::as_str),
+        Some("blue")
+    );
 }
 
 /// Creates an upload with a checksum algorithm (and type), uploads `parts` with checksums of
@@ -1254,6 +1488,50 @@ async fn complete_multipart_upload_result_carries_the_checksum() {
         Some(composite_b64(&a, &refs).as_str())
     );
     assert_eq!(done.checksum_type(), Some(&ChecksumType::Composite));
+}
+
+#[tokio::test]
+async fn a_retried_completion_repeats_the_checksum_and_must_state_the_same_ones() {
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    let (id, list, parts) = crc32_upload(&c, "k").await;
+    let a = ChecksumAlgorithm::Crc32;
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    let whole = composite_b64(&a, &refs);
+    let send = |list: Vec<CompletedPart>, whole: Option<String>| {
+        c.complete_multipart_upload()
+            .bucket("sums")
+            .key("k")
+            .upload_id(&id)
+            .set_checksum_crc32(whole)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(list))
+                    .build(),
+            )
+            .send()
+    };
+    let first = send(list.clone(), Some(whole.clone())).await.unwrap();
+    assert_eq!(first.checksum_crc32(), Some(whole.as_str()));
+    let again = send(list.clone(), Some(whole.clone())).await.unwrap();
+    assert_eq!(again.e_tag(), first.e_tag());
+    assert_eq!(again.checksum_crc32(), Some(whole.as_str()));
+    assert_eq!(again.checksum_type(), Some(&ChecksumType::Composite));
+
+    // Another part checksum, or another whole-object checksum, is not this completion.
+    let mut wrong_part = list.clone();
+    wrong_part[1] = CompletedPart::builder()
+        .part_number(2)
+        .e_tag(list[1].e_tag().unwrap())
+        .checksum_crc32(checksum_b64(&a, b"other bytes"))
+        .build();
+    expect_err(send(wrong_part, None).await, 404, "NoSuchUpload");
+    expect_err(
+        send(list.clone(), Some(checksum_b64(&a, b"other bytes"))).await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_bytes(&get(&c, "sums", "k").await, &parts.concat(), "object");
 }
 
 #[tokio::test]

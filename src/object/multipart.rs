@@ -6,8 +6,17 @@
 //!   is ever reused) and makes the old one garbage.
 //! - Completion validates the client's list as S3 does (ascending order → InvalidPartOrder;
 //!   unknown part or ETag/checksum mismatch → InvalidPart; a non-last part under 5 MiB →
-//!   EntityTooSmall) and commits atomically: of two racing completions exactly one wins, the
-//!   other sees NoSuchUpload. Parts not named in the list become garbage.
+//!   EntityTooSmall) and commits atomically: of two racing completions exactly one commits,
+//!   the other is answered as a retry (below). Parts not named in the list become garbage.
+//! - A completion that finds its upload gone is answered as a retry of the one that completed
+//!   it (as AWS does, so a client whose connection dropped after the commit does not report
+//!   a failed upload), changing nothing: 200 with the committed ETag and checksum only if the
+//!   upload was completed into this bucket and key within `COMPLETED_UPLOAD_RETENTION_MS`,
+//!   the object under the key is still the one it committed (same ETag, last-modified time
+//!   and parts), and the request lists exactly the parts completed (numbers and ETags, and
+//!   the part and whole-object checksums it states). Otherwise NoSuchUpload: success is never
+//!   reported for an object that is not the one the client completed. Preconditions are not
+//!   evaluated again: they held when the completion committed.
 //! - ETag: hex MD5 of the concatenated binary part MD5s, then `-N`. Checksums: COMPOSITE is the
 //!   checksum of the concatenated part checksums plus `-N`; FULL_OBJECT (CRCs only) is the CRC
 //!   of the whole object, combined from the part CRCs.
@@ -18,8 +27,8 @@ use super::put::{store_body, StoredBody};
 use super::{now_ms, BodyReceiver, ObjectError, ObjectLayer};
 use crate::checksum::{self, Checksum, ChecksumAlgorithm, ChecksumType};
 use crate::meta::{
-    MetaError, ObjectPart, ObjectRecord, PartRecord, PartSummary, Precondition, StoredChecksum,
-    UploadListPage, UploadListQuery, UploadRecord, OBJECT_FORMAT,
+    CompletedUpload, MetaError, ObjectPart, ObjectRecord, PartRecord, PartSummary, Precondition,
+    StoredChecksum, UploadListPage, UploadListQuery, UploadRecord, OBJECT_FORMAT,
 };
 
 /// Every part but the last must be at least this big (as on AWS).
@@ -151,6 +160,28 @@ impl ObjectLayer {
         })
     }
 
+    /// The algorithm CompleteMultipartUpload reads the part checksums of `upload_id` in: the
+    /// upload's while it is in progress, else its completion's if a retry can be answered;
+    /// NoSuchUpload otherwise.
+    pub async fn completion_checksum_algorithm(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<ChecksumAlgorithm>, ObjectError> {
+        match self.upload(bucket, key, upload_id).await {
+            Ok(upload) => Ok(upload
+                .checksum_algorithm
+                .and_then(ChecksumAlgorithm::from_id)),
+            Err(ObjectError::NoSuchUpload) => Ok(self
+                .completion(bucket, key, upload_id)
+                .await?
+                .checksum_algorithm()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Completes the upload, or answers a retry of its completion (see the module docs).
     pub async fn complete_upload(
         &self,
         bucket: &str,
@@ -159,6 +190,72 @@ impl ObjectLayer {
         list: &[CompletedPart],
         precondition: &Precondition,
         expected_checksum: Option<String>,
+    ) -> Result<CompleteOutcome, ObjectError> {
+        let expected_checksum = expected_checksum.as_deref();
+        match self
+            .commit_completion(
+                bucket,
+                key,
+                upload_id,
+                list,
+                precondition,
+                expected_checksum,
+            )
+            .await
+        {
+            // Completed before this request, or by a copy of it that won the race.
+            Err(ObjectError::NoSuchUpload) => self
+                .completion(bucket, key, upload_id)
+                .await?
+                .answer(list, expected_checksum),
+            outcome => outcome,
+        }
+    }
+
+    /// How `upload_id` was completed, if it was and the object under the key is still the one
+    /// it committed; NoSuchUpload otherwise.
+    async fn completion(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Completion, ObjectError> {
+        let completed = self
+            .inner
+            .meta
+            .completed_upload(bucket, key, upload_id)
+            .await?
+            .ok_or(ObjectError::NoSuchUpload)?;
+        // Read after the record, so a match means the object under the key was the
+        // completion's at a moment after it committed.
+        let object = self
+            .inner
+            .meta
+            .get_object(bucket, key)
+            .await?
+            .ok_or(ObjectError::NoSuchUpload)?;
+        let still = object.etag == completed.etag
+            && object.last_modified_ms == completed.completed_ms
+            && object
+                .parts
+                .iter()
+                .map(|p| (p.number, p.etag.as_str()))
+                .eq(completed.parts.iter().map(|(n, e)| (*n, e.as_str())));
+        if !still {
+            return Err(ObjectError::NoSuchUpload);
+        }
+        Ok(Completion { completed, object })
+    }
+
+    /// Checks `list` against the upload in progress and commits its object.
+    async fn commit_completion(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        list: &[CompletedPart],
+        precondition: &Precondition,
+        expected_checksum: Option<&str>,
     ) -> Result<CompleteOutcome, ObjectError> {
         let upload = self.upload(bucket, key, upload_id).await?;
         if list.is_empty() {
@@ -217,8 +314,8 @@ impl ObjectLayer {
             }
             _ => None,
         };
-        if let (Some(want), Some(have)) = (&expected_checksum, &checksum) {
-            if *want != have.value {
+        if let (Some(want), Some(have)) = (expected_checksum, &checksum) {
+            if want != have.value {
                 return Err(ObjectError::ChecksumMismatch(
                     algorithm.map_or("checksum", |a| a.name()).to_string(),
                 ));
@@ -301,6 +398,53 @@ impl ObjectLayer {
     ) -> Result<UploadListPage, ObjectError> {
         self.bucket(q.bucket).await?;
         Ok(self.inner.meta.list_uploads(q).await?)
+    }
+}
+
+/// A completed upload whose object is still the one under its key.
+struct Completion {
+    completed: CompletedUpload,
+    object: ObjectRecord,
+}
+
+impl Completion {
+    fn checksum_algorithm(&self) -> Option<ChecksumAlgorithm> {
+        let sum = self.object.checksum.as_ref()?;
+        ChecksumAlgorithm::from_id(sum.algorithm)
+    }
+
+    /// The outcome the completion had, if `list` and `expected_checksum` describe it;
+    /// NoSuchUpload otherwise, since the request is then not a retry of this completion.
+    fn answer(
+        self,
+        list: &[CompletedPart],
+        expected_checksum: Option<&str>,
+    ) -> Result<CompleteOutcome, ObjectError> {
+        // `completion` checked that the object's parts are the completed ones.
+        let same_parts = list.len() == self.completed.parts.len()
+            && list
+                .iter()
+                .zip(self.completed.parts.iter().zip(&self.object.parts))
+                .all(|(want, ((number, etag), part))| {
+                    want.number == *number
+                        && want.etag == *etag
+                        && match (&want.checksum, &part.checksum) {
+                            (Some(given), Some(have)) => given == have,
+                            _ => true,
+                        }
+                });
+        let same_sum = match (expected_checksum, &self.object.checksum) {
+            (Some(want), Some(have)) => want == have.value,
+            _ => true,
+        };
+        if !(same_parts && same_sum) {
+            return Err(ObjectError::NoSuchUpload);
+        }
+        Ok(CompleteOutcome {
+            etag: self.object.etag,
+            checksum: self.object.checksum,
+            size: self.object.size,
+        })
     }
 }
 

@@ -262,9 +262,10 @@ pub(super) async fn complete_upload(
     let id = upload_id(ctx);
     let h = &ctx.parts.headers;
     let precondition = write_precondition(h)?;
-    let upload = ctx
+    // Also known for an upload completed already: its retry is answered like AWS does.
+    let algorithm = ctx
         .layer
-        .upload(bucket, key, id)
+        .completion_checksum_algorithm(bucket, key, id)
         .await
         .map_err(|e| map(e, bucket, key, id))?;
     let raw = read_small_body(
@@ -276,9 +277,6 @@ pub(super) async fn complete_upload(
     )
     .await?;
     let parts = xml::read::parse_complete_multipart_upload(&raw)?;
-    let algorithm = upload
-        .checksum_algorithm
-        .and_then(ChecksumAlgorithm::from_id);
     // A whole-object checksum the client states must match ours, checked before commit.
     let expected_whole = algorithm
         .and_then(|a| header_str(h, a.header_name()))

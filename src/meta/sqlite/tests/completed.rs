@@ -60,7 +60,10 @@ fn a_completion_is_remembered_as_completed_for_its_bucket_and_key_only() {
     );
     // Addressed by bucket, key and id together, as uploads are.
     assert_eq!(meta.completed_upload("b", "dir/ü", "u1").unwrap(), None);
-    assert_eq!(meta.completed_upload("other", "dir/ü k", "u1").unwrap(), None);
+    assert_eq!(
+        meta.completed_upload("other", "dir/ü k", "u1").unwrap(),
+        None
+    );
     assert_eq!(meta.completed_upload("b", "dir/ü k", "u2").unwrap(), None);
     assert!(matches!(
         meta.completed_upload("nope", "dir/ü k", "u1"),
@@ -111,17 +114,17 @@ fn completions_are_forgotten_after_the_retention_counted_from_later_completions(
     let (dir, meta) = store();
     meta.create_bucket("b", 0).unwrap();
     // Times far in the past: were the wall clock used, every row would go at once.
-    let t0 = 1_600_000_000_000;
+    let (t0, keep) = (1_600_000_000_000, COMPLETED_UPLOAD_RETENTION_MS);
     complete_at(&meta, "b", "k", "u1", 10, t0);
     complete_at(&meta, "b", "k2", "u2", 20, t0 + 1);
     // Exactly the retention later: u1 is not older than it yet.
-    complete_at(&meta, "b", "k", "u3", 30, t0 + COMPLETED_UPLOAD_RETENTION_MS);
+    complete_at(&meta, "b", "k", "u3", 30, t0 + keep);
     for id in ["u1", "u2", "u3"] {
         let key = if id == "u2" { "k2" } else { "k" };
         assert!(remembered(&meta, "b", key, id), "{id}");
     }
     // One millisecond more: u1 goes, u2 (a millisecond younger) stays.
-    complete_at(&meta, "b", "k", "u4", 40, t0 + COMPLETED_UPLOAD_RETENTION_MS + 1);
+    complete_at(&meta, "b", "k", "u4", 40, t0 + keep + 1);
     assert!(!remembered(&meta, "b", "k", "u1"));
     assert!(remembered(&meta, "b", "k2", "u2"));
 
