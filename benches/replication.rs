@@ -12,7 +12,8 @@
 //! `gateway::app::recover::run_recover` rebuilds it from the nodes; the time and the
 //! object count are printed.
 //!
-//! `cargo bench --bench replication`; `BENCH_DIR` chooses where the node directories go.
+//! `cargo bench --bench replication`; `BENCH_MODES` (default "off,async,sync") and
+//! `BENCH_RECOVER` choose the parts; `BENCH_DIR` chooses where the node directories go.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,8 +37,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn setup(root: &Path, mode: &str) -> PathBuf {
-    let data = root.join(format!("data-{mode}"));
+fn setup(root: &Path, mode: &str, name: &str) -> PathBuf {
+    let data = root.join(format!("data-{name}"));
     std::fs::create_dir_all(&data).expect("data dir");
     let mut cfg = format!(
         "listen = \"127.0.0.1:0\"\nadmin_listen = \"\"\n[metadata]\nreplication = \"{mode}\"\n"
@@ -109,7 +110,7 @@ async fn put_many(
 }
 
 async fn bench_mode(root: &Path, mode: &str, clients: usize, secs: u64, mb: usize) -> String {
-    let data = setup(root, mode);
+    let data = setup(root, mode, mode);
     let (gw, c) = start(&data).await;
     c.create_bucket()
         .bucket("bench")
@@ -149,7 +150,7 @@ async fn bench_mode(root: &Path, mode: &str, clients: usize, secs: u64, mb: usiz
 }
 
 async fn bench_recovery(root: &Path, objects: u64) -> String {
-    let data = setup(root, &format!("async-{objects}"));
+    let data = setup(root, "async", &format!("recover-{objects}"));
     let (gw, c) = start(&data).await;
     c.create_bucket()
         .bucket("bench")
@@ -198,7 +199,8 @@ fn main() {
         .build()
         .expect("runtime");
     let mut lines = Vec::new();
-    for mode in ["off", "async", "sync"] {
+    let modes: String = env_or("BENCH_MODES", "off,async,sync".to_string());
+    for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
         let line = rt.block_on(bench_mode(root.path(), mode, clients, secs, mb));
         eprintln!("{line}");
         lines.push(line);

@@ -28,8 +28,8 @@ use crate::admin::{
     StoredTotals,
 };
 use crate::config::{
-    Config, ConfigError, NodeKind, ReplicationMode, RemoteNodeConfig, RemoteToken, S3NodeConfig, S3Secret,
-    CONFIG_FILE,
+    Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, ReplicationMode, S3NodeConfig,
+    S3Secret, CONFIG_FILE,
 };
 use crate::crypto::{CryptoError, RootKey};
 use crate::meta::{Meta, MetaError};

@@ -177,8 +177,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .checked_mul(60)
             .map(Duration::from_secs)
             .ok_or_else(|| format!("{s:?} is too long")),
+        "h" => n
+            .checked_mul(3600)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{s:?} is too long")),
         other => Err(format!(
-            "unknown duration unit {other:?} in {s:?} (ms, s, m)"
+            "unknown duration unit {other:?} in {s:?} (ms, s, m, h)"
         )),
     }
 }
@@ -1190,6 +1194,36 @@ mod tests {
         assert_eq!(c.storage.block_size, d.block_size);
         assert_eq!(c.storage.chunk_size, d.chunk_size);
         assert_eq!(c.nodes.len(), 6);
+        let m = MetadataConfig::default();
+        assert_eq!(c.metadata.replication, m.replication);
+        assert_eq!(c.metadata.max_delay, m.max_delay);
+        assert_eq!(c.metadata.snapshot_interval, m.snapshot_interval);
+        assert_eq!(c.metadata.sync_timeout, m.sync_timeout);
+    }
+
+    #[test]
+    fn metadata_replication_settings() {
+        let with = |table: &str| {
+            let nodes = Config::embedded_default_text();
+            let at = nodes.find("[[nodes]]").unwrap();
+            format!("{}[metadata]\n{table}\n{}", &nodes[..at], &nodes[at..])
+        };
+        let c = Config::parse(
+            &with("replication = \"sync\"\nmax_delay = \"250ms\"\nsnapshot_interval = \"1h\""),
+            Path::new("/d"),
+        )
+        .unwrap();
+        assert_eq!(c.metadata.replication, ReplicationMode::Sync);
+        assert_eq!(c.metadata.max_delay, Duration::from_millis(250));
+        assert_eq!(c.metadata.snapshot_interval, Duration::from_secs(3600));
+        for (text, field) in [
+            ("replication = \"later\"", "metadata.replication"),
+            ("max_delay = \"1ms\"", "metadata.max_delay"),
+            ("sync_timeout = \"soon\"", "metadata.sync_timeout"),
+        ] {
+            let e = Config::parse(&with(text), Path::new("/d")).unwrap_err();
+            assert_eq!(e.field, field, "{text}");
+        }
     }
 
     #[test]

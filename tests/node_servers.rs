@@ -400,9 +400,12 @@ async fn wrong_token_is_rejected() {
     gw.stop().await;
 
     // Every node needed: the refusal fails the upload and nothing of it stays on any node.
+    // A second gateway (another root key) over the same nodes: nodes belong to one root
+    // key's metadata, so this one keeps its metadata to itself.
     let strict = GatewaySetup {
         scheme: "2/3/5/5",
         tokens: vec![(WRONG, wrong)],
+        metadata: "replication = \"off\"",
         ..GatewaySetup::default()
     };
     let gw = strict.start(&tmp.path().join("gateway2"), &nodes).await;

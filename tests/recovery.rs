@@ -164,20 +164,15 @@ fn lose_data_dir(data_dir: &Path) {
     }
 }
 
-fn setup(root: &Path, nodes: &[NodeProcess], metadata: &str) -> PathBuf {
+fn setup(root: &Path, nodes: &[NodeProcess], metadata: &'static str) -> PathBuf {
     let data_dir = root.join("data");
     std::fs::create_dir_all(&data_dir).expect("data dir");
-    let mut cfg = GatewaySetup {
+    let cfg = GatewaySetup {
         scheme: "4/5/6/6",
+        metadata,
         ..GatewaySetup::default()
     }
     .config(nodes);
-    cfg.push_str(&format!("[metadata]\n{metadata}\n"));
-    // Tables must precede the node array in TOML: put [metadata] before the first [[nodes]].
-    let at = cfg.find("[[nodes]]").expect("nodes");
-    let (head, nodes_part) = cfg.split_at(at);
-    let meta_at = nodes_part.find("[metadata]").expect("metadata");
-    let cfg = format!("{head}{}{}", &nodes_part[meta_at..], &nodes_part[..meta_at]);
     std::fs::write(data_dir.join("config.toml"), cfg).expect("config");
     data_dir
 }
@@ -680,4 +675,38 @@ async fn damaged_lost_and_foreign_metadata_is_detected() {
     assert!(err.contains("intact"), "{err}");
     assert!(!data_dir.join("metadata.sqlite").exists());
     assert!(!data_dir.join("metadata.sqlite.recovering").exists());
+}
+
+/// Sync mode with a hung node (SIGSTOP): metadata writes need `success` nodes, not all of
+/// them, so writes go on. Were they to wait for the hung node, its 5 s read timeout would
+/// outlast the 3 s sync timeout and every write would fail with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_mode_writes_go_on_with_a_hung_node() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut nodes = start_nodes(root.path(), 6);
+    let data_dir = setup(
+        root.path(),
+        &nodes,
+        "replication = \"sync\"\nsync_timeout = \"3s\"",
+    );
+    let gw = GatewayProc::start(&data_dir);
+    let c = gw.client();
+    c.create_bucket()
+        .bucket("hung")
+        .send()
+        .await
+        .expect("bucket");
+    gw.wait_replicated().await;
+    nodes[5].stop();
+    for i in 0..5 {
+        c.put_object()
+            .bucket("hung")
+            .key(format!("k{i}"))
+            .body(ByteStream::from(data(100, i)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {i} with a hung node: {e:?}"));
+    }
+    nodes[5].resume();
+    gw.wait_replicated().await;
 }

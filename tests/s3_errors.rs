@@ -74,6 +74,7 @@ fn base64(b: &[u8]) -> String {
 }
 
 /// Every file under `nodes/*/pieces`.
+/// Data piece files on every node (metadata blobs left out).
 fn piece_files(gw: &TestGateway) -> Vec<std::path::PathBuf> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
@@ -83,7 +84,7 @@ fn piece_files(gw: &TestGateway) -> Vec<std::path::PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else {
+            } else if !common::is_metadata_blob(&p) {
                 out.push(p);
             }
         }

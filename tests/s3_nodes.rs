@@ -53,7 +53,15 @@ impl Drop for Rclone {
 }
 
 /// Files under `dir`, recursively.
+/// Data piece objects under `dir` (the metadata blobs every node also holds left out: they
+/// start with `GWMB`).
 fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = all_files(dir);
+    out.retain(|p| !common::is_metadata_blob(p));
+    out
+}
+
+fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -542,7 +542,10 @@ pub(super) mod tests {
             rep.contains("(async)") && rep.contains("118 on the nodes (2 behind)"),
             "{rep}"
         );
-        assert!(rep.contains("snapshot 3 (to change 100), 4 log batches (16.0 KiB)"), "{rep}");
+        assert!(
+            rep.contains("snapshot 3 (to change 100), 4 log batches (16.0 KiB)"),
+            "{rep}"
+        );
         let waste = line_with(&text, "long-tail waste");
         assert!(
             waste.contains("25.0 MiB") && waste.contains("14.3% of uploaded"),

@@ -10,7 +10,8 @@
 //!   the state that preceded it reproduces that sequence's result ([`SqliteMeta::apply`]).
 //!   Only `garbage_since_ms` (when a body became garbage) takes the replay's clock.
 //! - Records are JSON (one object per line in a batch), self-describing, versioned by
-//!   [`LOG_FORMAT`] in each batch's first line. Byte strings are lowercase hex. Changing the
+//!   [`LOG_FORMAT`] in each batch's first line. Byte strings are lowercase hex, inline object
+//!   data standard base64. Changing the
 //!   shape of a logged type (`ObjectRecord`, `PartRecord`, ...) changes the format: bump
 //!   [`LOG_FORMAT`] and keep reading the old one (`log_format_is_stable` pins it).
 //! - [`encode_batch`] / [`decode_batch`] turn consecutive entries into one batch: a header
@@ -246,6 +247,22 @@ impl SqliteMeta {
     }
 }
 
+/// Serde helper: byte strings as standard base64 (inline object data: a third smaller than
+/// hex in every log batch and snapshot).
+pub(crate) mod base64_bytes {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::checksum::base64_encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        crate::checksum::base64_decode(&text).ok_or_else(|| D::Error::custom("not base64"))
+    }
+}
+
 /// Serde helper: byte strings as lowercase hex.
 pub(crate) mod hex_bytes {
     use serde::de::Error as _;
@@ -350,7 +367,7 @@ mod tests {
                 r#""checksum":{"algorithm":1,"kind":1,"value":"AAAA"},"parts":[{"number":0,"size":5,"#,
                 r#""etag":"e","checksum":null,"stream":{"stream_id":"abababababababababababababababab","#,
                 r#""cipher":1,"block_size":64,"segment_size":128,"segments":[{"index":0,"plain_size":3,"#,
-                r#""wrapped_key":"0102","placement":{"inline":"ff"}},{"index":1,"plain_size":2,"#,
+                r#""wrapped_key":"0102","placement":{"inline":"/w=="}},{"index":1,"plain_size":2,"#,
                 r#""wrapped_key":"03","placement":{"pieces":{"k":1,"n":2,"chunk_size":16,"#,
                 r#""pieces":[{"number":1,"node":"n2"}]}}}],"accounting":{"encoded_bytes":1,"#,
                 r#""uploaded_bytes":2,"long_tail_bytes":0}}}]}}"#

@@ -256,7 +256,7 @@ pub struct SegmentRecord {
 #[serde(rename_all = "snake_case")]
 pub enum Placement {
     /// Ciphertext stored in the database.
-    Inline(#[serde(with = "log::hex_bytes")] Vec<u8>),
+    Inline(#[serde(with = "log::base64_bytes")] Vec<u8>),
     /// Erasure-coded pieces on nodes; `pieces` ordered by number, numbers unique and `< n`.
     Pieces {
         k: u16,

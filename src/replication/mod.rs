@@ -94,3 +94,47 @@ pub enum ReplicationError {
     #[error("{0}")]
     Recover(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheme(minimum: u16, repair: u16, success: u16, total: u16) -> Scheme {
+        Scheme {
+            minimum,
+            repair,
+            success,
+            total,
+        }
+    }
+
+    #[test]
+    fn metadata_survives_at_least_as_many_lost_nodes_as_data() {
+        for (data, nodes) in [
+            (scheme(4, 5, 6, 6), 6),
+            (scheme(4, 5, 6, 8), 8),
+            (scheme(2, 3, 4, 4), 6),
+            (scheme(29, 35, 80, 110), 110),
+            (scheme(1, 1, 1, 1), 1),
+            (scheme(1, 1, 2, 2), 2),
+        ] {
+            let m = MetaScheme::for_nodes(&data, nodes);
+            assert_eq!(usize::from(m.n), nodes);
+            assert!(m.k >= 1 && m.k <= m.success && m.success <= m.n, "{m:?}");
+            let tolerated = if nodes > 1 { m.success - m.k } else { 0 };
+            assert!(
+                tolerated >= (data.success - data.minimum).min(m.n - m.k),
+                "{data} over {nodes}: {m:?}"
+            );
+            assert!(m.absent_quorum() >= 1 && m.absent_quorum() <= nodes);
+        }
+        assert_eq!(
+            MetaScheme::for_nodes(&scheme(4, 5, 6, 6), 6),
+            MetaScheme {
+                k: 2,
+                n: 6,
+                success: 4
+            }
+        );
+    }
+}

@@ -69,9 +69,21 @@ impl Replicator {
         let fresh = state.last_seq == 0 && meta.list_buckets().await?.is_empty();
         let mut head = None;
         let mut force_snapshot = false;
-        match read_head(&transfers, root, &scheme).await? {
+        // With replication off the nodes hold no metadata of this store: nothing to compare.
+        let read = if cfg.replication == ReplicationMode::Off {
+            HeadRead::Absent
+        } else {
+            read_head(&transfers, root, &scheme).await?
+        };
+        match read {
             HeadRead::Found(h) => {
-                if fresh || h.current.seq > state.last_seq {
+                // A fresh store over nodes whose log goes on after the head's snapshot (or
+                // whose snapshot holds changes) is behind them: recovering is the way on.
+                let behind = h.current.seq > state.last_seq
+                    || (fresh
+                        && blob_exists(&transfers, root, &BlobName::log(h.current.first_batch))
+                            .await);
+                if behind {
                     return Err(ReplicationError::NodesAhead {
                         snapshot: h.current.number,
                         seq: h.current.seq,
@@ -216,6 +228,13 @@ impl Shipper {
         let state = self.meta.replication_state().await?;
         if state.last_seq > state.shipped_seq {
             self.ship_batch(&state).await?;
+            // Under a steady stream of writes there is always a batch to ship: snapshots
+            // must not wait for a quiet moment, or the log (and recovery time) grows without
+            // bound. A snapshot keeps shipping batches between its parts.
+            if !stopping && self.snapshot_due(&state) {
+                let state = self.meta.replication_state().await?;
+                self.snapshot(&state).await?;
+            }
             return Ok(Step::Worked);
         }
         self.durable.send_if_modified(|d| {
@@ -331,7 +350,7 @@ impl Shipper {
     }
 
     async fn write_snapshot(
-        &self,
+        &mut self,
         number: u64,
         first_batch: u64,
         taken_ms: i64,
@@ -370,6 +389,12 @@ impl Shipper {
             )
             .await?;
             part += 1;
+            // A large snapshot takes a while: keep shipping the log meanwhile, so the recovery
+            // point (and sync mode's writes) do not wait for it.
+            let state = self.meta.replication_state().await?;
+            if state.last_seq > state.shipped_seq {
+                self.ship_batch(&state).await?;
+            }
             if buf.len() < SNAPSHOT_PART {
                 break;
             }
@@ -406,6 +431,15 @@ impl Shipper {
     }
 }
 
+/// Whether any node holds a piece of blob `name`.
+async fn blob_exists(transfers: &Arc<Transfers>, root: &RootKey, name: &BlobName) -> bool {
+    transfers
+        .get_pieces_everywhere(piece_ids(transfers, root, name), 4, |_| None)
+        .await
+        .iter()
+        .any(Result::is_ok)
+}
+
 /// The ids of blob `name`'s pieces, one per node in configuration order.
 pub(super) fn piece_ids(
     transfers: &Transfers,
@@ -438,7 +472,11 @@ pub(super) async fn put_blob(
     let mut pieces: Vec<Option<Vec<u8>>> = pieces.into_iter().map(Some).collect();
     pieces.resize(transfers.node_count(), None);
     let results = transfers
-        .put_pieces_everywhere(piece_ids(transfers, root, &name), pieces)
+        .put_pieces_everywhere(
+            piece_ids(transfers, root, &name),
+            pieces,
+            usize::from(scheme.success),
+        )
         .await;
     let durable = results.iter().filter(|r| matches!(r, Some(Ok(())))).count();
     if durable >= usize::from(scheme.success) {

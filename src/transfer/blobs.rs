@@ -13,6 +13,9 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use super::Transfers;
+
+/// How long writes still in flight may finish once enough succeeded.
+pub const LAGGARD_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 use crate::metrics::{NodeOp, Reason};
 use crate::nodes::{NodeError, PieceId};
 
@@ -23,23 +26,45 @@ impl Transfers {
     }
 
     /// Writes `pieces[i]` under `ids[i]` on node `i` (a `None` piece is skipped), all nodes
-    /// concurrently; returns each node's outcome (`None` where nothing was written).
+    /// concurrently. Returns each node's outcome (`None`: nothing written, or still in flight)
+    /// once every write ended, or once `need` writes succeeded and the others had
+    /// [`LAGGARD_GRACE`] more: a slow or hung node does not hold up the caller, and its write
+    /// goes on in the background (within the node client's own timeouts).
     pub async fn put_pieces_everywhere(
         self: &Arc<Self>,
         ids: Vec<PieceId>,
         pieces: Vec<Option<Vec<u8>>>,
+        need: usize,
     ) -> Vec<Option<Result<(), NodeError>>> {
-        let mut set = JoinSet::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut started = 0;
         for (index, (id, piece)) in ids.into_iter().zip(pieces).enumerate() {
             let Some(piece) = piece else { continue };
-            let me = Arc::clone(self);
-            set.spawn(async move { (index, me.put_whole(index, id, piece).await) });
+            let (me, tx) = (Arc::clone(self), tx.clone());
+            started += 1;
+            tokio::spawn(async move {
+                let _ = tx.send((index, me.put_whole(index, id, piece).await));
+            });
         }
+        drop(tx);
         let mut out: Vec<Option<Result<(), NodeError>>> =
             (0..self.nodes.len()).map(|_| None).collect();
-        while let Some(joined) = set.join_next().await {
-            if let Ok((index, r)) = joined {
-                out[index] = Some(r);
+        let (mut ended, mut ok) = (0, 0);
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        while ended < started {
+            let next = match grace.as_mut() {
+                Some(g) => tokio::select! {
+                    r = rx.recv() => r,
+                    _ = g => break,
+                },
+                None => rx.recv().await,
+            };
+            let Some((index, r)) = next else { break };
+            ended += 1;
+            ok += usize::from(r.is_ok());
+            out[index] = Some(r);
+            if ok >= need && grace.is_none() {
+                grace = Some(Box::pin(tokio::time::sleep(LAGGARD_GRACE)));
             }
         }
         out

@@ -173,10 +173,12 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Committed piece files under a node directory (or under `nodes/` for all nodes).
+/// Data piece files under `dir` (metadata blobs, which every node also holds, left out).
 pub fn piece_paths(dir: &Path) -> Vec<PathBuf> {
     files_under(dir)
         .into_iter()
         .filter(|p| p.components().any(|c| c.as_os_str() == "pieces"))
+        .filter(|p| !crate::common::is_metadata_blob(p))
         .collect()
 }
 

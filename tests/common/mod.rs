@@ -123,6 +123,17 @@ impl TestGateway {
     }
 }
 
+/// Whether a file on a node is a metadata blob (the replicated change log, a snapshot part or
+/// the head record: every node holds some beside the data pieces) rather than a data piece.
+/// Blobs start with the magic `GWMB` (README, "Metadata replication").
+pub fn is_metadata_blob(path: &std::path::Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == b"GWMB"
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn data(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

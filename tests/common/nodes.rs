@@ -110,7 +110,8 @@ impl NodeProcess {
         }
     }
 
-    /// Committed piece files (`pieces/<2 hex>/<64 hex>`), sorted; empty before the first.
+    /// Committed data piece files (`pieces/<2 hex>/<64 hex>`), sorted; empty before the
+    /// first. Metadata blobs (replication) are left out: they start with `GWMB`.
     pub fn piece_paths(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let Ok(fans) = std::fs::read_dir(self.dir.join("pieces")) else {
@@ -119,7 +120,10 @@ impl NodeProcess {
         for fan in fans {
             let fan = fan.expect("fan entry").path();
             for piece in std::fs::read_dir(&fan).expect("fan dir") {
-                out.push(piece.expect("piece entry").path());
+                let path = piece.expect("piece entry").path();
+                if !super::is_metadata_blob(&path) {
+                    out.push(path);
+                }
             }
         }
         out.sort();
@@ -187,6 +191,8 @@ pub struct GatewaySetup {
     pub read_timeout: &'static str,
     /// Node index → the 64 hex digits configured as its token instead of its token file.
     pub tokens: Vec<(usize, String)>,
+    /// Lines of the `[metadata]` table (empty: the defaults).
+    pub metadata: &'static str,
 }
 
 impl Default for GatewaySetup {
@@ -199,6 +205,7 @@ impl Default for GatewaySetup {
             connect_timeout: "1s",
             read_timeout: "5s",
             tokens: Vec::new(),
+            metadata: "",
         }
     }
 }
@@ -218,6 +225,7 @@ impl GatewaySetup {
         for (k, v) in &self.limits {
             cfg.push_str(&format!("{k} = \"{v}\"\n"));
         }
+        cfg.push_str(&format!("[metadata]\n{}\n", self.metadata));
         for (i, n) in nodes.iter().enumerate() {
             let token = match self.tokens.iter().find(|(t, _)| *t == i) {
                 Some((_, hex)) => format!("token = \"{hex}\""),

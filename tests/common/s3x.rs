@@ -219,6 +219,7 @@ pub fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
 }
 
 /// Every committed piece file on every node.
+/// Data piece files on every node (metadata blobs left out).
 pub fn pieces(gw: &TestGateway) -> BTreeSet<PathBuf> {
     fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
@@ -228,7 +229,7 @@ pub fn pieces(gw: &TestGateway) -> BTreeSet<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else {
+            } else if !crate::common::is_metadata_blob(&p) {
                 out.insert(p);
             }
         }

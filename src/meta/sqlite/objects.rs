@@ -6,11 +6,11 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+use super::super::log::Change;
 use super::super::{
     ListPage, ListQuery, MetaError, ObjectPart, ObjectRecord, Precondition, StoredChecksum,
     StreamId,
 };
-use super::super::log::Change;
 use super::{from_json, list, require_bucket, streams, to_json, SqliteMeta};
 
 impl SqliteMeta {

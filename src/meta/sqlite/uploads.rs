@@ -8,11 +8,11 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::super::log::Change;
 use super::super::{
     CompletedUpload, MetaError, ObjectRecord, PartRecord, PartSummary, Precondition, StreamId,
     UploadListPage, UploadListQuery, UploadRecord,
 };
-use super::super::log::Change;
 use super::objects::{check_precondition, replace_object, validate_object};
 use super::{from_json, list, require_bucket, sql_limit, streams, to_json, SqliteMeta};
 
