@@ -611,11 +611,13 @@ impl Gateway {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let r = (&mut self.task).await.map_err(std::io::Error::other)?;
+        let r = (&mut self.task).await.map_err(std::io::Error::other);
         if let Some(replicator) = self.replicator.take() {
-            // Every acknowledged change goes to the nodes before the process ends.
+            // Every acknowledged change goes to the nodes before the process ends, however
+            // the server task ended.
             replicator.stop(SHUTDOWN_SHIP_DEADLINE).await;
         }
+        let r = r?;
         if let Some(admin) = self.admin.take() {
             admin.stop().await;
         }

@@ -631,6 +631,9 @@ async fn damaged_lost_and_foreign_metadata_is_detected() {
         .expect("key")
         .save_new(&other_key)
         .expect("save");
+    // The refused start left an empty store; the failed recovery must leave it as it was.
+    let store = fresh.join("metadata.sqlite");
+    let before = std::fs::read(&store).ok();
     let out = recover_cmd(&fresh, &["--key-file", other_key.to_str().expect("utf8")]);
     assert!(!out.status.success());
     assert!(
@@ -638,7 +641,12 @@ async fn damaged_lost_and_foreign_metadata_is_detected() {
         "{}",
         stdout(&out)
     );
-    assert!(!fresh.join("metadata.sqlite").exists());
+    assert_eq!(
+        std::fs::read(&store).ok(),
+        before,
+        "a failed recovery changed the store"
+    );
+    assert!(!fresh.join("metadata.sqlite.recovering").exists());
 
     gw.kill9();
     lose_data_dir(&data_dir);

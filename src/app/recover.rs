@@ -14,7 +14,7 @@ use super::lock::DataDirLock;
 use super::{open_transfers, AppError};
 use crate::config::{Config, ConfigError, CONFIG_FILE};
 use crate::crypto::RootKey;
-use crate::replication::recover::{move_aside, recover, Progress, RecoverySummary};
+use crate::replication::recover::{recover, Progress, RecoverySummary};
 use crate::replication::ReplicationError;
 
 pub struct RecoverOptions {
@@ -65,25 +65,24 @@ pub async fn run_recover(opts: &RecoverOptions) -> Result<Recovered, AppError> {
         source,
     })?;
     let _lock = DataDirLock::acquire(&cfg.data_dir)?;
-    let moved_aside = if cfg.metadata_file.exists() {
-        if !opts.force && !is_empty_store(&cfg.metadata_file)? {
-            return Err(ReplicationError::Recover(format!(
-                "{} exists: refusing to replace a metadata store (--force moves it aside first)",
-                cfg.metadata_file.display()
-            ))
-            .into());
-        }
-        Some(move_aside(&cfg.metadata_file)?)
-    } else {
-        None
-    };
+    // Checked up front (read-only); the store is moved aside only once the new one is
+    // complete, so a failed recovery leaves it where it was.
+    let replace = cfg.metadata_file.exists();
+    if replace && !opts.force && !crate::meta::SqliteMeta::holds_nothing(&cfg.metadata_file)? {
+        return Err(ReplicationError::Recover(format!(
+            "{} exists: refusing to replace a metadata store (--force moves it aside first)",
+            cfg.metadata_file.display()
+        ))
+        .into());
+    }
     let transfers = open_transfers(&cfg, &root, None).await?;
     let mut progress = Progress::stderr(opts.progress);
-    let summary = recover(
+    let (summary, moved_aside) = recover(
         &transfers,
         &root,
         &cfg.storage.scheme,
         &cfg.metadata_file,
+        replace,
         &mut progress,
     )
     .await?;
@@ -95,13 +94,6 @@ pub async fn run_recover(opts: &RecoverOptions) -> Result<Recovered, AppError> {
         installed_key,
         elapsed: started.elapsed(),
     })
-}
-
-/// A store that never recorded a change (as a start refused by the nodes' head leaves
-/// behind) holds nothing a recovery could lose.
-fn is_empty_store(path: &Path) -> Result<bool, AppError> {
-    let store = crate::meta::SqliteMeta::open(path)?;
-    Ok(store.replication_state()?.last_seq == 0 && store.list_buckets()?.is_empty())
 }
 
 fn install_key(root: &RootKey, key_file: &Path, given: bool) -> Result<Option<PathBuf>, AppError> {

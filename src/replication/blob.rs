@@ -39,6 +39,10 @@ pub const BLOB_FORMAT: u16 = 1;
 pub const BLOB_HEADER_LEN: usize = 64;
 const MAGIC: &[u8; 4] = b"GWMB";
 const NONCE_LEN: usize = 24;
+/// Largest sealed blob accepted, so a node cannot make a reader buffer more than this (over
+/// `k`) per piece. Snapshot parts and batches are about 4 MiB; a batch holding one huge
+/// change (a 5 TiB object of 64 MiB segments is a ~40 MB record) may be larger.
+const MAX_SEALED: u64 = 64 << 20;
 /// Largest chunk per stripe: blobs are read whole, so this only bounds the coder's buffers.
 const MAX_CHUNK: usize = 256 * 1024;
 
@@ -175,7 +179,7 @@ impl BlobHeader {
             && h.chunk_size >= 2
             && h.chunk_size.is_multiple_of(2)
             && h.chunk_size as usize <= MAX_CHUNK
-            && h.sealed_len <= (1 << 32);
+            && h.sealed_len <= MAX_SEALED;
         sane.then_some(h)
     }
 

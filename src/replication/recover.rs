@@ -130,7 +130,9 @@ async fn fetch(transfers: &Arc<Transfers>, root: &RootKey, name: &BlobName) -> F
         not_found: 0,
         causes: Vec::new(),
     };
-    for r in results {
+    // Only the first `n` nodes (at most 255) are given metadata pieces.
+    let n = transfers.node_count().min(255);
+    for r in results.into_iter().take(n) {
         match r {
             Ok(p) => f.pieces.push(p),
             Err(NodeError::NotFound { .. }) => f.not_found += 1,
@@ -156,14 +158,23 @@ fn unreadable(name: &BlobName, f: &Fetched, scheme: &MetaScheme) -> String {
     )
 }
 
-/// Rebuilds the metadata store at `dest` (which must not exist) from the nodes.
+/// Rebuilds the metadata store at `dest` from the nodes. An existing store at `dest` is
+/// refused unless `replace`; then it is moved aside (see [`move_aside`]) only once the new one
+/// is complete, just before it is renamed into place. Returns where the old one went.
 pub async fn recover(
     transfers: &Arc<Transfers>,
     root: &RootKey,
     data_scheme: &Scheme,
     dest: &Path,
+    replace: bool,
     progress: &mut Progress,
-) -> Result<RecoverySummary, ReplicationError> {
+) -> Result<(RecoverySummary, Option<PathBuf>), ReplicationError> {
+    if dest.exists() && !replace {
+        return Err(ReplicationError::Recover(format!(
+            "{} exists: refusing to replace a metadata store",
+            dest.display()
+        )));
+    }
     let scheme = MetaScheme::for_nodes(data_scheme, transfers.node_count());
     let tmp = with_suffix(dest, ".recovering");
     remove_db_files(&tmp);
@@ -171,8 +182,13 @@ pub async fn recover(
     progress.finish();
     match result {
         Ok(summary) => {
+            let moved = if dest.exists() {
+                Some(move_aside(dest)?)
+            } else {
+                None
+            };
             install(&tmp, dest)?;
-            Ok(summary)
+            Ok((summary, moved))
         }
         Err(e) => {
             remove_db_files(&tmp);
@@ -376,17 +392,27 @@ async fn replay(
             .max_by_key(|(b, _)| b.last_seq);
         let Some((batch, bytes)) = best else {
             if report.opened.is_empty() && found.not_found >= scheme.absent_quorum() {
+                // The end of the log, unless a later batch exists: then this one was durable
+                // once and its pieces are lost beyond the scheme's tolerance.
+                let after = fetch(transfers, root, &BlobName::log(state.next_batch + 1)).await;
+                if !after.pieces.is_empty() {
+                    return Err(ReplicationError::Recover(format!(
+                        "{name} is missing but log batch {} exists: changes are lost beyond the \
+                         metadata's redundancy",
+                        state.next_batch + 1
+                    )));
+                }
                 return Ok(());
             }
             if report.opened.is_empty() {
                 return Err(ReplicationError::Recover(unreadable(&name, &found, scheme)));
             }
-            tracing::warn!(
-                batch = state.next_batch,
-                have,
-                "the log has a gap here; stopping"
-            );
-            return Ok(());
+            // It authenticates but does not continue the log (a newer format, or a gap):
+            // stopping here would silently drop every change after it.
+            return Err(ReplicationError::Recover(format!(
+                "{name} authenticates but does not continue the log after change {have} (a newer \
+                 log format, or changes missing before it)"
+            )));
         };
         let entries: Vec<_> = batch.entries.into_iter().filter(|e| e.seq > have).collect();
         let count = entries.len() as u64;

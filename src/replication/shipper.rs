@@ -116,6 +116,9 @@ impl Replicator {
                 "cannot read the metadata head from enough nodes; replication starts anyway and retries"
             ),
         }
+        if cfg.replication != ReplicationMode::Off {
+            check_log_tail(&transfers, root, &state).await?;
+        }
         let (durable_tx, durable) = watch::channel(state.shipped_seq);
         let (stop, stop_rx) = watch::channel(false);
         let shipper = Shipper {
@@ -429,6 +432,50 @@ impl Shipper {
             "pruned metadata the head no longer names"
         );
     }
+}
+
+/// Refuses to go on writing the log where the nodes already hold a newer history: the next
+/// batch this store would write must not exist, except as this store's own batch whose
+/// shipping was not recorded before a crash (it starts right after the shipped position and
+/// ends at or before the newest local change); a partial write that does not decode is
+/// overwritten. The batch after it must not exist at all.
+async fn check_log_tail(
+    transfers: &Arc<Transfers>,
+    root: &RootKey,
+    state: &ReplicationState,
+) -> Result<(), ReplicationError> {
+    let ahead = || ReplicationError::NodesAhead {
+        snapshot: state.snapshot,
+        seq: state.last_seq,
+    };
+    if blob_exists(transfers, root, &BlobName::log(state.next_batch + 1)).await {
+        return Err(ahead());
+    }
+    let name = BlobName::log(state.next_batch);
+    let found: Vec<Vec<u8>> = transfers
+        .get_pieces_everywhere(
+            piece_ids(transfers, root, &name),
+            super::blob::BLOB_HEADER_LEN as u64,
+            |h| super::blob::BlobHeader::decode(h).map(|h| h.piece_len()),
+        )
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let key = root.metadata_key();
+    let report = tokio::task::spawn_blocking(move || super::blob::open_blob(&key, &name, &found))
+        .await
+        .map_err(|e| ReplicationError::Io(e.to_string()))?;
+    for opened in &report.opened {
+        match crate::meta::log::decode_batch(&opened.plain) {
+            Ok(b) if b.first_seq == state.shipped_seq + 1 && b.last_seq <= state.last_seq => {}
+            _ => return Err(ahead()),
+        }
+    }
+    Ok(())
 }
 
 /// Whether any node holds a piece of blob `name`.

@@ -157,6 +157,20 @@ impl SqliteMeta {
         Ok(())
     }
 
+    /// Whether the database at `path` holds nothing a recovery could lose (no bucket, no
+    /// change ever): opened read-only, never migrated.
+    pub fn holds_nothing(path: &Path) -> Result<bool, MetaError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let has_buckets = conn
+            .query_row("SELECT count(*) FROM buckets", [], |r| r.get::<_, i64>(0))
+            .optional()
+            .unwrap_or(None)
+            .unwrap_or(0)
+            > 0;
+        let changes = last_seq(&conn).unwrap_or(0);
+        Ok(!has_buckets && changes == 0)
+    }
+
     /// Bulk mode for rebuilding a store that is not in use yet (recovery): commits are not
     /// fsynced (`synchronous=OFF`) until switched back, which fsyncs.
     pub fn set_bulk(&self, on: bool) -> Result<(), MetaError> {
