@@ -131,6 +131,12 @@ pub fn head_piece_id(node_id: &str) -> PieceId {
     PieceId(*h.finalize().as_bytes())
 }
 
+/// The length of a blob piece, read from its first [`BLOB_HEADER_LEN`] bytes; `None` if they
+/// are not a blob header.
+pub fn piece_len_from_header(header: &[u8]) -> Option<u64> {
+    BlobHeader::decode(header).map(|h| h.piece_len())
+}
+
 /// Geometry of a blob's pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobHeader {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::blob::{open_blob, BlobHeader, BlobName, BLOB_HEADER_LEN};
+use super::blob::{open_blob, piece_len_from_header, BlobName, BLOB_HEADER_LEN};
 use super::{MetaScheme, ReplicationError};
 use crate::crypto::RootKey;
 use crate::nodes::NodeError;
@@ -63,10 +63,6 @@ pub enum HeadRead {
     },
 }
 
-fn total_len(header: &[u8]) -> Option<u64> {
-    BlobHeader::decode(header).map(|h| h.piece_len())
-}
-
 /// Reads every node's copy of the head.
 pub async fn read_head(
     transfers: &Arc<Transfers>,
@@ -79,7 +75,7 @@ pub async fn read_head(
         .map(|id| BlobName::HEAD.piece_id(&root.piece_id_key(id), id))
         .collect();
     let results = transfers
-        .get_pieces_everywhere(ids, BLOB_HEADER_LEN as u64, total_len)
+        .get_pieces_everywhere(ids, BLOB_HEADER_LEN as u64, piece_len_from_header)
         .await;
     let node_ids = transfers.node_ids();
     let meta_key = root.metadata_key();

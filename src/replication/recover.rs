@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::blob::{open_blob, BlobHeader, BlobName, BLOB_HEADER_LEN};
+use super::blob::{open_blob, piece_len_from_header, BlobName, BLOB_HEADER_LEN};
 use super::head::{read_head, HeadRead, SnapshotRef};
 use super::shipper::piece_ids;
 use super::{MetaScheme, ReplicationError};
@@ -106,23 +106,19 @@ impl Progress {
     }
 }
 
-fn blob_len(header: &[u8]) -> Option<u64> {
-    BlobHeader::decode(header).map(|h| h.piece_len())
-}
-
 /// The pieces of one blob found on the nodes.
-struct Fetched {
-    pieces: Vec<Vec<u8>>,
+pub(super) struct Fetched {
+    pub(super) pieces: Vec<Vec<u8>>,
     not_found: usize,
     causes: Vec<String>,
 }
 
-async fn fetch(transfers: &Arc<Transfers>, root: &RootKey, name: &BlobName) -> Fetched {
+pub(super) async fn fetch(transfers: &Arc<Transfers>, root: &RootKey, name: &BlobName) -> Fetched {
     let results = transfers
         .get_pieces_everywhere(
             piece_ids(transfers, root, name),
             BLOB_HEADER_LEN as u64,
-            blob_len,
+            piece_len_from_header,
         )
         .await;
     let mut f = Fetched {

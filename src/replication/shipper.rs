@@ -452,16 +452,7 @@ async fn check_log_tail(
         return Err(ahead());
     }
     let name = BlobName::log(state.next_batch);
-    let found: Vec<Vec<u8>> = transfers
-        .get_pieces_everywhere(
-            piece_ids(transfers, root, &name),
-            super::blob::BLOB_HEADER_LEN as u64,
-            |h| super::blob::BlobHeader::decode(h).map(|h| h.piece_len()),
-        )
-        .await
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect();
+    let found = super::recover::fetch(transfers, root, &name).await.pieces;
     if found.is_empty() {
         return Ok(());
     }
