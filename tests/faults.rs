@@ -365,3 +365,119 @@ async fn scheme_with_spare_pieces_uploads_with_a_node_missing() {
     remove_node(&gw, "n3");
     assert_all_readable(&c, &objects).await;
 }
+
+/// Plaintext block and stripe geometry of the default test gateway (4 KiB blocks with a
+/// 16-byte tag, 4 KiB chunks, k = 4): the stripes `[first, last]` a GET of plaintext bytes
+/// `a..=b` of a one-segment object reads (whole blocks are read).
+fn stripes_read(a: usize, b: usize) -> (usize, usize) {
+    const BLOCK: usize = 4096;
+    const SEALED: usize = BLOCK + 16;
+    const STRIPE: usize = 4 * 4096;
+    (
+        (a / BLOCK) * SEALED / STRIPE,
+        ((b / BLOCK + 1) * SEALED - 1) / STRIPE,
+    )
+}
+
+#[tokio::test]
+async fn bad_chunks_in_three_pieces_at_different_stripes_are_per_stripe_erasures() {
+    let (gw, c) = setup(Opts::default()).await;
+    // One segment of 13 stripes.
+    let body = data(200_000, 7);
+    put(&c, "rot", &body).await;
+    let rec = record(&gw, BUCKET, "rot").await.unwrap();
+    assert_eq!(stripes_read(0, body.len() - 1), (0, 12));
+    // Bit rot in three of six pieces, each in another stripe: no stripe has more than one bad
+    // chunk, so every stripe keeps five good chunks although only three pieces are intact.
+    for (number, stripe, byte) in [(0, 2, 100), (3, 6, 4095), (5, 10, 0)] {
+        let p = piece(&gw, &rec, 0, number);
+        fs_util::flip_byte(&p.path, p.data_offset(stripe, byte));
+    }
+    assert!(get(&c, "rot", None).await == body, "full GET differs");
+    // Ranges over the damaged stripes, over one of them only, and around them.
+    for (a, b, stripes) in [
+        (33_000, 170_000, (2, 10)),
+        (98_304, 110_591, (6, 6)),
+        (0, 40_000, (0, 2)),
+        (150_000, 199_999, (9, 12)),
+    ] {
+        assert_eq!(stripes_read(a, b), stripes, "bytes={a}-{b}");
+        let got = get(&c, "rot", Some(&format!("bytes={a}-{b}"))).await;
+        assert!(got[..] == body[a..=b], "bytes={a}-{b} differ");
+    }
+    assert_all_readable(&c, &[("rot", body.clone())]).await;
+
+    // UploadPartCopy reads the source the same way.
+    let up = c
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key("rot-copy")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let part = c
+        .upload_part_copy()
+        .bucket(BUCKET)
+        .key("rot-copy")
+        .upload_id(id)
+        .part_number(1)
+        .copy_source(format!("{BUCKET}/rot"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("upload part copy: {e:?}"));
+    let etag = part
+        .copy_part_result()
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_string();
+    c.complete_multipart_upload()
+        .bucket(BUCKET)
+        .key("rot-copy")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(etag)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        get(&c, "rot-copy", None).await == body,
+        "copied body differs"
+    );
+}
+
+#[tokio::test]
+async fn a_stripe_with_fewer_than_k_good_chunks_fails_with_503() {
+    let (gw, c) = setup(Opts::default()).await;
+    let body = data(200_000, 8);
+    put(&c, "rot", &body).await;
+    let rec = record(&gw, BUCKET, "rot").await.unwrap();
+    // Stripe 4 keeps three good chunks of six (k = 4); stripe 8 loses one, which is fine.
+    for (number, stripe) in [(1, 4), (2, 4), (4, 4), (0, 8)] {
+        let p = piece(&gw, &rec, 0, number);
+        fs_util::flip_byte(&p.path, p.data_offset(stripe, 9));
+    }
+    // Anything reading stripe 4 fails before a byte is sent.
+    get_fails_503(&c, "rot", None).await;
+    for (a, b) in [(66_000, 66_000), (40_000, 120_000)] {
+        let (first, last) = stripes_read(a, b);
+        assert!(first <= 4 && 4 <= last, "bytes={a}-{b}");
+        get_fails_503(&c, "rot", Some(&format!("bytes={a}-{b}"))).await;
+    }
+    // The other stripes read bit-exact, the one with a bad chunk included.
+    for (a, b) in [(0, 60_000), (90_000, 199_999), (130_000, 140_000)] {
+        let (first, last) = stripes_read(a, b);
+        assert!(last < 4 || first > 4, "bytes={a}-{b}");
+        let got = get(&c, "rot", Some(&format!("bytes={a}-{b}"))).await;
+        assert!(got[..] == body[a..=b], "bytes={a}-{b} differ");
+    }
+}

@@ -211,6 +211,33 @@ mod tests {
     }
 
     #[test]
+    fn one_decoder_serves_a_different_subset_per_stripe() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
+        let layout = Layout::fitted(4, 6, data.len() as u64, 512);
+        let pieces = encode_all(layout, &data, [1; 32]);
+        let (rl, cs) = (layout.record_len() as usize, layout.chunk_size);
+        // Stripes alternate between the data pieces (no decoding) and subsets with one or two
+        // data chunks missing, as per-stripe erasures produce.
+        let subsets: [&[usize]; 5] = [
+            &[0, 1, 2, 3],
+            &[0, 1, 3, 4],
+            &[1, 2, 4, 5],
+            &[0, 1, 2, 3],
+            &[0, 2, 3, 5],
+        ];
+        let mut dec = StripeDecoder::new(layout);
+        let mut out = Vec::new();
+        for s in 0..layout.stripes() as usize {
+            let chunks: Vec<(usize, &[u8])> = subsets[s % subsets.len()]
+                .iter()
+                .map(|&p| (p, &pieces[p][s * rl..s * rl + cs]))
+                .collect();
+            dec.decode(&chunks, &mut out).unwrap();
+        }
+        assert_eq!(&out[..data.len()], &data[..]);
+    }
+
+    #[test]
     fn too_few_pieces_is_an_error() {
         let data = vec![1u8; 100];
         let layout = Layout::fitted(3, 5, 100, 1024);

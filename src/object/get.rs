@@ -1,11 +1,13 @@
 //! GET: metadata → for each segment in range: fetch the needed stripes from `k` pieces in
-//! parallel (more when one fails or does not verify) → verify chunk MACs → decode only if a
-//! data piece is missing → decrypt the needed blocks → stream the plaintext out.
+//! parallel (more when a read fails or some of its chunks do not verify) → verify chunk MACs
+//! (a bad chunk is an erasure of its stripe only) → decode each stripe from its own `k` good
+//! chunks, only if one of its data chunks is missing → decrypt the needed blocks → stream the
+//! plaintext out. Faulty pieces found are handed to `Inner::report_faults` after each
+//! segment.
 //!
 //! Stripes are fetched in groups of about [`GROUP_BYTES`] of ciphertext, so memory per
 //! download is bounded by that, the output channel depth, and one AEAD block.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,7 +19,7 @@ use crate::crypto::{
 };
 use crate::erasure::{Layout, StripeDecoder};
 use crate::meta::{ObjectRecord, Placement, SegmentRecord, StreamRecord};
-use crate::transfer::download::Fetch;
+use crate::transfer::download::{Fetch, SegmentReads};
 
 /// Ciphertext bytes fetched per group of stripes.
 const GROUP_BYTES: u64 = 4 << 20;
@@ -265,7 +267,6 @@ async fn read_segment(
     let (s0, s1) = layout.stripes_for(c0, c1);
     let group = (GROUP_BYTES / layout.stripe_bytes()).max(1);
     let mac_key = Arc::new(key.chunk_mac_key());
-    let mut bad: HashSet<u16> = HashSet::new();
     let fetch = Fetch {
         stream: stream_id,
         segment: seg.index,
@@ -274,46 +275,51 @@ async fn read_segment(
         mac_key,
         exempt: lane == Lane::Copy,
     };
-    let mut g = s0;
-    while g <= s1 {
-        let g_end = (g + group - 1).min(s1);
-        let chunks = inner
-            .transfers
-            .fetch_stripes(&fetch, g, g_end, &mut bad)
-            .await?;
-        // Decode (only if a data piece is missing) and decrypt off the reactor.
-        let skip = (c0.max(g * layout.stripe_bytes()) - g * layout.stripe_bytes()) as usize;
-        let stripe_start = g * layout.stripe_bytes();
-        let keep = (c1.min((g_end + 1) * layout.stripe_bytes()) - stripe_start) as usize;
-        let (d, out) =
-            tokio::task::spawn_blocking(move || -> (Decrypt, Result<Vec<u8>, ObjectError>) {
-                let r = (|| {
-                    let mut decoder = StripeDecoder::new(layout);
-                    let mut cipher_bytes =
-                        Vec::with_capacity((g_end - g + 1) as usize * k * chunk_size);
-                    for s in 0..(g_end - g + 1) as usize {
-                        let stripe: Vec<(usize, &[u8])> = chunks
-                            .iter()
-                            .map(|(p, data)| {
-                                (*p as usize, &data[s * chunk_size..(s + 1) * chunk_size])
-                            })
-                            .collect();
-                        decoder.decode(&stripe, &mut cipher_bytes)?;
-                    }
-                    decrypt.feed(&cipher_bytes[skip..keep])
-                })();
-                (decrypt, r)
-            })
-            .await
-            .map_err(|e| ObjectError::Internal(e.to_string()))?;
-        decrypt = d;
-        let out = out?;
-        if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
-            return Ok(()); // the client went away
+    let mut reads = SegmentReads::new();
+    let r: Result<(), ObjectError> = async {
+        let mut g = s0;
+        while g <= s1 {
+            let g_end = (g + group - 1).min(s1);
+            let stripes = inner
+                .transfers
+                .fetch_stripes(&fetch, g, g_end, &mut reads)
+                .await?;
+            // Decode (only the stripes missing a data chunk) and decrypt off the reactor.
+            let stripe_start = g * layout.stripe_bytes();
+            let skip = (c0.max(stripe_start) - stripe_start) as usize;
+            let keep = (c1.min((g_end + 1) * layout.stripe_bytes()) - stripe_start) as usize;
+            let (d, out) =
+                tokio::task::spawn_blocking(move || -> (Decrypt, Result<Vec<u8>, ObjectError>) {
+                    let r = (|| {
+                        let mut decoder = StripeDecoder::new(layout);
+                        let mut cipher_bytes = Vec::with_capacity(stripes.count() * k * chunk_size);
+                        let mut chunks = Vec::with_capacity(k);
+                        for s in 0..stripes.count() {
+                            // Each stripe from its own `k` good chunks.
+                            stripes.chunks_of(s, &mut chunks);
+                            decoder.decode(&chunks, &mut cipher_bytes)?;
+                        }
+                        decrypt.feed(&cipher_bytes[skip..keep])
+                    })();
+                    (decrypt, r)
+                })
+                .await
+                .map_err(|e| ObjectError::Internal(e.to_string()))?;
+            decrypt = d;
+            let out = out?;
+            if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                return Ok(()); // the client went away
+            }
+            g = g_end + 1;
         }
-        g = g_end + 1;
+        decrypt.finish()
     }
-    decrypt.finish()
+    .await;
+    let faults = reads.take_faults();
+    if !faults.is_empty() {
+        inner.report_faults(stream_id, seg.index, faults);
+    }
+    r
 }
 
 /// Decrypts consecutive ciphertext blocks and trims the plaintext to `[a, b)` of the segment.

@@ -35,7 +35,7 @@ use crate::meta::{
     BucketInfo, ListPage, ListQuery, Meta, MetaError, ObjectRecord, StoredChecksum, StreamId,
 };
 use crate::nodes::NodeError;
-use crate::transfer::Transfers;
+use crate::transfer::{PieceFault, Transfers};
 
 pub use conditions::{Conditions, Outcome as ConditionOutcome};
 pub use copy::{CopyObject, CopyOutcome, MetadataDirective, TaggingDirective};
@@ -146,6 +146,16 @@ pub(crate) struct Inner {
     /// Streams being read right now, with a count of readers. Garbage collection leaves
     /// these alone, so a GET that started before an overwrite or delete still completes.
     pub reading: std::sync::Mutex<std::collections::HashMap<StreamId, usize>>,
+}
+
+impl Inner {
+    /// The hook where faulty pieces found by a segment read are recorded.
+    pub(crate) fn report_faults(&self, stream: [u8; 16], segment: u32, faults: Vec<PieceFault>) {
+        let stream: String = stream.iter().map(|b| format!("{b:02x}")).collect();
+        for f in faults {
+            tracing::warn!(%stream, segment, piece = f.number, node = %f.node, kind = ?f.kind, "faulty piece");
+        }
+    }
 }
 
 /// Registration of a reader on some streams; dropping it ends the registration.

@@ -1,12 +1,25 @@
-//! Downloading a range of stripes of one segment from `k` verified pieces.
+//! Downloading a range of stripes of one segment, every chunk verified on its own.
 //!
-//! Candidates are the segment's pieces not yet found bad, data pieces first (with all of them
-//! nothing needs decoding) and pieces on backed-off nodes last. `k + limits.download_extra`
-//! reads start at once; each read waits for a connection slot and the download rate. A read
-//! that fails, or whose chunks fail their MACs, marks its piece bad and starts the next
-//! candidate; when nothing finished for `limits.stall_timeout`, one more candidate starts
-//! beside the slow ones (stall detection). The first `k` verified pieces win; the other reads
-//! are cancelled.
+//! Each chunk carries its own MAC, so a chunk that fails it is an erasure of its stripe only:
+//! the piece's other chunks are still used, and a group of stripes is read once every stripe
+//! has `k` good chunks among the pieces read (not necessarily from the same pieces).
+//!
+//! Candidates are the segment's pieces whose reads have not failed outright, data pieces
+//! first (when all of them verify, nothing needs decoding) and pieces on backed-off nodes
+//! last. `k + limits.download_extra` reads start at once; each read waits for a connection
+//! slot and the download rate. Whenever the finished reads plus those in flight can no longer
+//! give some stripe `k` good chunks (a read failed, or some of its chunks failed their MACs),
+//! the next candidate starts and reads the whole group. A read that fails outright (piece
+//! missing or short, node error) excludes its piece for the rest of the segment
+//! ([`SegmentReads`]); a piece with bad chunks stays a candidate for the segment's later
+//! groups. When nothing finished for `limits.stall_timeout`, one more candidate starts beside
+//! the slow ones (stall detection). As soon as every stripe has `k` good chunks the other
+//! reads are cancelled.
+//!
+//! Faults of stored pieces ([`PieceFault`]: a piece its node does not have, a chunk or header
+//! that fails verification, a piece shorter than its layout) are collected once per piece per
+//! segment read in [`SegmentReads`], for the object layer to record. A node that is
+//! unreachable or fails is a matter of its health, not a fault of the piece.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,7 +33,135 @@ use crate::erasure::piece::verify_record;
 use crate::erasure::{Layout, PieceHeader, CHUNK_MAC_LEN, PIECE_HEADER_LEN};
 use crate::meta::PieceRecord;
 use crate::metrics::{NodeOp, Reason};
+use crate::nodes::NodeError;
 use crate::object::ObjectError;
+
+/// What is wrong with a stored piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// Its node answered that it does not have the piece.
+    Missing,
+    /// A chunk failed its MAC, the header did not decode or disagreed with the metadata, or
+    /// the piece is shorter than its layout.
+    Corrupt,
+}
+
+/// A piece a read found faulty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PieceFault {
+    pub number: u16,
+    /// The node holding it.
+    pub node: String,
+    pub kind: FaultKind,
+}
+
+/// What the reads of one segment learned so far, carried from one group of stripes to the
+/// next.
+#[derive(Debug, Default)]
+pub struct SegmentReads {
+    /// Pieces whose read failed outright: not tried again in this segment.
+    excluded: HashSet<u16>,
+    /// At most one per piece, in the order they were found.
+    faults: Vec<PieceFault>,
+}
+
+impl SegmentReads {
+    pub fn new() -> SegmentReads {
+        SegmentReads::default()
+    }
+
+    /// Pieces left out of the segment's later groups because their read failed outright.
+    pub fn excluded(&self) -> &HashSet<u16> {
+        &self.excluded
+    }
+
+    /// The faulty pieces found so far, each once.
+    pub fn faults(&self) -> &[PieceFault] {
+        &self.faults
+    }
+
+    pub fn take_faults(&mut self) -> Vec<PieceFault> {
+        std::mem::take(&mut self.faults)
+    }
+
+    fn fault(&mut self, number: u16, node: &str, kind: FaultKind) {
+        if !self.faults.iter().any(|f| f.number == number) {
+            self.faults.push(PieceFault {
+                number,
+                node: node.to_string(),
+                kind,
+            });
+        }
+    }
+}
+
+/// One piece's chunks of a group of stripes.
+struct PieceChunks {
+    number: u16,
+    /// The chunk of every stripe, concatenated; a chunk that failed verification is zeroed.
+    data: Vec<u8>,
+    /// Per stripe: whether its chunk verified.
+    good: Vec<bool>,
+    /// What failed verification, if anything.
+    damage: Option<String>,
+}
+
+/// Verified chunks of a group of stripes, enough for every stripe to have `k` good ones.
+pub struct Stripes {
+    k: usize,
+    chunk_size: usize,
+    count: usize,
+    /// Ascending piece number.
+    pieces: Vec<PieceChunks>,
+}
+
+impl Stripes {
+    /// Stripes in the group.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The numbers of the pieces read, ascending.
+    pub fn piece_numbers(&self) -> Vec<u16> {
+        self.pieces.iter().map(|p| p.number).collect()
+    }
+
+    /// Sets `out` to `k` good chunks of stripe `s` (0-based within the group) as (piece
+    /// number, chunk) pairs, lowest piece numbers first: the data chunks whenever they are
+    /// all good, so a stripe is decoded only when one of them is not.
+    pub fn chunks_of<'a>(&'a self, s: usize, out: &mut Vec<(usize, &'a [u8])>) {
+        out.clear();
+        let cs = self.chunk_size;
+        for p in &self.pieces {
+            if out.len() == self.k {
+                break;
+            }
+            if p.good[s] {
+                out.push((usize::from(p.number), &p.data[s * cs..(s + 1) * cs]));
+            }
+        }
+    }
+}
+
+/// A piece read that yielded nothing usable.
+struct ReadFailure {
+    fault: Option<FaultKind>,
+    cause: String,
+}
+
+impl From<NodeError> for ReadFailure {
+    fn from(e: NodeError) -> Self {
+        let fault = match e {
+            NodeError::NotFound { .. } => Some(FaultKind::Missing),
+            NodeError::ShortRead { .. } => Some(FaultKind::Corrupt),
+            _ => None,
+        };
+        ReadFailure {
+            fault,
+            cause: e.to_string(),
+        }
+    }
+}
 
 /// What to fetch: stripes of one stored segment.
 pub struct Fetch<'a> {
@@ -36,19 +177,25 @@ pub struct Fetch<'a> {
 }
 
 impl Transfers {
-    /// Fetches and verifies stripes `[g0, g1]` from `k` pieces; returns (piece number, chunk
-    /// data of every stripe concatenated). Pieces that fail are added to `bad` and replaced.
+    /// Fetches stripes `[g0, g1]` and verifies every chunk, reading pieces until each stripe
+    /// has `k` good chunks. Pieces whose read fails outright are added to `reads`' excluded
+    /// set, faulty pieces to its faults.
     pub async fn fetch_stripes(
         self: &Arc<Self>,
         f: &Fetch<'_>,
         g0: u64,
         g1: u64,
-        bad: &mut HashSet<u16>,
-    ) -> Result<Vec<(u16, Vec<u8>)>, ObjectError> {
+        reads: &mut SegmentReads,
+    ) -> Result<Stripes, ObjectError> {
         let k = f.layout.k;
+        let count = (g1 - g0 + 1) as usize;
         let mut causes = Vec::new();
         let mut candidates = Vec::new();
-        for p in f.pieces.iter().filter(|p| !bad.contains(&p.number)) {
+        for p in f
+            .pieces
+            .iter()
+            .filter(|p| !reads.excluded.contains(&p.number))
+        {
             match self.index_of(&p.node) {
                 Some(i) => candidates.push((i, p.number)),
                 None => causes.push(format!("piece {} on unknown node {}", p.number, p.node)),
@@ -81,7 +228,9 @@ impl Transfers {
                 break;
             }
         }
-        let mut good = Vec::with_capacity(k);
+        // Good chunks per stripe among the pieces read.
+        let mut have = vec![0usize; count];
+        let mut got: Vec<PieceChunks> = Vec::with_capacity(k);
         let stall = self.limits.stall_timeout;
         let mut stall_at = tokio::time::Instant::now() + stall;
         loop {
@@ -90,22 +239,42 @@ impl Transfers {
                     let Some(done) = done else { break };
                     let (number, node, result) =
                         done.map_err(|e| ObjectError::Internal(e.to_string()))?;
+                    let node = self.slot(node).id();
                     match result {
-                        Ok(data) => {
-                            good.push((number, data));
-                            if good.len() == k {
+                        Ok(chunks) => {
+                            if let Some(damage) = &chunks.damage {
+                                tracing::warn!(node, piece = number, segment = f.segment, %damage, "piece damaged; its bad chunks are erasures");
+                                causes.push(format!("piece {number} on node {node}: {damage}"));
+                                reads.fault(number, node, FaultKind::Corrupt);
+                            }
+                            for (h, &good) in have.iter_mut().zip(&chunks.good) {
+                                *h += usize::from(good);
+                            }
+                            got.push(chunks);
+                            if have.iter().all(|&h| h >= k) {
                                 running.abort_all();
-                                return Ok(good);
+                                got.sort_by_key(|p| p.number);
+                                return Ok(Stripes {
+                                    k,
+                                    chunk_size: f.layout.chunk_size,
+                                    count,
+                                    pieces: got,
+                                });
                             }
                         }
-                        Err(cause) => {
-                            let node = self.slot(node).id();
+                        Err(failure) => {
+                            let cause = failure.cause;
                             tracing::warn!(node, piece = number, segment = f.segment, %cause, "piece unusable, trying another");
                             causes.push(format!("piece {number} on node {node}: {cause}"));
-                            bad.insert(number);
-                            start_next(&mut running);
+                            reads.excluded.insert(number);
+                            if let Some(kind) = failure.fault {
+                                reads.fault(number, node, kind);
+                            }
                         }
                     }
+                    // Start reads until those in flight could give every stripe its `k`.
+                    let short = have.iter().map(|&h| k.saturating_sub(h)).max().unwrap_or(0);
+                    while running.len() < short && start_next(&mut running) {}
                     stall_at = tokio::time::Instant::now() + stall;
                 }
                 _ = tokio::time::sleep_until(stall_at) => {
@@ -116,11 +285,17 @@ impl Transfers {
                 }
             }
         }
+        let (worst, fewest) = have
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, &h)| h)
+            .map_or((0, 0), |(s, &h)| (s, h));
         Err(ObjectError::NotEnoughPieces {
             segment: f.segment,
             causes: format!(
-                "{} of {} needed pieces intact; {}",
-                good.len(),
+                "stripe {}: {} of {} needed chunks intact; {}",
+                g0 + worst as u64,
+                fewest,
                 k,
                 causes.join("; ")
             ),
@@ -128,7 +303,8 @@ impl Transfers {
     }
 
     /// Reads stripes `[g0, g1]` of one piece and verifies every chunk MAC (and the header when
-    /// the range starts at stripe 0). Returns the chunk data without MACs.
+    /// the range starts at stripe 0). Chunks that fail are marked bad, the others kept; a
+    /// damaged header is reported but does not discard the chunks (each verifies on its own).
     #[allow(clippy::too_many_arguments)]
     async fn fetch_piece(
         &self,
@@ -141,7 +317,7 @@ impl Transfers {
         g1: u64,
         mac_key: Arc<[u8; 32]>,
         exempt: bool,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<PieceChunks, ReadFailure> {
         let rl = layout.record_len();
         let with_header = g0 == 0;
         let offset = if with_header {
@@ -159,36 +335,74 @@ impl Transfers {
         let conn = if exempt {
             self.connect_exempt(node)
         } else {
-            self.connect(node).await.map_err(|e| e.to_string())?
+            self.connect(node).await?
         };
         self.pace_down(len).await;
         let started = Instant::now();
         let r = self.slot(node).store.read(id, offset, len).await;
         self.record(node, NodeOp::Get, started, r.as_ref().map(|_| ()));
         drop(conn);
-        let bytes = r.map_err(|e| e.to_string())?;
+        let bytes = r?;
         self.metrics
             .node_received(self.slot(node).id(), Reason::Download, bytes.len() as u64);
+        if bytes.len() as u64 != len {
+            return Err(ReadFailure {
+                fault: Some(FaultKind::Corrupt),
+                cause: format!("read {} of {len} bytes", bytes.len()),
+            });
+        }
         tokio::task::spawn_blocking(move || {
             let mut body = &bytes[..];
+            let mut damage = Vec::new();
             if with_header {
-                let h = PieceHeader::decode(body).map_err(|e| e.to_string())?;
-                if h.chunk_size as usize != layout.chunk_size {
-                    return Err("piece header disagrees with metadata".to_string());
+                match PieceHeader::decode(body) {
+                    Ok(h) if h.chunk_size as usize == layout.chunk_size => {}
+                    Ok(_) => damage.push("piece header disagrees with metadata".to_string()),
+                    Err(e) => damage.push(e.to_string()),
                 }
                 body = &body[PIECE_HEADER_LEN..];
             }
-            let mut data = Vec::with_capacity(((g1 - g0 + 1) as usize) * layout.chunk_size);
-            for (i, rec) in body.chunks(rl as usize).enumerate() {
+            let cs = layout.chunk_size;
+            let count = (g1 - g0 + 1) as usize;
+            let mut data = Vec::with_capacity(count * cs);
+            let mut good = Vec::with_capacity(count);
+            let mut bad_stripes = Vec::new();
+            for (i, rec) in body.chunks_exact(rl as usize).enumerate() {
                 let stripe = g0 + i as u64;
-                if rec.len() != rl as usize || !verify_record(&mac_key, number, stripe, rec) {
-                    return Err(format!("chunk of stripe {stripe} failed verification"));
+                if verify_record(&mac_key, number, stripe, rec) {
+                    data.extend_from_slice(&rec[..rec.len() - CHUNK_MAC_LEN]);
+                    good.push(true);
+                } else {
+                    data.resize(data.len() + cs, 0);
+                    good.push(false);
+                    bad_stripes.push(stripe.to_string());
                 }
-                data.extend_from_slice(&rec[..rec.len() - CHUNK_MAC_LEN]);
             }
-            Ok(data)
+            match bad_stripes.len() {
+                0 => {}
+                1 => damage.push(format!(
+                    "chunk of stripe {} failed verification",
+                    bad_stripes[0]
+                )),
+                _ => damage.push(format!(
+                    "chunks of stripes {} failed verification",
+                    bad_stripes.join(", ")
+                )),
+            }
+            PieceChunks {
+                number,
+                data,
+                good,
+                damage: (!damage.is_empty()).then(|| damage.join("; ")),
+            }
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ReadFailure {
+            fault: None,
+            cause: e.to_string(),
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;

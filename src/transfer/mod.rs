@@ -34,6 +34,7 @@ use crate::nodes::{NodeError, NodeStore, PieceId};
 use health::{Health, HealthView, Rank};
 use limits::TokenBucket;
 
+pub use download::{FaultKind, PieceFault};
 pub use upload::{SegmentUpload, UploadedSegment};
 
 /// A configured node as the application opened it.
