@@ -40,7 +40,8 @@ use crate::metrics::Metrics;
 mod report;
 
 pub use report::{
-    human_bytes, render, LimitsReport, NodeReport, ReplicationReport, StatsReport, StoredTotals,
+    human_bytes, render, LimitsReport, NodeReport, OrphanReport, ReplicationReport, StatsReport,
+    StoredTotals,
 };
 
 /// Where the admin listener listens unless told otherwise.

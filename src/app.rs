@@ -24,8 +24,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admin::{
-    AdminError, AdminServer, AdminSource, LimitsReport, NodeReport, ReplicationReport, StatsReport,
-    StoredTotals,
+    AdminError, AdminServer, AdminSource, LimitsReport, NodeReport, OrphanReport,
+    ReplicationReport, StatsReport, StoredTotals,
 };
 use crate::config::{
     Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, ReplicationMode, S3NodeConfig,
@@ -363,6 +363,39 @@ fn open_s3(
     Ok(Ok(node))
 }
 
+/// Removes the temp files that uploads cut short by a crash left in the directory nodes. Only
+/// at start, before anything writes to them: `gateway run` holds the data directory's lock, so
+/// no other gateway process writes to its directory nodes (one `gateway node` server per
+/// directory, which sweeps its own at start, is the other rule). A node that cannot be opened
+/// is skipped; a failure is logged.
+async fn sweep_stale_temp(cfg: &Config, metrics: &Metrics) {
+    for n in &cfg.nodes {
+        let NodeKind::Dir { path } = &n.kind else {
+            continue;
+        };
+        let Ok(node) = DirNode::open(&n.id, path, false) else {
+            continue;
+        };
+        let swept = tokio::task::spawn_blocking(move || node.remove_stale_temp()).await;
+        match swept {
+            Ok(Ok(s)) if s.files > 0 => {
+                metrics.temp_removed(&n.id, s.files, s.bytes);
+                tracing::info!(
+                    node = %n.id,
+                    files = s.files,
+                    bytes = s.bytes,
+                    "removed the temp files of unfinished uploads"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(node = %n.id, error = %e, "could not remove stale temp files")
+            }
+            Err(e) => tracing::warn!(node = %n.id, error = %e, "could not remove stale temp files"),
+        }
+    }
+}
+
 /// How long a stopping gateway keeps shipping metadata changes to the nodes.
 const SHUTDOWN_SHIP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -430,6 +463,8 @@ struct AdminView {
     meta: Meta,
     scheme: String,
     replication: ReplicationMode,
+    orphan_grace: Option<std::time::Duration>,
+    orphan_scan_interval: std::time::Duration,
 }
 
 impl AdminSource for AdminView {
@@ -468,7 +503,13 @@ impl AdminSource for AdminView {
                 batches_since_snapshot: rep.next_batch.saturating_sub(rep.snapshot_batch),
                 log_bytes_since_snapshot: rep.log_bytes_since_snapshot,
             });
+            let orphans = Some(OrphanReport {
+                grace_secs: self.orphan_grace.map(|g| g.as_secs()),
+                scan_interval_secs: self.orphan_scan_interval.as_secs(),
+                nodes: self.transfers.metrics().orphans(),
+            });
             Ok(StatsReport {
+                orphans,
                 replication,
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 uptime_secs: self.transfers.metrics().uptime().as_secs(),
@@ -534,6 +575,8 @@ impl Gateway {
         }
         let transfers = open_transfers(cfg, &p.root_key, Some(&meta)).await?;
         let metrics = transfers.metrics().clone();
+        // Before anything writes to the nodes (replication writes at start).
+        sweep_stale_temp(cfg, &metrics).await;
         let replicator = Replicator::start(
             meta.clone(),
             transfers.clone(),
@@ -559,6 +602,8 @@ impl Gateway {
                         meta: meta.clone(),
                         scheme: cfg.storage.scheme.to_string(),
                         replication: cfg.metadata.replication,
+                        orphan_grace: cfg.storage.orphan_grace,
+                        orphan_scan_interval: cfg.storage.orphan_scan_interval,
                     }),
                 )
                 .await?,
@@ -571,6 +616,7 @@ impl Gateway {
             transfers.clone(),
             layer_meta,
         );
+        layer.start_orphan_collection(Some(&cfg.data_dir));
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| AppError::Listen {

@@ -78,6 +78,9 @@ struct RawStorage {
     chunk_size: Option<ByteSize>,
     cipher: Option<String>,
     gc_grace: Option<String>,
+    orphan_grace: Option<String>,
+    orphan_scan_interval: Option<String>,
+    orphan_max_share: Option<f64>,
     max_pieces_per_domain: Option<u16>,
 }
 
@@ -350,6 +353,16 @@ pub struct StorageConfig {
     /// Replaced or deleted bodies keep their pieces at least this long, so a read that
     /// began just before the replacement still finds them.
     pub gc_grace: std::time::Duration,
+    /// A piece on a node that no metadata references (an orphan: a crashed or failed upload)
+    /// is deleted once it has been seen as an orphan for this long; `None` ("off") only
+    /// reports orphans.
+    pub orphan_grace: Option<std::time::Duration>,
+    /// How often every node's pieces are listed to find orphans.
+    pub orphan_scan_interval: std::time::Duration,
+    /// Safety valve: no orphan of a node is deleted while orphans are more than this share of
+    /// the data pieces the node lists (metadata older than the nodes, a node directory or id
+    /// mixed up). 1 disables the valve.
+    pub orphan_max_share: f64,
     /// Most pieces of one segment in one failure domain; `None` is no limit.
     pub max_pieces_per_domain: Option<u16>,
 }
@@ -369,6 +382,9 @@ impl Default for StorageConfig {
             chunk_size: 64 << 10,
             cipher: CipherSuite::Aes256Gcm,
             gc_grace: std::time::Duration::from_secs(60),
+            orphan_grace: Some(std::time::Duration::from_secs(24 * 3600)),
+            orphan_scan_interval: std::time::Duration::from_secs(6 * 3600),
+            orphan_max_share: 0.5,
             max_pieces_per_domain: None,
         }
     }
@@ -980,6 +996,34 @@ fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
         None => d.gc_grace,
         Some(g) => parse_duration(&g).map_err(|r| ConfigError::new("storage.gc_grace", r))?,
     };
+    let orphan_grace =
+        match raw.orphan_grace.as_deref().map(str::trim) {
+            None => d.orphan_grace,
+            Some("off") => None,
+            Some(g) => Some(parse_duration(g).map_err(|r| {
+                ConfigError::new("storage.orphan_grace", format!("{r}, or \"off\""))
+            })?),
+        };
+    let orphan_scan_interval = match raw.orphan_scan_interval {
+        None => d.orphan_scan_interval,
+        Some(i) => match parse_duration(&i) {
+            Ok(i) if !i.is_zero() => i,
+            Ok(_) => {
+                return Err(ConfigError::new(
+                    "storage.orphan_scan_interval",
+                    "must be longer than 0",
+                ))
+            }
+            Err(r) => return Err(ConfigError::new("storage.orphan_scan_interval", r)),
+        },
+    };
+    let orphan_max_share = raw.orphan_max_share.unwrap_or(d.orphan_max_share);
+    if !(orphan_max_share > 0.0 && orphan_max_share <= 1.0) {
+        return Err(ConfigError::new(
+            "storage.orphan_max_share",
+            "must be a fraction above 0 and at most 1 (1 disables the check)",
+        ));
+    }
     if raw.max_pieces_per_domain == Some(0) {
         return Err(ConfigError::new(
             "storage.max_pieces_per_domain",
@@ -995,6 +1039,9 @@ fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
         chunk_size: chunk_size as usize,
         cipher,
         gc_grace,
+        orphan_grace,
+        orphan_scan_interval,
+        orphan_max_share,
     })
 }
 
@@ -1193,12 +1240,51 @@ mod tests {
         assert_eq!(c.storage.inline_limit, d.inline_limit);
         assert_eq!(c.storage.block_size, d.block_size);
         assert_eq!(c.storage.chunk_size, d.chunk_size);
+        assert_eq!(c.storage.gc_grace, d.gc_grace);
+        assert_eq!(c.storage.orphan_grace, d.orphan_grace);
+        assert_eq!(c.storage.orphan_scan_interval, d.orphan_scan_interval);
+        assert_eq!(c.storage.orphan_max_share, d.orphan_max_share);
         assert_eq!(c.nodes.len(), 6);
         let m = MetadataConfig::default();
         assert_eq!(c.metadata.replication, m.replication);
         assert_eq!(c.metadata.max_delay, m.max_delay);
         assert_eq!(c.metadata.snapshot_interval, m.snapshot_interval);
         assert_eq!(c.metadata.sync_timeout, m.sync_timeout);
+    }
+
+    #[test]
+    fn orphan_collection_settings() {
+        let with = |lines: &str| {
+            let text = Config::embedded_default_text();
+            text.replacen("[storage]\n", &format!("[storage]\n{lines}\n"), 1)
+        };
+        let d = Config::parse(&with(""), Path::new("/d")).unwrap().storage;
+        assert_eq!(d.orphan_grace, Some(Duration::from_secs(24 * 3600)));
+        assert_eq!(d.orphan_scan_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(d.orphan_max_share, 0.5);
+        let c = Config::parse(
+            &with("orphan_grace = \"2s\"\norphan_scan_interval = \"500ms\"\norphan_max_share = 1"),
+            Path::new("/d"),
+        )
+        .unwrap()
+        .storage;
+        assert_eq!(c.orphan_grace, Some(Duration::from_secs(2)));
+        assert_eq!(c.orphan_scan_interval, Duration::from_millis(500));
+        assert_eq!(c.orphan_max_share, 1.0);
+        let off = Config::parse(&with("orphan_grace = \"off\""), Path::new("/d")).unwrap();
+        assert_eq!(off.storage.orphan_grace, None);
+        for (text, field) in [
+            ("orphan_grace = \"soon\"", "storage.orphan_grace"),
+            (
+                "orphan_scan_interval = \"0s\"",
+                "storage.orphan_scan_interval",
+            ),
+            ("orphan_max_share = 0", "storage.orphan_max_share"),
+            ("orphan_max_share = 1.5", "storage.orphan_max_share"),
+        ] {
+            let e = Config::parse(&with(text), Path::new("/d")).unwrap_err();
+            assert_eq!(e.field, field, "{text}");
+        }
     }
 
     #[test]

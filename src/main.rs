@@ -364,10 +364,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("  token: {}", server.token_file().display());
             }
             println!("  reserve: {reserve} bytes");
-            if server.stale_temp_removed() > 0 {
+            let swept = server.stale_temp_removed();
+            if swept.files > 0 {
                 println!(
-                    "  removed {} unfinished uploads",
-                    server.stale_temp_removed()
+                    "  removed {} unfinished uploads ({} bytes)",
+                    swept.files, swept.bytes
                 );
             }
             tokio::select! {

@@ -13,6 +13,14 @@
 //!   `gateway_node_connections_peak`: the highest sum over all nodes since start.
 //! - `gateway_node_up{node}`: 1 usable, 0 backed off or offline; present only for nodes the
 //!   scheduler has reported on.
+//! - Orphan collection (`object::orphans`), per node, present once the node was scanned:
+//!   `gateway_orphan_pieces{node}` and `gateway_orphan_bytes{node}` (data pieces the last
+//!   complete scan found that no metadata references, not deleted yet; bytes of those whose
+//!   size the node reported), `gateway_orphan_held{node}` (1 while the safety valve stops
+//!   deletions), `gateway_orphan_last_scan_timestamp_seconds{node}`, and the counters
+//!   `gateway_orphan_reclaimed_pieces_total{node}`, `gateway_orphan_reclaimed_bytes_total{node}`;
+//!   `gateway_temp_removed_files_total{node}`, `gateway_temp_removed_bytes_total{node}`: temp
+//!   files of unfinished uploads removed from directory nodes at start.
 //!
 //! Guarantees:
 //! - Every call only touches atomics behind a read lock (a write lock the first time a node
@@ -28,7 +36,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -203,6 +211,16 @@ pub struct Metrics {
     connections_now: AtomicI64,
     connections_peak: Gauge,
     nodes: RwLock<HashMap<String, NodeSeries>>,
+    orphan_pieces: Family<NodeLabels, Gauge>,
+    orphan_bytes: Family<NodeLabels, Gauge>,
+    orphan_held: Family<NodeLabels, Gauge>,
+    orphan_last_scan: Family<NodeLabels, Gauge>,
+    orphan_reclaimed_pieces: Family<NodeLabels, Counter>,
+    orphan_reclaimed_bytes: Family<NodeLabels, Counter>,
+    temp_removed_files: Family<NodeLabels, Counter>,
+    temp_removed_bytes: Family<NodeLabels, Counter>,
+    /// The same numbers, plus the valve's reason, for `gateway stats`.
+    orphans: Mutex<BTreeMap<String, NodeOrphans>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -275,6 +293,58 @@ impl Metrics {
             "1 when the scheduler considers the node usable, 0 while backed off or offline",
             node_up.clone(),
         );
+        let orphan_pieces = Family::<NodeLabels, Gauge>::default();
+        let orphan_bytes = Family::<NodeLabels, Gauge>::default();
+        let orphan_held = Family::<NodeLabels, Gauge>::default();
+        let orphan_last_scan = Family::<NodeLabels, Gauge>::default();
+        let orphan_reclaimed_pieces = Family::<NodeLabels, Counter>::default();
+        let orphan_reclaimed_bytes = Family::<NodeLabels, Counter>::default();
+        let temp_removed_files = Family::<NodeLabels, Counter>::default();
+        let temp_removed_bytes = Family::<NodeLabels, Counter>::default();
+        registry.register(
+            "gateway_orphan_pieces",
+            "Data pieces on the node that no metadata references, found by the last complete scan and not deleted yet",
+            orphan_pieces.clone(),
+        );
+        registry.register_with_unit(
+            "gateway_orphan",
+            "Bytes of the orphan pieces the node reported sizes for",
+            Unit::Bytes,
+            orphan_bytes.clone(),
+        );
+        registry.register(
+            "gateway_orphan_held",
+            "1 while the safety valve stops orphan deletions on the node",
+            orphan_held.clone(),
+        );
+        registry.register_with_unit(
+            "gateway_orphan_last_scan_timestamp",
+            "When the last complete orphan scan of the node ended (unix time)",
+            Unit::Seconds,
+            orphan_last_scan.clone(),
+        );
+        registry.register(
+            "gateway_orphan_reclaimed_pieces",
+            "Orphan pieces deleted from the node",
+            orphan_reclaimed_pieces.clone(),
+        );
+        registry.register_with_unit(
+            "gateway_orphan_reclaimed",
+            "Bytes of the orphan pieces deleted from the node",
+            Unit::Bytes,
+            orphan_reclaimed_bytes.clone(),
+        );
+        registry.register(
+            "gateway_temp_removed_files",
+            "Temp files of unfinished uploads removed from the directory node at start",
+            temp_removed_files.clone(),
+        );
+        registry.register_with_unit(
+            "gateway_temp_removed",
+            "Bytes of the temp files removed from the directory node at start",
+            Unit::Bytes,
+            temp_removed_bytes.clone(),
+        );
         Metrics {
             registry,
             started: Instant::now(),
@@ -288,6 +358,15 @@ impl Metrics {
             connections_now: AtomicI64::new(0),
             connections_peak,
             nodes: RwLock::new(HashMap::new()),
+            orphan_pieces,
+            orphan_bytes,
+            orphan_held,
+            orphan_last_scan,
+            orphan_reclaimed_pieces,
+            orphan_reclaimed_bytes,
+            temp_removed_files,
+            temp_removed_bytes,
+            orphans: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -344,6 +423,95 @@ impl Metrics {
                 node: node.to_owned(),
             })
             .set(i64::from(up));
+    }
+
+    /// Records a complete orphan scan of `node`: what it found pending and whether the safety
+    /// valve holds deletions (`held`: why).
+    pub fn orphan_scan(&self, node: &str, pending: OrphanCount, held: Option<String>, at_ms: i64) {
+        let labels = NodeLabels {
+            node: node.to_owned(),
+        };
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.orphan_pieces
+            .get_or_create(&labels)
+            .set(gauge(pending.pieces));
+        self.orphan_bytes
+            .get_or_create(&labels)
+            .set(gauge(pending.bytes));
+        self.orphan_held
+            .get_or_create(&labels)
+            .set(i64::from(held.is_some()));
+        self.orphan_last_scan
+            .get_or_create(&labels)
+            .set(at_ms.max(0) / 1000);
+        self.with_orphans(node, |o| {
+            o.pending_pieces = pending.pieces;
+            o.pending_bytes = pending.bytes;
+            o.unsized_pieces = pending.unknown_size;
+            o.held = held;
+            o.last_scan_ms = at_ms;
+        });
+    }
+
+    /// Counts orphan pieces deleted from `node` (`bytes`: of those with a known size).
+    pub fn orphans_reclaimed(&self, node: &str, pieces: u64, bytes: u64) {
+        let labels = NodeLabels {
+            node: node.to_owned(),
+        };
+        self.orphan_reclaimed_pieces
+            .get_or_create(&labels)
+            .inc_by(pieces);
+        self.orphan_reclaimed_bytes
+            .get_or_create(&labels)
+            .inc_by(bytes);
+        self.with_orphans(node, |o| {
+            o.reclaimed_pieces = o.reclaimed_pieces.saturating_add(pieces);
+            o.reclaimed_bytes = o.reclaimed_bytes.saturating_add(bytes);
+            o.pending_pieces = o.pending_pieces.saturating_sub(pieces);
+            o.pending_bytes = o.pending_bytes.saturating_sub(bytes);
+        });
+        let pending = self.orphans_of(node);
+        self.orphan_pieces
+            .get_or_create(&labels)
+            .set(i64::try_from(pending.pending_pieces).unwrap_or(i64::MAX));
+        self.orphan_bytes
+            .get_or_create(&labels)
+            .set(i64::try_from(pending.pending_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Counts temp files of unfinished uploads removed from directory node `node` at start.
+    pub fn temp_removed(&self, node: &str, files: u64, bytes: u64) {
+        let labels = NodeLabels {
+            node: node.to_owned(),
+        };
+        self.temp_removed_files.get_or_create(&labels).inc_by(files);
+        self.temp_removed_bytes.get_or_create(&labels).inc_by(bytes);
+        self.with_orphans(node, |o| {
+            o.temp_removed_files = o.temp_removed_files.saturating_add(files);
+            o.temp_removed_bytes = o.temp_removed_bytes.saturating_add(bytes);
+        });
+    }
+
+    /// Orphan collection per node, for nodes scanned or swept since start.
+    pub fn orphans(&self) -> BTreeMap<String, NodeOrphans> {
+        self.orphans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn orphans_of(&self, node: &str) -> NodeOrphans {
+        self.orphans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn with_orphans(&self, node: &str, f: impl FnOnce(&mut NodeOrphans)) {
+        let mut map = self.orphans.lock().unwrap_or_else(PoisonError::into_inner);
+        f(map.entry(node.to_owned()).or_default());
     }
 
     /// Peak of the sum of gateway_node_connections since start (also exposed as a gauge
@@ -441,6 +609,40 @@ impl NodeSeries {
             connections: self.connections.get(),
         }
     }
+}
+
+/// Orphan pieces of one kind: how many, and the bytes of those whose size is known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrphanCount {
+    pub pieces: u64,
+    pub bytes: u64,
+    /// Pieces whose size the node did not report (not in `bytes`).
+    pub unknown_size: u64,
+}
+
+/// Orphan collection on one node since start (see [`Metrics::orphans`]).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct NodeOrphans {
+    /// Data pieces the last complete scan found unreferenced, not deleted yet, and the bytes
+    /// of those with a known size.
+    pub pending_pieces: u64,
+    pub pending_bytes: u64,
+    #[serde(default)]
+    pub unsized_pieces: u64,
+    /// Orphans deleted since start.
+    pub reclaimed_pieces: u64,
+    pub reclaimed_bytes: u64,
+    /// Why the safety valve stops deletions on this node, while it does.
+    #[serde(default)]
+    pub held: Option<String>,
+    /// When the last complete scan ended (unix ms; 0: none yet).
+    #[serde(default)]
+    pub last_scan_ms: i64,
+    /// Temp files of unfinished uploads removed at start (directory nodes).
+    #[serde(default)]
+    pub temp_removed_files: u64,
+    #[serde(default)]
+    pub temp_removed_bytes: u64,
 }
 
 /// The counters at one instant, keyed by node id.
@@ -604,6 +806,68 @@ mod tests {
                     .collect(),
                 ..NodeTraffic::default()
             }
+        );
+    }
+
+    #[test]
+    fn orphan_collection_is_exposed_and_reported() {
+        let m = Metrics::new();
+        m.temp_removed("n1", 3, 3000);
+        m.orphan_scan(
+            "n1",
+            OrphanCount {
+                pieces: 5,
+                bytes: 500,
+                unknown_size: 1,
+            },
+            None,
+            1_700_000_000_123,
+        );
+        m.orphans_reclaimed("n1", 2, 200);
+        m.orphan_scan(
+            "n2",
+            OrphanCount {
+                pieces: 9,
+                bytes: 900,
+                unknown_size: 0,
+            },
+            Some("too many".into()),
+            1_700_000_000_000,
+        );
+        let text = m.encode();
+        for line in [
+            r#"gateway_orphan_pieces{node="n1"} 3"#,
+            r#"gateway_orphan_bytes{node="n1"} 300"#,
+            r#"gateway_orphan_held{node="n1"} 0"#,
+            r#"gateway_orphan_held{node="n2"} 1"#,
+            r#"gateway_orphan_last_scan_timestamp_seconds{node="n1"} 1700000000"#,
+            r#"gateway_orphan_reclaimed_pieces_total{node="n1"} 2"#,
+            r#"gateway_orphan_reclaimed_bytes_total{node="n1"} 200"#,
+            r#"gateway_temp_removed_files_total{node="n1"} 3"#,
+            r#"gateway_temp_removed_bytes_total{node="n1"} 3000"#,
+        ] {
+            assert!(has_line(&text, line), "missing {line:?} in\n{text}");
+        }
+        let o = m.orphans();
+        assert_eq!(
+            o["n1"],
+            NodeOrphans {
+                pending_pieces: 3,
+                pending_bytes: 300,
+                unsized_pieces: 1,
+                reclaimed_pieces: 2,
+                reclaimed_bytes: 200,
+                held: None,
+                last_scan_ms: 1_700_000_000_123,
+                temp_removed_files: 3,
+                temp_removed_bytes: 3000,
+            }
+        );
+        assert_eq!(o["n2"].held.as_deref(), Some("too many"));
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(
+            serde_json::from_str::<BTreeMap<String, NodeOrphans>>(&json).unwrap(),
+            o
         );
     }
 

@@ -8,7 +8,9 @@
 
 use std::fmt::Write as _;
 
-use crate::metrics::{MetricsSnapshot, NodeTraffic, Reason};
+use std::collections::BTreeMap;
+
+use crate::metrics::{MetricsSnapshot, NodeOrphans, NodeTraffic, Reason};
 
 /// Everything `gateway stats` shows, computed on demand by the running gateway.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -26,6 +28,19 @@ pub struct StatsReport {
     /// Metadata replication to the nodes (see `replication`).
     #[serde(default)]
     pub replication: Option<ReplicationReport>,
+    /// Orphan pieces on the nodes (see `object::orphans`).
+    #[serde(default)]
+    pub orphans: Option<OrphanReport>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct OrphanReport {
+    /// How long a piece stays an orphan before it is deleted; `None`: orphans are only
+    /// reported.
+    pub grace_secs: Option<u64>,
+    pub scan_interval_secs: u64,
+    /// By node id: nodes scanned or swept since start.
+    pub nodes: BTreeMap<String, NodeOrphans>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -90,7 +105,60 @@ pub fn render(report: &StatsReport) -> String {
     session(&mut out, &report.traffic);
     nodes(&mut out, report);
     replication(&mut out, report);
+    orphans(&mut out, report);
     out
+}
+
+fn orphans(out: &mut String, r: &StatsReport) {
+    let Some(o) = &r.orphans else { return };
+    let sum = |f: &dyn Fn(&NodeOrphans) -> u64| {
+        o.nodes
+            .values()
+            .fold(0u64, |acc, n| acc.saturating_add(f(n)))
+    };
+    let grace = match o.grace_secs {
+        Some(s) => format!("deleted after {}", human_duration(s)),
+        None => "only reported (orphan_grace off)".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "orphan pieces (referenced by no metadata; {grace}, scan every {}):",
+        human_duration(o.scan_interval_secs)
+    );
+    let scanned = o.nodes.values().any(|n| n.last_scan_ms > 0);
+    let unknown_size = sum(&|n| n.unsized_pieces);
+    let _ = writeln!(
+        out,
+        "  orphans: {} pieces, {} pending{}; reclaimed {} pieces, {} since start{}",
+        sum(&|n| n.pending_pieces),
+        human_bytes(sum(&|n| n.pending_bytes)),
+        if unknown_size > 0 {
+            format!(" ({unknown_size} of unknown size)")
+        } else {
+            String::new()
+        },
+        sum(&|n| n.reclaimed_pieces),
+        human_bytes(sum(&|n| n.reclaimed_bytes)),
+        if scanned { "" } else { " (no scan yet)" },
+    );
+    let temp = sum(&|n| n.temp_removed_files);
+    if temp > 0 {
+        let _ = writeln!(
+            out,
+            "  temp files of unfinished uploads removed at start: {temp}, {}",
+            human_bytes(sum(&|n| n.temp_removed_bytes))
+        );
+    }
+    for (node, n) in &o.nodes {
+        if let Some(why) = &n.held {
+            let _ = writeln!(
+                out,
+                "  {}: deletions held: {}",
+                clean(node),
+                truncate(&clean(why), 400)
+            );
+        }
+    }
 }
 
 fn replication(out: &mut String, r: &StatsReport) {
@@ -468,6 +536,37 @@ pub(super) mod tests {
                 batches_since_snapshot: 4,
                 log_bytes_since_snapshot: 16384,
             }),
+            orphans: Some(OrphanReport {
+                grace_secs: Some(86_400),
+                scan_interval_secs: 6 * 3600,
+                nodes: [
+                    (
+                        "node-1".to_string(),
+                        NodeOrphans {
+                            pending_pieces: 3,
+                            pending_bytes: 3 * MIB,
+                            reclaimed_pieces: 10,
+                            reclaimed_bytes: 20 * MIB,
+                            last_scan_ms: 1,
+                            temp_removed_files: 2,
+                            temp_removed_bytes: MIB,
+                            ..NodeOrphans::default()
+                        },
+                    ),
+                    (
+                        "node-2".to_string(),
+                        NodeOrphans {
+                            pending_pieces: 4,
+                            unsized_pieces: 4,
+                            held: Some("too many\x1b[2J".into()),
+                            last_scan_ms: 1,
+                            ..NodeOrphans::default()
+                        },
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+            }),
             version: "0.1.0".into(),
             uptime_secs: 3 * 3600 + 4 * 60 + 5,
             scheme: "4/5/6/8".into(),
@@ -558,6 +657,33 @@ pub(super) mod tests {
         assert!(line_with(&text, "node up / S3 in").contains("1.75x"));
         assert!(line_with(&text, "node requests").contains("10 ok, 2 failed"));
         assert!(line_with(&text, "Nodes: 2").contains("(1 healthy, 1 backoff)"));
+    }
+
+    #[test]
+    fn renders_orphans() {
+        let text = render(&sample_report());
+        let head = line_with(&text, "orphan pieces");
+        assert!(head.contains("deleted after 1d 0h 0m"), "{head}");
+        assert!(head.contains("scan every 6h 0m 0s"), "{head}");
+        let line = line_with(&text, "  orphans: ");
+        assert_eq!(
+            line,
+            "  orphans: 7 pieces, 3.0 MiB pending (4 of unknown size); reclaimed 10 pieces, 20.0 MiB since start"
+        );
+        assert!(line_with(&text, "temp files").ends_with("removed at start: 2, 1.0 MiB"));
+        let held = line_with(&text, "node-2: deletions held: too many");
+        assert!(!held.contains('\x1b'));
+        let mut off = sample_report();
+        off.orphans = Some(OrphanReport {
+            grace_secs: None,
+            scan_interval_secs: 60,
+            nodes: BTreeMap::new(),
+        });
+        let text = render(&off);
+        assert!(line_with(&text, "orphan pieces").contains("only reported"));
+        assert!(line_with(&text, "  orphans: 0 pieces").ends_with("(no scan yet)"));
+        off.orphans = None;
+        assert!(!render(&off).contains("orphan"));
     }
 
     #[test]

@@ -312,6 +312,18 @@ impl Meta {
         self.run(move |m| m.pieces_on_node(&node, limit)).await
     }
 
+    /// Pieces recorded on `node`, live and garbage, as `(stream, segment, number, live)`; see
+    /// [`SqliteMeta::node_pieces`].
+    pub async fn node_pieces(
+        &self,
+        node: &str,
+        after: Option<(StreamId, u32, u16)>,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u32, u16, bool)>, MetaError> {
+        let node = node.to_owned();
+        self.run(move |m| m.node_pieces(&node, after, limit)).await
+    }
+
     pub async fn storage_totals(&self) -> Result<StorageTotals, MetaError> {
         self.run(|m| m.storage_totals()).await
     }

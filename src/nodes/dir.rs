@@ -12,7 +12,8 @@
 //!
 //! A writer dropped before commit (an aborted or broken upload) removes its temp file. Temp
 //! files survive only a killed process; [`DirNode::remove_stale_temp`] clears them and must only
-//! be called while no writer of this directory is open (the node server does so at start).
+//! be called while no writer of this directory is open (the node server does so at start, and
+//! `gateway run` for its directory nodes).
 //! [`DirNode::list_pieces`] lists committed pieces in id order, page by page;
 //! [`DirNode::open_piece`] reads one version of a piece even if it is replaced meanwhile.
 
@@ -27,7 +28,7 @@ use bytes::Bytes;
 
 use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter};
 
-const MARKER: &str = "NODE";
+pub const MARKER: &str = "NODE";
 const MARKER_BODY: &str = "gateway-dir-node v1\n";
 
 #[derive(Clone)]
@@ -141,19 +142,37 @@ impl DirNode {
     }
 
     /// Removes the temp files of uploads that never finished (a killed process); returns how
-    /// many. Only safe while no writer of this directory is open.
-    pub fn remove_stale_temp(&self) -> Result<usize, NodeError> {
+    /// many and their bytes. Only safe while no writer of this directory is open (the node
+    /// server calls it at start; `gateway run`, holding its data-directory lock, for its own
+    /// directory nodes). Blocking: it reads and removes files.
+    pub fn remove_stale_temp(&self) -> Result<TempSweep, NodeError> {
         let inner = &self.inner;
-        let mut removed = 0;
+        let mut swept = TempSweep::default();
         for entry in fs::read_dir(inner.root.join("tmp")).map_err(inner.io("list temp pieces"))? {
-            let path = entry.map_err(inner.io("list temp pieces"))?.path();
+            let entry = entry.map_err(inner.io("list temp pieces"))?;
+            let path = entry.path();
             if path.extension().is_some_and(|e| e == "tmp") {
-                fs::remove_file(&path).map_err(inner.io("remove temp piece"))?;
-                removed += 1;
+                // Its size is only reported: a file that cannot be stat'ed still goes.
+                let bytes = entry.metadata().map_or(0, |m| m.len());
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    // Gone meanwhile: nothing to remove.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(inner.io("remove temp piece")(e)),
+                }
+                swept.files += 1;
+                swept.bytes += bytes;
             }
         }
-        Ok(removed)
+        Ok(swept)
     }
+}
+
+/// What [`DirNode::remove_stale_temp`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TempSweep {
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// A committed piece opened for reading (see [`DirNode::open_piece`]).
@@ -339,6 +358,19 @@ impl NodeStore for DirNode {
             node.list_pieces(after, limit)
         }))
     }
+
+    fn size<'a>(&'a self, piece: PieceId) -> BoxFuture<'a, Result<u64, NodeError>> {
+        let inner = self.inner.clone();
+        Box::pin(blocking(&self.inner.id, move || {
+            match fs::metadata(inner.piece_path(&piece)) {
+                Ok(m) => Ok(m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(NodeError::NotFound {
+                    node: inner.id.clone(),
+                }),
+                Err(e) => Err(inner.io("stat piece")(e)),
+            }
+        }))
+    }
 }
 
 struct DirWriter {
@@ -504,7 +536,10 @@ mod tests {
         // A killed process never runs Drop.
         std::mem::forget(w);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 1);
-        assert_eq!(node.remove_stale_temp().unwrap(), 1);
+        assert_eq!(
+            node.remove_stale_temp().unwrap(),
+            TempSweep { files: 1, bytes: 1 }
+        );
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert!(node.list_pieces(None, 10).unwrap().is_empty());
     }

@@ -123,6 +123,19 @@ pub trait NodeStore: Send + Sync {
         after: Option<PieceId>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>>;
+
+    /// The size in bytes of a committed piece (`NodeError::NotFound` when there is none), for
+    /// reporting what garbage collection finds and reclaims. A backend that cannot tell
+    /// cheaply answers `Unavailable` (the default).
+    fn size<'a>(&'a self, piece: PieceId) -> BoxFuture<'a, Result<u64, NodeError>> {
+        let _ = piece;
+        Box::pin(async move {
+            Err(NodeError::Unavailable {
+                node: self.id().to_string(),
+                reason: "this node kind does not report piece sizes".into(),
+            })
+        })
+    }
 }
 
 /// An in-progress piece upload.
@@ -250,5 +263,11 @@ pub(crate) mod conformance {
         let rest = node.list(Some(first[2]), 1000).await.unwrap();
         assert_eq!(rest, written[3..]);
         assert!(node.list(Some(written[7]), 10).await.unwrap().is_empty());
+        // Sizes of committed pieces; a missing piece is NotFound.
+        assert_eq!(node.size(written[3]).await.unwrap(), 1000);
+        assert!(matches!(
+            node.size(id).await,
+            Err(NodeError::NotFound { .. })
+        ));
     }
 }

@@ -511,6 +511,21 @@ impl NodeStore for RemoteNode {
     ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>> {
         Box::pin(self.list_pieces(after, limit))
     }
+
+    /// A HEAD of the piece (its Content-Length): one small request, no body.
+    fn size<'a>(&'a self, piece: PieceId) -> BoxFuture<'a, Result<u64, NodeError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let r = inner
+                .call(Method::HEAD, &piece_target(&piece), None, 0)
+                .await?;
+            if r.status != StatusCode::OK {
+                return Err(inner.refused(r.status, &r.body));
+            }
+            r.content_length
+                .ok_or_else(|| inner.unavailable("HEAD answer without Content-Length"))
+        })
+    }
 }
 
 /// An upload in flight: `tx` feeds the request body, `task` waits for the node's answer,

@@ -486,6 +486,11 @@ impl NodeStore for S3Node {
     ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>> {
         Box::pin(self.inner.list_pieces(after, limit))
     }
+
+    /// A HEAD of the piece's object.
+    fn size<'a>(&'a self, piece: PieceId) -> BoxFuture<'a, Result<u64, NodeError>> {
+        Box::pin(async move { self.inner.head_size(&self.inner.object_path(&piece)).await })
+    }
 }
 
 #[cfg(test)]

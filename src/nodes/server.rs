@@ -45,6 +45,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use super::body::NodeBody;
+use super::dir::TempSweep;
 use super::protocol::{
     unix_now, NodeStatus, NodeToken, PieceList, TokenError, API_PREFIX, DATE_HEADER,
     DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, PROTOCOL_VERSION,
@@ -106,7 +107,7 @@ pub struct NodeServer {
     addr: SocketAddr,
     token_file: PathBuf,
     token_created: bool,
-    stale_temp_removed: usize,
+    stale_temp_removed: TempSweep,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -173,8 +174,8 @@ impl NodeServer {
         self.token_created
     }
 
-    /// Temp files of unfinished uploads removed at start.
-    pub fn stale_temp_removed(&self) -> usize {
+    /// Temp files of unfinished uploads removed at start, and their bytes.
+    pub fn stale_temp_removed(&self) -> TempSweep {
         self.stale_temp_removed
     }
 

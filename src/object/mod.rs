@@ -5,7 +5,10 @@
 //!   written to nodes in parallel) and commits the object's metadata in one transaction only
 //!   after every segment has at least `success` durable pieces and the body ended properly
 //!   ([`BodyEvent::End`]). On any failure or cancellation nothing becomes visible and the
-//!   pieces written so far are deleted (best effort; a crash leaves orphans for a later GC).
+//!   pieces written so far are deleted (best effort; what a crash or a failed delete leaves
+//!   behind is found by listing the nodes and deleted after a grace period: [`orphans`]).
+//!   Pieces not yet referenced by the metadata are registered in flight meanwhile
+//!   (`transfer::inflight`), so that collection never takes them for orphans.
 //! - Bodies at or under the inline limit are stored encrypted in the metadata row.
 //! - Memory per transfer is bounded by the configuration (batch size × pieces × channel
 //!   depth), never by the object size.
@@ -20,6 +23,7 @@ mod copy;
 mod gc;
 mod get;
 pub mod multipart;
+mod orphans;
 mod put;
 
 use std::sync::Arc;

@@ -19,6 +19,7 @@ use crate::meta::{
     ObjectPart, ObjectRecord, PieceRecord, Placement, Precondition, SegmentRecord, StoredChecksum,
     StreamAccounting, StreamId, StreamRecord, OBJECT_FORMAT,
 };
+use crate::transfer::inflight::InFlightGuard;
 use crate::transfer::SegmentUpload;
 
 /// Target plaintext bytes per encode batch (rounded to whole blocks, at least one stripe).
@@ -189,6 +190,13 @@ pub(crate) async fn store_body(
     let storage = &inner.storage;
     let mut stream_id = [0u8; 16];
     random_bytes(&mut stream_id)?;
+    // Registered before any piece is written and released only after the metadata commit
+    // returned or the pieces were deleted (by `cleanup`): orphan collection never takes the
+    // pieces of a body in flight for orphans, however long the upload takes.
+    let in_flight = inner
+        .transfers
+        .in_flight()
+        .begin(stream_id, storage.scheme.total);
     let mut input = Input {
         rx: body,
         buf: Vec::new(),
@@ -203,6 +211,7 @@ pub(crate) async fn store_body(
         inner: inner.clone(),
         stream_id,
         pieces: Vec::new(),
+        in_flight: Some(in_flight),
     };
 
     input.fill(storage.inline_limit as usize + 1).await?;
@@ -355,10 +364,13 @@ impl SegmentEncoder {
 
 /// Pieces committed so far by an upload that has not committed its metadata yet. Dropped
 /// with pieces still listed (error, cancelled request), it deletes them in the background.
+/// It holds the body's in-flight registration, released when it is dropped or, when it has
+/// pieces to delete, once they are deleted.
 struct Cleanup {
     inner: Arc<Inner>,
     stream_id: [u8; 16],
     pieces: Vec<(u32, PieceRecord)>,
+    in_flight: Option<InFlightGuard>,
 }
 
 impl Drop for Cleanup {
@@ -369,8 +381,10 @@ impl Drop for Cleanup {
         let pieces = std::mem::take(&mut self.pieces);
         let inner = self.inner.clone();
         let stream_id = self.stream_id;
+        let in_flight = self.in_flight.take();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
+                let _in_flight = in_flight;
                 for (segment, p) in pieces {
                     if let Err(e) = inner
                         .transfers
@@ -438,6 +452,9 @@ async fn upload_segment(
         next_stripe: 0,
         carry: Vec::new(),
     };
+    if let Some(g) = &cleanup.in_flight {
+        g.segment(index);
+    }
     let header = Bytes::copy_from_slice(
         &PieceHeader {
             chunk_size: layout.chunk_size as u32,

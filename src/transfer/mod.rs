@@ -18,6 +18,8 @@
 pub mod blobs;
 pub mod download;
 pub mod health;
+pub mod inflight;
+pub mod inventory;
 pub mod limits;
 pub mod upload;
 
@@ -85,6 +87,8 @@ pub struct Transfers {
     up: Option<TokenBucket>,
     down: Option<TokenBucket>,
     metrics: Arc<Metrics>,
+    /// Streams being written, not yet in the metadata (see [`inflight`]).
+    inflight: Arc<inflight::InFlight>,
 }
 
 /// One connection slot in use; dropping it frees the slot.
@@ -139,6 +143,7 @@ impl Transfers {
             limits,
             nodes,
             metrics,
+            inflight: inflight::InFlight::new(),
         })
     }
 

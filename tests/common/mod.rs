@@ -33,6 +33,8 @@ pub struct Opts {
     pub gc_grace: &'static str,
     /// Lines of the `[limits]` table (empty: the defaults).
     pub limits: &'static str,
+    /// More lines of the `[storage]` table (orphan collection settings...).
+    pub storage: &'static str,
 }
 
 impl Default for Opts {
@@ -47,6 +49,7 @@ impl Default for Opts {
             cipher: "aes-256-gcm",
             gc_grace: "0s",
             limits: "",
+            storage: "",
         }
     }
 }
@@ -63,6 +66,8 @@ impl TestGateway {
             "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"{}\"\nsegment_size = \"{}\"\nchunk_size = \"{}\"\nblock_size = \"{}\"\ninline_limit = \"{}\"\ncipher = \"{}\"\ngc_grace = \"{}\"\n",
             o.scheme, o.segment_size, o.chunk_size, o.block_size, o.inline_limit, o.cipher, o.gc_grace
         );
+        cfg.push_str(o.storage);
+        cfg.push('\n');
         cfg.push_str(&format!("[limits]\n{}\n", o.limits));
         for i in 1..=o.nodes {
             cfg.push_str(&format!(

@@ -23,6 +23,7 @@
 //!   in-progress multipart uploads, as S3 does for general-purpose buckets.
 
 mod list;
+mod node_pieces;
 mod objects;
 mod replication;
 mod schema;

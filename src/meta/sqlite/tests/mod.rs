@@ -7,6 +7,7 @@
 mod accounting;
 mod completed;
 mod list;
+mod node_pieces;
 mod replication;
 mod schema;
 mod sharing;
