@@ -59,7 +59,7 @@ async fn run() {
             store,
             kind: "dir".into(),
             label: None,
-            offline: false,
+            offline: None,
         })
         .collect();
     let limits = LimitsConfig {

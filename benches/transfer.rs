@@ -286,7 +286,7 @@ fn layer(
             store: store.clone(),
             kind: kind.into(),
             label: None,
-            offline: false,
+            offline: None,
         })
         .collect();
     let metrics = Arc::new(Metrics::new());

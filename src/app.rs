@@ -12,6 +12,7 @@
 
 pub mod key_backup;
 pub mod lock;
+pub mod maintenance;
 pub mod recover;
 
 use std::io::Write;
@@ -37,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::nodes::protocol::NodeToken;
 use crate::nodes::s3::{S3Node, S3Options};
 use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode, RemoteNode, RemoteOptions};
+use crate::object::repair::RepairOptions;
 use crate::object::ObjectLayer;
 use crate::replication::{ReplicationError, Replicator};
 use crate::s3::auth::Credentials;
@@ -69,6 +71,8 @@ pub enum AppError {
     Replication(#[from] ReplicationError),
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    #[error("repair: {0}")]
+    Repair(#[from] crate::object::ObjectError),
     #[error("admin listener: {0}")]
     Admin(#[from] AdminError),
     #[error(transparent)]
@@ -413,10 +417,11 @@ pub async fn open_transfers(
         // that lost its contents (an unmounted disk, a deleted folder) must stay visibly
         // broken rather than become an empty node that silently lost data.
         // Recovery (no store yet) never initialises a node.
-        let holds_pieces = match meta {
-            Some(meta) => !meta.pieces_on_node(&n.id, 1).await?.is_empty(),
-            None => true,
+        let held = match meta {
+            Some(meta) => meta.node_holds_pieces(&n.id).await?,
+            None => 0,
         };
+        let holds_pieces = meta.is_none() || held > 0;
         let (kind, opened) = match &n.kind {
             NodeKind::Dir { path } => (
                 "dir",
@@ -430,14 +435,22 @@ pub async fn open_transfers(
             NodeKind::S3(c) => ("s3", open_s3(i, &n.id, c)?.map(|r| r as Arc<dyn NodeStore>)),
         };
         let (store, offline) = match opened {
-            Ok(node) => (node, false),
+            Ok(node) => (node, None),
             Err(e) => {
-                tracing::error!(node = %n.id, error = %e, "node unavailable; serving from the other nodes");
+                let mut reason = e.to_string();
+                if held > 0 && matches!(n.kind, NodeKind::Dir { .. }) {
+                    reason.push_str(&format!(
+                        "; the metadata places {held} pieces on it: if its data is gone for good, \
+                         run `gateway node replace {}` and repair refills it",
+                        n.id
+                    ));
+                }
+                tracing::error!(node = %n.id, error = %reason, "node unavailable; serving from the other nodes");
                 let node: Arc<dyn NodeStore> = Arc::new(OfflineNode {
                     id: n.id.clone(),
-                    reason: e.to_string(),
+                    reason: reason.clone(),
                 });
-                (node, true)
+                (node, Some(reason))
             }
         };
         nodes.push(NodeSpec {
@@ -616,6 +629,12 @@ impl Gateway {
             transfers.clone(),
             layer_meta,
         );
+        if cfg.repair.enabled {
+            layer.spawn_repair(
+                RepairOptions::background(&cfg.storage.scheme, &cfg.repair),
+                cfg.repair.interval,
+            );
+        }
         layer.start_orphan_collection(Some(&cfg.data_dir));
         let listener = TcpListener::bind(cfg.listen)
             .await

@@ -56,7 +56,19 @@ struct RawConfig {
     #[serde(default)]
     metadata: RawMetadata,
     #[serde(default)]
+    repair: RawRepair,
+    #[serde(default)]
     nodes: Vec<RawNode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepair {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    concurrency: Option<usize>,
+    rate: Option<ByteSize>,
+    offline_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -405,6 +417,56 @@ pub struct Config {
     /// The admin listener (metrics, stats); `None` when disabled with `admin_listen = ""`.
     pub admin_listen: Option<SocketAddr>,
     pub metadata: MetadataConfig,
+    pub repair: RepairConfig,
+}
+
+/// `[repair]`: the background repair of degraded segments (see `object::repair`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepairConfig {
+    /// Run the background repair loop in `gateway run` (`gateway repair` runs regardless).
+    pub enabled: bool,
+    /// How often the loop looks for work when it found none (it also wakes when reads find
+    /// faults).
+    pub interval: Duration,
+    /// Segments repaired at once.
+    pub concurrency: usize,
+    /// Bytes per second repair may send to nodes (reads are paced the same); `None` is
+    /// unlimited (the `[limits]` rates still apply).
+    pub rate: Option<u64>,
+    /// A node unreachable for this long has its pieces rebuilt elsewhere.
+    pub offline_after: Duration,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            concurrency: 2,
+            rate: None,
+            offline_after: Duration::from_secs(3600),
+        }
+    }
+}
+
+fn repair_from_raw(raw: RawRepair) -> Result<RepairConfig, ConfigError> {
+    let d = RepairConfig::default();
+    let duration = |field: &str, v: Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(t) => parse_duration(&t).map_err(|r| ConfigError::new(field, r)),
+    };
+    let concurrency = raw.concurrency.unwrap_or(d.concurrency);
+    if concurrency == 0 {
+        return Err(ConfigError::new("repair.concurrency", "must be at least 1"));
+    }
+    let rate = raw.rate.map(|b| b.0).filter(|&r| r > 0);
+    Ok(RepairConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        interval: duration("repair.interval", raw.interval, d.interval)?,
+        concurrency,
+        rate,
+        offline_after: duration("repair.offline_after", raw.offline_after, d.offline_after)?,
+    })
 }
 
 /// When a committed metadata change must be on the nodes.
@@ -636,6 +698,7 @@ impl Config {
         Ok(Config {
             admin_listen,
             metadata: metadata_from_raw(raw.metadata)?,
+            repair: repair_from_raw(raw.repair)?,
             limits,
             listen,
             region,

@@ -79,6 +79,17 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Rebuild every degraded segment (missing, corrupt or lost pieces, degraded writes, pieces
+    /// on offline nodes) up to full health, in the foreground with progress on stderr. Run it
+    /// with the gateway stopped; a running gateway repairs in the background.
+    Repair {
+        /// Configuration file (default: DATA_DIR/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     Stats {
         /// The gateway's admin listener.
         #[arg(long, default_value = gateway::config::DEFAULT_ADMIN_LISTEN)]
@@ -137,6 +148,29 @@ enum KeyCommand {
 
 #[derive(Subcommand)]
 enum NodeCommand {
+    /// List the configured nodes with the pieces the metadata places on each (gateway
+    /// stopped).
+    List {
+        /// Configuration file (default: DATA_DIR/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Declare a node's data lost and accept its replacement (an empty directory, a new node
+    /// server or bucket under the same id): its pieces are recorded as lost, an empty directory
+    /// node is initialised, and repair refills it (gateway stopped).
+    Replace {
+        /// The node's id in the configuration.
+        id: String,
+        /// Configuration file (default: DATA_DIR/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Serve one directory's pieces to gateways over HTTP (HTTP/1.1 and h2c), or only over
     /// TLS with --tls-cert and --tls-key. The directory is initialised when absent or empty.
     Run {
@@ -316,6 +350,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let recovered = gateway::app::recover::run_recover(&opts).await?;
             print!("{}", gateway::app::recover::render(&recovered));
+            Ok(())
+        }
+        Command::Repair { config, data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let started = std::time::Instant::now();
+            let draw = |p: gateway::object::repair::PassProgress| {
+                eprint!(
+                    "\rrepair: {}/{} segments, {} bytes written   ",
+                    p.done, p.queued, p.bytes_sent
+                );
+            };
+            let r =
+                gateway::app::maintenance::run_repair(&data_dir, config.as_deref(), &draw).await?;
+            eprintln!();
+            println!(
+                "repaired {} of {} segments checked: {} pieces, {} bytes written in {:.1} s; {} could not be repaired now",
+                r.repaired,
+                r.checked,
+                r.pieces_written,
+                r.bytes_sent,
+                started.elapsed().as_secs_f64(),
+                r.failed
+            );
+            if r.failed > 0 {
+                anyhow::bail!("{} segments could not be repaired (see the log)", r.failed);
+            }
+            Ok(())
+        }
+        Command::Node {
+            command: NodeCommand::List { config, data_dir },
+        } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let nodes = gateway::app::maintenance::list_nodes(&data_dir, config.as_deref()).await?;
+            for n in nodes {
+                let state = match &n.unavailable {
+                    None => "ok".to_string(),
+                    Some(why) => format!("UNAVAILABLE: {why}"),
+                };
+                println!(
+                    "{}\t{}\t{}\t{} pieces\t{state}",
+                    n.id, n.kind, n.location, n.pieces
+                );
+            }
+            Ok(())
+        }
+        Command::Node {
+            command:
+                NodeCommand::Replace {
+                    id,
+                    config,
+                    data_dir,
+                },
+        } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let r =
+                gateway::app::maintenance::replace_node(&data_dir, config.as_deref(), &id).await?;
+            if let Some(dir) = &r.initialised {
+                println!("initialised {} as node {id}", dir.display());
+            }
+            println!(
+                "node {id}: {} pieces recorded as lost; repair rebuilds them (`gateway repair`, or the running gateway in the background)",
+                r.lost
+            );
             Ok(())
         }
         Command::Stats { admin, json } => {

@@ -266,13 +266,15 @@ async fn more_than_n_minus_k_nodes_gone_gives_503_not_wrong_bytes() {
 }
 
 #[tokio::test]
-async fn upload_with_a_node_missing_fails_with_503_and_commits_nothing() {
+async fn upload_with_too_few_nodes_fails_with_503_and_commits_nothing() {
     let (gw, c) = setup(Opts::default()).await;
     let old = data(50_000, 1);
     put(&c, "kept", &old).await;
+    remove_node(&gw, "n5");
     remove_node(&gw, "n6");
 
-    // 4/5/6/6 needs all six pieces durable: one node gone fails the upload.
+    // 4/5/6/6 accepts a degraded write down to five durable pieces (the repair threshold):
+    // with two of six nodes gone the upload fails.
     for (key, size) in [("one-stripe", 10_000), ("many-stripes", 200_000)] {
         let err = c
             .put_object()
@@ -319,17 +321,17 @@ async fn upload_with_a_node_missing_fails_with_503_and_commits_nothing() {
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, ["kept"]);
 
-    // The pieces the failed uploads did write are deleted again: only "kept"'s five pieces
+    // The pieces the failed uploads did write are deleted again: only "kept"'s four pieces
     // survive on the remaining nodes, and no temporary file is left behind.
     let nodes = gw.nodes_dir();
     let settled =
-        fs_util::eventually(Duration::from_secs(5), || piece_paths(&nodes).len() == 5).await;
+        fs_util::eventually(Duration::from_secs(5), || piece_paths(&nodes).len() == 4).await;
     assert!(settled, "left over pieces: {:?}", piece_paths(&nodes));
     let kept = record(&gw, BUCKET, "kept").await.unwrap();
     for p in fs_util::piece_files(&gw, &kept) {
-        assert_eq!(p.path.exists(), p.node != "n6", "{p:?}");
+        assert_eq!(p.path.exists(), p.node != "n5" && p.node != "n6", "{p:?}");
     }
-    for id in ["n1", "n2", "n3", "n4", "n5"] {
+    for id in ["n1", "n2", "n3", "n4"] {
         let tmp = fs_util::node_dir(&gw, id).join("tmp");
         assert_eq!(
             std::fs::read_dir(&tmp).unwrap().count(),

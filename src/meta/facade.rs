@@ -10,9 +10,10 @@ use tokio::sync::watch;
 
 use super::log::RawEntry;
 use super::{
-    BucketInfo, CompletedUpload, Garbage, ListPage, ListQuery, MetaError, ObjectRecord, PartRecord,
-    PartSummary, Precondition, ReplicationState, SnapshotTaken, SqliteMeta, StorageTotals,
-    StreamId, UploadListPage, UploadListQuery, UploadRecord,
+    BucketInfo, CompletedUpload, Garbage, HealthCounts, ListPage, ListQuery, MetaError,
+    ObjectRecord, PartRecord, PartSummary, PieceFinding, PieceRecord, Precondition, RepairSource,
+    ReplicationState, SegmentHealth, SnapshotTaken, SqliteMeta, StorageTotals, StreamId,
+    UploadListPage, UploadListQuery, UploadRecord,
 };
 
 /// Cheap to clone; clones share the same database connections.
@@ -312,6 +313,68 @@ impl Meta {
         self.run(move |m| m.pieces_on_node(&node, limit)).await
     }
 
+    // Segment health and repair (see `sqlite::health`).
+
+    pub async fn record_findings(&self, findings: Vec<PieceFinding>) -> Result<usize, MetaError> {
+        self.run(move |m| m.record_findings(&findings)).await
+    }
+
+    pub async fn mark_node_lost(&self, node: &str, found_by: &str) -> Result<u64, MetaError> {
+        let (node, found_by) = (node.to_owned(), found_by.to_owned());
+        self.write(move |m| m.mark_node_lost(&node, &found_by))
+            .await
+    }
+
+    pub async fn repair_queue(
+        &self,
+        threshold: u16,
+        limit: usize,
+    ) -> Result<Vec<SegmentHealth>, MetaError> {
+        self.run(move |m| m.repair_queue(threshold, limit)).await
+    }
+
+    pub async fn segments_on_node(
+        &self,
+        node: &str,
+        after: Option<(StreamId, u32)>,
+        limit: usize,
+    ) -> Result<Vec<SegmentHealth>, MetaError> {
+        let node = node.to_owned();
+        self.run(move |m| m.segments_on_node(&node, after, limit))
+            .await
+    }
+
+    pub async fn repair_source(
+        &self,
+        stream_id: &StreamId,
+        segment: u32,
+    ) -> Result<Option<RepairSource>, MetaError> {
+        let stream_id = *stream_id;
+        self.run(move |m| m.repair_source(&stream_id, segment))
+            .await
+    }
+
+    pub async fn replace_pieces(
+        &self,
+        stream_id: &StreamId,
+        segment: u32,
+        seen: Vec<PieceRecord>,
+        new: Vec<PieceRecord>,
+    ) -> Result<bool, MetaError> {
+        let stream_id = *stream_id;
+        self.write(move |m| m.replace_pieces(&stream_id, segment, &seen, &new))
+            .await
+    }
+
+    pub async fn node_holds_pieces(&self, node: &str) -> Result<u64, MetaError> {
+        let node = node.to_owned();
+        self.run(move |m| m.node_holds_pieces(&node)).await
+    }
+
+    pub async fn health_counts(&self) -> Result<HealthCounts, MetaError> {
+        self.run(|m| m.health_counts()).await
+    }
+
     /// Pieces recorded on `node`, live and garbage, as `(stream, segment, number, live)`; see
     /// [`SqliteMeta::node_pieces`].
     pub async fn node_pieces(
@@ -405,16 +468,7 @@ mod tests {
                     k: 1,
                     n: 2,
                     chunk_size: 16,
-                    pieces: vec![
-                        PieceRecord {
-                            number: 0,
-                            node: "n1".into(),
-                        },
-                        PieceRecord {
-                            number: 1,
-                            node: "n2".into(),
-                        },
-                    ],
+                    pieces: vec![PieceRecord::new(0, "n1"), PieceRecord::new(1, "n2")],
                 },
             }],
             accounting: accounting(id),

@@ -24,7 +24,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    MetaError, ObjectRecord, PartRecord, Precondition, SqliteMeta, StreamId, UploadRecord,
+    MetaError, ObjectRecord, PartRecord, PieceFinding, PieceRecord, Precondition, SqliteMeta,
+    StreamId, UploadRecord,
 };
 
 /// Format version of batches written by this build.
@@ -87,6 +88,21 @@ pub enum Change {
     },
     GarbageDone {
         stream_id: StreamId,
+    },
+    /// Pieces found missing or corrupt (only those whose state changed are logged).
+    MarkPieces {
+        findings: Vec<PieceFinding>,
+    },
+    /// Every healthy piece on `node` is lost (the node was replaced or removed).
+    NodeLost {
+        node: String,
+        found_by: String,
+    },
+    /// Repaired pieces switched in for their numbers.
+    RepairSegment {
+        stream_id: StreamId,
+        segment: u32,
+        pieces: Vec<PieceRecord>,
     },
 }
 
@@ -243,6 +259,13 @@ impl SqliteMeta {
                 self.complete_upload(upload_id, record, &none)
             }
             Change::GarbageDone { stream_id } => self.garbage_done(stream_id),
+            Change::MarkPieces { findings } => self.apply_findings(findings),
+            Change::NodeLost { node, found_by } => self.mark_node_lost(node, found_by).map(|_| ()),
+            Change::RepairSegment {
+                stream_id,
+                segment,
+                pieces,
+            } => self.apply_repair(stream_id, *segment, pieces),
         }
     }
 }
@@ -335,10 +358,7 @@ mod tests {
                                 k: 1,
                                 n: 2,
                                 chunk_size: 16,
-                                pieces: vec![PieceRecord {
-                                    number: 1,
-                                    node: "n2".into(),
-                                }],
+                                pieces: vec![PieceRecord::new(1, "n2")],
                             },
                         },
                     ],

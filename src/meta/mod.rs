@@ -35,7 +35,8 @@ mod sqlite;
 pub use facade::Meta;
 pub(crate) use sqlite::now_ms;
 pub use sqlite::{
-    ReplicationState, SnapshotTaken, SqliteMeta, COMPLETED_UPLOAD_RETENTION_MS, MAX_PART_NUMBER,
+    HealthCounts, PieceFinding, RepairSource, ReplicationState, SegmentHealth, SnapshotTaken,
+    SqliteMeta, COMPLETED_UPLOAD_RETENTION_MS, MAX_PART_NUMBER,
 };
 
 use std::path::PathBuf;
@@ -43,7 +44,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The schema version this build reads and writes; older versions are migrated on open.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Format version of object records written by this build.
 pub const OBJECT_FORMAT: u32 = 1;
@@ -271,6 +272,70 @@ pub struct PieceRecord {
     pub number: u16,
     /// Node id from config.
     pub node: String,
+    /// What the gateway knows about the piece (schema version 4). Left out of the log when
+    /// `ok`, so records of healthy pieces serialise as before.
+    #[serde(default, skip_serializing_if = "PieceState::is_ok")]
+    pub state: PieceState,
+}
+
+impl PieceRecord {
+    /// A healthy piece.
+    pub fn new(number: u16, node: impl Into<String>) -> PieceRecord {
+        PieceRecord {
+            number,
+            node: node.into(),
+            state: PieceState::Ok,
+        }
+    }
+}
+
+/// The known state of one stored piece. Anything but `Ok` makes it an erasure for repair
+/// (it is still tried last on reads: a "missing" piece may come back with its node).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PieceState {
+    #[default]
+    Ok,
+    /// Its node answered "not found" (a read or an audit listing).
+    Missing,
+    /// A chunk failed its MAC, the header was wrong, or the piece was short.
+    Corrupt,
+    /// Its node was replaced or removed: the piece is gone with it.
+    Lost,
+}
+
+impl PieceState {
+    pub fn is_ok(&self) -> bool {
+        *self == PieceState::Ok
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            PieceState::Ok => 0,
+            PieceState::Missing => 1,
+            PieceState::Corrupt => 2,
+            PieceState::Lost => 3,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<PieceState> {
+        Some(match c {
+            0 => PieceState::Ok,
+            1 => PieceState::Missing,
+            2 => PieceState::Corrupt,
+            3 => PieceState::Lost,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PieceState::Ok => "ok",
+            PieceState::Missing => "missing",
+            PieceState::Corrupt => "corrupt",
+            PieceState::Lost => "lost",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

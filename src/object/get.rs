@@ -274,6 +274,7 @@ async fn read_segment(
         pieces,
         mac_key,
         exempt: lane == Lane::Copy,
+        reason: crate::metrics::Reason::Download,
     };
     let mut reads = SegmentReads::new();
     let r: Result<(), ObjectError> = async {

@@ -25,6 +25,7 @@ mod get;
 pub mod multipart;
 mod orphans;
 mod put;
+pub mod repair;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,9 +37,11 @@ use crate::config::StorageConfig;
 use crate::crypto::{CryptoError, RootKey};
 use crate::erasure::ErasureError;
 use crate::meta::{
-    BucketInfo, ListPage, ListQuery, Meta, MetaError, ObjectRecord, StoredChecksum, StreamId,
+    BucketInfo, ListPage, ListQuery, Meta, MetaError, ObjectRecord, PieceFinding, PieceState,
+    StoredChecksum, StreamId,
 };
 use crate::nodes::NodeError;
+use crate::transfer::download::FaultKind;
 use crate::transfer::{PieceFault, Transfers};
 
 pub use conditions::{Conditions, Outcome as ConditionOutcome};
@@ -107,6 +110,14 @@ pub enum ObjectError {
         needed: usize,
         causes: String,
     },
+    #[error("segment {segment}: only {usable} of {nodes} nodes can take a piece, {needed} needed ({causes})")]
+    NotEnoughNodes {
+        segment: u32,
+        usable: usize,
+        needed: usize,
+        nodes: usize,
+        causes: String,
+    },
     #[error("segment {segment}: not enough intact pieces to read ({causes})")]
     NotEnoughPieces { segment: u32, causes: String },
     /// Sync replication: the write is committed but its metadata is not on the nodes yet.
@@ -150,15 +161,49 @@ pub(crate) struct Inner {
     /// Streams being read right now, with a count of readers. Garbage collection leaves
     /// these alone, so a GET that started before an overwrite or delete still completes.
     pub reading: std::sync::Mutex<std::collections::HashMap<StreamId, usize>>,
+    /// What repair did since start.
+    pub repair: repair::RepairCounters,
+    /// Wakes the background repair loop (reads found faults).
+    pub repair_wake: Arc<Notify>,
+    /// Segments being repaired right now (see `repair`).
+    pub repairing: std::sync::Mutex<std::collections::HashSet<(StreamId, u32)>>,
 }
 
 impl Inner {
-    /// The hook where faulty pieces found by a segment read are recorded.
+    /// Records faulty pieces found by a segment read (in the background: the read does not
+    /// wait for the metadata) and wakes repair.
     pub(crate) fn report_faults(&self, stream: [u8; 16], segment: u32, faults: Vec<PieceFault>) {
-        let stream: String = stream.iter().map(|b| format!("{b:02x}")).collect();
-        for f in faults {
-            tracing::warn!(%stream, segment, piece = f.number, node = %f.node, kind = ?f.kind, "faulty piece");
+        if faults.is_empty() {
+            return;
         }
+        let findings: Vec<PieceFinding> = faults
+            .into_iter()
+            .map(|f| {
+                tracing::warn!(segment, piece = f.number, node = %f.node, kind = ?f.kind, "faulty piece found by a read; recorded for repair");
+                PieceFinding {
+                    stream_id: StreamId(stream),
+                    segment,
+                    number: f.number,
+                    node: f.node,
+                    state: match f.kind {
+                        FaultKind::Missing => PieceState::Missing,
+                        FaultKind::Corrupt => PieceState::Corrupt,
+                    },
+                    found_by: "read".into(),
+                }
+            })
+            .collect();
+        let (meta, wake) = (self.meta.clone(), self.repair_wake.clone());
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            match meta.record_findings(findings).await {
+                Ok(0) => {}
+                Ok(_) => wake.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "could not record faulty pieces"),
+            }
+        });
     }
 }
 
@@ -225,6 +270,9 @@ impl ObjectLayer {
                 meta,
                 gc_wake: Arc::new(Notify::new()),
                 reading: std::sync::Mutex::new(std::collections::HashMap::new()),
+                repair: repair::RepairCounters::default(),
+                repair_wake: Arc::new(Notify::new()),
+                repairing: std::sync::Mutex::new(std::collections::HashSet::new()),
             }),
         };
         gc::spawn(Arc::downgrade(&layer.inner), layer.inner.gc_wake.clone());

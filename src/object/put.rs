@@ -20,7 +20,7 @@ use crate::meta::{
     StreamAccounting, StreamId, StreamRecord, OBJECT_FORMAT,
 };
 use crate::transfer::inflight::InFlightGuard;
-use crate::transfer::SegmentUpload;
+use crate::transfer::{SegmentUpload, Target};
 
 /// Target plaintext bytes per encode batch (rounded to whole blocks, at least one stripe).
 const BATCH_TARGET: usize = 1 << 20;
@@ -466,7 +466,7 @@ async fn upload_segment(
         stream_id,
         index,
         n,
-        scheme.success as usize,
+        Target::for_scheme(&scheme),
         header,
     )
     .await?;
@@ -543,7 +543,7 @@ mod tests {
                     kind: "dir".into(),
                     label: None,
                     domain: format!("node:{id}"),
-                    offline: false,
+                    offline: None,
                 }
             })
             .collect();

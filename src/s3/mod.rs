@@ -313,6 +313,7 @@ pub(crate) fn object_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
             format!("Your proposed upload is smaller than the minimum allowed object size. (part {n})"),
         ),
         e @ (ObjectError::NotEnoughDurable { .. }
+        | ObjectError::NotEnoughNodes { .. }
         | ObjectError::NotEnoughPieces { .. }
         | ObjectError::NotReplicated(_)) => {
             // A clear 5xx naming the cause; node ids are not secret in a single-tenant setup.

@@ -174,6 +174,8 @@ pub struct Fetch<'a> {
     /// slot, so the two cannot wait on each other. At most `k + download_extra` plus the
     /// stall hedges per copy in flight.
     pub exempt: bool,
+    /// What the bytes read count as in the node metrics (`download`, or `repair`).
+    pub reason: Reason,
 }
 
 impl Transfers {
@@ -197,13 +199,15 @@ impl Transfers {
             .filter(|p| !reads.excluded.contains(&p.number))
         {
             match self.index_of(&p.node) {
-                Some(i) => candidates.push((i, p.number)),
+                Some(i) => candidates.push((i, p.number, p.state.is_ok())),
                 None => causes.push(format!("piece {} on unknown node {}", p.number, p.node)),
             }
         }
-        candidates
-            .sort_by_key(|&(i, number)| (self.slot(i).health.rank() >= Rank::Backoff, number));
-        let mut candidates = candidates.into_iter();
+        // Pieces known bad (missing, corrupt, lost) last: tried only if the others fall short.
+        candidates.sort_by_key(|&(i, number, ok)| {
+            (!ok, self.slot(i).health.rank() >= Rank::Backoff, number)
+        });
+        let mut candidates = candidates.into_iter().map(|(i, number, _)| (i, number));
         let mut running = JoinSet::new();
         let mut start_next = |running: &mut JoinSet<_>| {
             let Some((node, number)) = candidates.next() else {
@@ -212,11 +216,11 @@ impl Transfers {
             let t = self.clone();
             let layout = f.layout;
             let mac_key = f.mac_key.clone();
-            let (stream, segment, exempt) = (f.stream, f.segment, f.exempt);
+            let (stream, segment, exempt, reason) = (f.stream, f.segment, f.exempt, f.reason);
             running.spawn(async move {
                 let r = t
                     .fetch_piece(
-                        node, stream, segment, layout, number, g0, g1, mac_key, exempt,
+                        node, stream, segment, layout, number, g0, g1, mac_key, exempt, reason,
                     )
                     .await;
                 (number, node, r)
@@ -317,6 +321,7 @@ impl Transfers {
         g1: u64,
         mac_key: Arc<[u8; 32]>,
         exempt: bool,
+        reason: Reason,
     ) -> Result<PieceChunks, ReadFailure> {
         let rl = layout.record_len();
         let with_header = g0 == 0;
@@ -344,7 +349,7 @@ impl Transfers {
         drop(conn);
         let bytes = r?;
         self.metrics
-            .node_received(self.slot(node).id(), Reason::Download, bytes.len() as u64);
+            .node_received(self.slot(node).id(), reason, bytes.len() as u64);
         if bytes.len() as u64 != len {
             return Err(ReadFailure {
                 fault: Some(FaultKind::Corrupt),

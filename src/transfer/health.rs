@@ -43,6 +43,8 @@ struct State {
     backoff_until: Option<Instant>,
     latency_ms: Option<f64>,
     last_error: Option<String>,
+    /// When the current run of node-level failures began (cleared by a success).
+    down_since: Option<Instant>,
 }
 
 /// A snapshot for operators.
@@ -57,7 +59,8 @@ pub struct HealthView {
 
 #[derive(Debug)]
 pub struct Health {
-    offline: bool,
+    /// Why the node could not be opened at start, if it could not.
+    offline: Option<String>,
     state: Mutex<State>,
 }
 
@@ -67,11 +70,21 @@ pub fn is_node_failure(e: &NodeError) -> bool {
 }
 
 impl Health {
-    pub fn new(offline: bool) -> Health {
+    pub fn new(offline: Option<String>) -> Health {
+        let down_since = offline.as_ref().map(|_| Instant::now());
         Health {
             offline,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                down_since,
+                ..State::default()
+            }),
         }
+    }
+
+    /// How long the node has been failing without a single success in between (or offline
+    /// since start); `None` when its last request succeeded.
+    pub fn down_for(&self) -> Option<Duration> {
+        self.lock().down_since.map(|t| t.elapsed())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -83,6 +96,7 @@ impl Health {
         let mut s = self.lock();
         s.consecutive_errors = 0;
         s.backoff_until = None;
+        s.down_since = None;
         let ms = latency.as_secs_f64() * 1000.0;
         s.latency_ms = Some(match s.latency_ms {
             None => ms,
@@ -101,10 +115,11 @@ impl Health {
         let backoff = BASE_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF);
         s.backoff_until = Some(Instant::now() + backoff);
         s.last_error = Some(e.to_string());
+        s.down_since.get_or_insert_with(Instant::now);
     }
 
     pub fn rank(&self) -> Rank {
-        if self.offline {
+        if self.offline.is_some() {
             return Rank::Offline;
         }
         let s = self.lock();
@@ -125,7 +140,7 @@ impl Health {
                 t.saturating_duration_since(Instant::now())
             }),
             latency_ms: s.latency_ms,
-            last_error: s.last_error.clone(),
+            last_error: s.last_error.clone().or_else(|| self.offline.clone()),
         }
     }
 }
@@ -143,7 +158,7 @@ mod tests {
 
     #[test]
     fn errors_back_off_and_success_clears() {
-        let h = Health::new(false);
+        let h = Health::new(None);
         assert_eq!(h.rank(), Rank::Healthy);
         h.failure(&down());
         assert_eq!(h.rank(), Rank::Backoff);
@@ -168,16 +183,16 @@ mod tests {
 
     #[test]
     fn piece_level_errors_do_not_count() {
-        let h = Health::new(false);
+        let h = Health::new(None);
         h.failure(&NodeError::NotFound { node: "n1".into() });
         h.failure(&NodeError::ShortRead { node: "n1".into() });
         assert_eq!(h.rank(), Rank::Healthy);
-        assert_eq!(Health::new(true).rank(), Rank::Offline);
+        assert_eq!(Health::new(Some("gone".into())).rank(), Rank::Offline);
     }
 
     #[test]
     fn backoff_expires_to_degraded() {
-        let h = Health::new(false);
+        let h = Health::new(None);
         h.failure(&down());
         std::thread::sleep(BASE_BACKOFF + Duration::from_millis(50));
         assert_eq!(h.rank(), Rank::Degraded);

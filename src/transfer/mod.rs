@@ -37,7 +37,7 @@ use health::{Health, HealthView, Rank};
 use limits::TokenBucket;
 
 pub use download::{FaultKind, PieceFault};
-pub use upload::{SegmentUpload, UploadedSegment};
+pub use upload::{SegmentUpload, Target, UploadedSegment};
 
 /// A configured node as the application opened it.
 pub struct NodeSpec {
@@ -48,8 +48,8 @@ pub struct NodeSpec {
     pub label: Option<String>,
     /// The key failure-domain caps count against (unlabelled nodes are their own domain).
     pub domain: String,
-    /// Set when the node could not be opened at start.
-    pub offline: bool,
+    /// Why the node could not be opened at start, if it could not.
+    pub offline: Option<String>,
 }
 
 pub(crate) struct NodeSlot {
@@ -82,7 +82,7 @@ pub struct Transfers {
     nodes: Vec<NodeSlot>,
     by_id: HashMap<String, usize>,
     limits: LimitsConfig,
-    max_per_domain: Option<usize>,
+    pub(crate) max_per_domain: Option<usize>,
     connections: Arc<Semaphore>,
     up: Option<TokenBucket>,
     down: Option<TokenBucket>,
@@ -117,7 +117,7 @@ impl Transfers {
             .into_iter()
             .map(|s| {
                 metrics.add_node(s.store.id());
-                metrics.set_node_up(s.store.id(), !s.offline);
+                metrics.set_node_up(s.store.id(), s.offline.is_none());
                 NodeSlot {
                     id_key: root.piece_id_key(s.store.id()),
                     store: s.store,

@@ -100,7 +100,7 @@ fn transfers_with(
                 kind: "dir".into(),
                 label: None,
                 domain: format!("node:{id}"),
-                offline: false,
+                offline: None,
             }
         })
         .collect();
@@ -109,7 +109,7 @@ fn transfers_with(
         store: Arc::new(bad),
         kind: "test".into(),
         label: None,
-        offline: false,
+        offline: None,
     });
     let limits = LimitsConfig {
         long_tail_grace: Duration::from_millis(100),
@@ -127,9 +127,16 @@ fn transfers_with(
 }
 
 async fn upload(t: &Arc<Transfers>, n: usize, success: usize, seg: u32) -> UploadedSegment {
-    let mut up = SegmentUpload::start(t, [7; 16], seg, n, success, Bytes::from_static(b"HDR"))
-        .await
-        .unwrap();
+    let mut up = SegmentUpload::start(
+        t,
+        [7; 16],
+        seg,
+        n,
+        Target::exact(success),
+        Bytes::from_static(b"HDR"),
+    )
+    .await
+    .unwrap();
     for round in 0..12u8 {
         up.send(vec![vec![round; 1000]; n]).await.unwrap();
     }
@@ -221,9 +228,16 @@ async fn too_few_nodes_fail_with_every_cause() {
     };
     let t = transfers(dir.path(), 3, bad);
     // Four pieces on four nodes, one of which refuses: no spare, success unreachable.
-    let mut up = SegmentUpload::start(&t, [1; 16], 0, 4, 4, Bytes::from_static(b"H"))
-        .await
-        .unwrap();
+    let mut up = SegmentUpload::start(
+        &t,
+        [1; 16],
+        0,
+        4,
+        Target::exact(4),
+        Bytes::from_static(b"H"),
+    )
+    .await
+    .unwrap();
     let mut err = None;
     for _ in 0..8 {
         if let Err(e) = up.send(vec![vec![1; 100]; 4]).await {
@@ -278,7 +292,7 @@ async fn pieces_respect_the_failure_domain_cap() {
                 kind: "dir".into(),
                 label: Some(format!("rack{}", i / 2)),
                 domain: format!("domain:rack{}", i / 2),
-                offline: false,
+                offline: None,
             }
         })
         .collect();
@@ -304,9 +318,16 @@ async fn pieces_respect_the_failure_domain_cap() {
         assert_eq!(racks, ['0', '1', '2'], "{:?}", out.pieces);
     }
     // Asking for more successes than racks fails up front, naming the limit.
-    let err = SegmentUpload::start(&t, [3; 16], 0, 5, 4, Bytes::from_static(b"H"))
-        .await
-        .err()
-        .expect("four pieces in three racks");
+    let err = SegmentUpload::start(
+        &t,
+        [3; 16],
+        0,
+        5,
+        Target::exact(4),
+        Bytes::from_static(b"H"),
+    )
+    .await
+    .err()
+    .expect("four pieces in three racks");
     assert!(err.to_string().contains("failure-domain"), "{err}");
 }

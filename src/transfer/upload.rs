@@ -16,6 +16,11 @@
 //! their bytes sent) up to [`COMMIT_GRACE`] to land and be kept; the others are cancelled
 //! (long tail) and their possibly committed pieces deleted in the background. Bytes sent to pieces that are not kept are
 //! counted as [`Reason::LongTail`]; kept pieces as [`Reason::Upload`].
+//!
+//! Degraded writes: with nodes down, full or failing, a segment is still stored as long as
+//! `floor` pieces become durable ([`Target`]); it is then recorded with fewer pieces than
+//! `success` and repaired later. A node failure during the upload that leaves no spare only
+//! lowers the count; it fails the upload when fewer than `floor` pieces remain possible.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -125,6 +130,37 @@ impl Spares {
     }
 }
 
+/// How many durable pieces a segment upload aims at and how few it accepts.
+///
+/// An upload aims at the scheme's `success` pieces. When nodes are down, full or failing, it
+/// still succeeds with fewer, down to `floor = max(repair, minimum + 1)` (never more than
+/// `success`): the segment is then stored degraded — at or below the repair threshold, so
+/// repair restores it once nodes are back or replaced — but still survives the loss of one
+/// more piece. Fewer than `floor` fails the upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub success: usize,
+    pub floor: usize,
+}
+
+impl Target {
+    pub fn for_scheme(s: &crate::erasure::Scheme) -> Target {
+        let success = usize::from(s.success);
+        Target {
+            success,
+            floor: usize::from(s.repair.max(s.minimum + 1)).min(success),
+        }
+    }
+
+    /// Exactly `success` pieces, no degraded writes (metadata blobs, tests).
+    pub fn exact(success: usize) -> Target {
+        Target {
+            success,
+            floor: success,
+        }
+    }
+}
+
 /// The outcome of a segment upload.
 #[derive(Debug, Clone, Default)]
 pub struct UploadedSegment {
@@ -141,7 +177,13 @@ pub struct SegmentUpload {
     t: Arc<Transfers>,
     stream: [u8; 16],
     segment: u32,
+    /// Durable pieces aimed at: the scheme's `success`, or fewer when fewer nodes could take
+    /// a piece.
     success: usize,
+    /// Fewest durable pieces accepted.
+    floor: usize,
+    /// The scheme's `success`: a segment stored with fewer pieces is degraded.
+    target_success: usize,
     writers: Vec<Writer>,
     done_rx: mpsc::UnboundedReceiver<usize>,
     /// Set once commits were requested: a dropped upload must then delete what may have landed.
@@ -150,16 +192,20 @@ pub struct SegmentUpload {
 }
 
 impl SegmentUpload {
-    /// Starts writers for up to `n` pieces (numbers `0..`) of segment `segment`; fails when
-    /// fewer than `success` nodes can take a piece. Every piece starts with `header`.
+    /// Starts writers for up to `n` pieces (numbers `0..`) of segment `segment`, aiming at
+    /// `success` durable pieces and accepting no fewer than `floor` (a degraded write, see
+    /// [`Target`]); fails when fewer than `floor` nodes can take a piece. Every piece
+    /// starts with `header`.
     pub async fn start(
         t: &Arc<Transfers>,
         stream: [u8; 16],
         segment: u32,
         n: usize,
-        success: usize,
+        target: Target,
         header: Bytes,
     ) -> Result<SegmentUpload, ObjectError> {
+        let Target { success, floor } = target;
+        let floor = floor.min(success);
         let shutting = || ObjectError::Internal("gateway is shutting down".into());
         // The slots `success` pieces need, in one step (fair, and no two uploads can each hold
         // half of what both need); then whatever else is free, up to `n`.
@@ -188,10 +234,10 @@ impl SegmentUpload {
         let mut chosen: Vec<(usize, OwnedSemaphorePermit)> = Vec::new();
         let mut busy = Vec::new();
         let mut rest = VecDeque::new();
-        let mut offline = 0;
+        let mut offline = Vec::new();
         for i in t.preference_order()? {
             if t.slot(i).health.rank() == Rank::Offline {
-                offline += 1;
+                offline.push(i);
                 continue;
             }
             if chosen.len() >= want || !room(&per_domain, i) {
@@ -206,13 +252,19 @@ impl SegmentUpload {
                 Err(_) => busy.push(i),
             }
         }
-        if chosen.len() < success {
+        let mut waited = false;
+        if chosen.len() < success && !busy.is_empty() {
             // Too many nodes busy. Give back every node slot and take them again in index
             // order, waiting where needed: every upload that waits does so in that one global
             // order while holding only lower-indexed slots, so waits cannot form a cycle.
-            chosen.clear();
+            waited = true;
             per_domain.clear();
-            let mut all: Vec<usize> = rest.drain(..).chain(busy.drain(..)).collect();
+            let mut all: Vec<usize> = chosen
+                .drain(..)
+                .map(|(i, _)| i)
+                .chain(rest.drain(..))
+                .chain(busy.drain(..))
+                .collect();
             all.sort_unstable();
             let deadline = tokio::time::Instant::now() + SLOT_WAIT;
             for i in all {
@@ -226,24 +278,39 @@ impl SegmentUpload {
                         *per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
                         chosen.push((i, p));
                     }
-                    _ => rest.push_back(i),
+                    _ => busy.push(i),
                 }
             }
         }
-        rest.extend(busy);
-        if chosen.len() < success {
-            return Err(ObjectError::NotEnoughDurable {
+        if chosen.len() < floor {
+            let mut causes = Vec::new();
+            for &i in &offline {
+                let why = t.slot(i).health.view().last_error.unwrap_or_default();
+                causes.push(format!("{} offline: {why}", t.slot(i).id()));
+            }
+            for &i in &busy {
+                let wait = if waited {
+                    format!(" for {SLOT_WAIT:?}")
+                } else {
+                    String::new()
+                };
+                causes.push(format!(
+                    "{}: every connection slot busy{wait}",
+                    t.slot(i).id()
+                ));
+            }
+            for &i in &rest {
+                causes.push(format!("{}: over the failure-domain limit", t.slot(i).id()));
+            }
+            return Err(ObjectError::NotEnoughNodes {
                 segment,
-                durable: 0,
-                needed: success,
-                causes: format!(
-                    "only {} of {} nodes can take a piece ({offline} offline; the rest busy or \
-                     over the failure-domain limit)",
-                    chosen.len(),
-                    t.node_count()
-                ),
+                usable: chosen.len(),
+                needed: floor,
+                nodes: t.node_count(),
+                causes: causes.join("; "),
             });
         }
+        rest.extend(busy);
         if chosen.len() < want {
             drop(global.split(want - chosen.len()));
         }
@@ -292,7 +359,9 @@ impl SegmentUpload {
             t: t.clone(),
             stream,
             segment,
-            success,
+            success: success.min(writers.len()),
+            floor,
+            target_success: success,
             writers,
             done_rx,
             committing: false,
@@ -300,7 +369,7 @@ impl SegmentUpload {
         })
     }
 
-    /// Pieces being written (at least `success`, at most the `n` asked for).
+    /// Pieces being written (at least the floor, at most the `n` asked for).
     pub fn pieces(&self) -> usize {
         self.writers.len()
     }
@@ -328,7 +397,7 @@ impl SegmentUpload {
             self.wait_for_laggards(pending, accepted).await?;
         }
         let alive = self.writers.iter().filter(|w| w.tx.is_some()).count();
-        if alive < self.success {
+        if alive < self.floor {
             return Err(self.fail().await);
         }
         Ok(())
@@ -399,7 +468,7 @@ impl SegmentUpload {
         let mut durable = 0;
         // Writers cancelled while lagging never report; the channel closes once every task ended.
         let mut outstanding = self.writers.iter().filter(|w| w.handle.is_some()).count();
-        while durable < self.success && outstanding > 0 && durable + outstanding >= self.success {
+        while durable < self.success && outstanding > 0 && durable + outstanding >= self.floor {
             let Some(i) = self.done_rx.recv().await else {
                 break;
             };
@@ -411,7 +480,7 @@ impl SegmentUpload {
         // Pieces already committing are not the long tail: they have sent everything and only
         // wait for their node's fsync. Keeping the ones that land within a moment adds
         // durability for bandwidth already spent.
-        if durable >= self.success {
+        if durable >= self.floor {
             let until =
                 tokio::time::Instant::now() + COMMIT_GRACE.min(self.t.limits.long_tail_grace);
             while self
@@ -436,7 +505,7 @@ impl SegmentUpload {
             }
         }
         self.finished = true;
-        let ok = durable >= self.success;
+        let ok = durable >= self.floor;
         let mut out = UploadedSegment::default();
         let mut causes = Vec::new();
         for w in &self.writers {
@@ -449,10 +518,10 @@ impl SegmentUpload {
                     if ok {
                         out.encoded_bytes += sent;
                         self.t.sent(*node, Reason::Upload, sent);
-                        out.pieces.push(PieceRecord {
-                            number: w.number,
-                            node: self.t.slot(*node).id().to_string(),
-                        });
+                        out.pieces.push(PieceRecord::new(
+                            w.number,
+                            self.t.slot(*node).id().to_string(),
+                        ));
                     } else {
                         // The segment failed: its durable pieces are waste too.
                         out.long_tail_bytes += sent;
@@ -473,11 +542,19 @@ impl SegmentUpload {
             return Err(ObjectError::NotEnoughDurable {
                 segment: self.segment,
                 durable,
-                needed: self.success,
+                needed: self.floor,
                 causes: causes.join("; "),
             });
         }
-        if !causes.is_empty() {
+        if out.pieces.len() < self.target_success {
+            tracing::warn!(
+                segment = self.segment,
+                pieces = out.pieces.len(),
+                wanted = self.target_success,
+                "segment stored degraded (repair will restore it): {}",
+                causes.join("; ")
+            );
+        } else if !causes.is_empty() {
             tracing::debug!(
                 segment = self.segment,
                 pieces = out.pieces.len(),
@@ -509,7 +586,7 @@ impl SegmentUpload {
         ObjectError::NotEnoughDurable {
             segment: self.segment,
             durable: 0,
-            needed: self.success,
+            needed: self.floor,
             causes: causes.join("; "),
         }
     }

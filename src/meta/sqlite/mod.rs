@@ -22,6 +22,7 @@
 //! - DeleteBucket refuses a bucket holding objects (`BucketNotEmpty`) but aborts its
 //!   in-progress multipart uploads, as S3 does for general-purpose buckets.
 
+mod health;
 mod list;
 mod node_pieces;
 mod objects;
@@ -34,6 +35,7 @@ mod uploads;
 #[cfg(test)]
 mod tests;
 
+pub use health::{HealthCounts, PieceFinding, RepairSource, SegmentHealth};
 pub use replication::{ReplicationState, SnapshotTaken};
 pub use uploads::{COMPLETED_UPLOAD_RETENTION_MS, MAX_PART_NUMBER};
 
@@ -246,10 +248,7 @@ impl SqliteMeta {
                 .query_map(params![id], |row| {
                     Ok((
                         row.get::<_, u32>(0)?,
-                        PieceRecord {
-                            number: row.get(1)?,
-                            node: row.get(2)?,
-                        },
+                        PieceRecord::new(row.get(1)?, row.get::<_, String>(2)?),
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

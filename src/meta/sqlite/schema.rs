@@ -14,7 +14,8 @@
 //! History: version 1 is the schema without stream accounting; version 2 adds the three
 //! accounting columns to `streams` (rows of version 1 read as zero accounting); version 3
 //! adds the change log and replication state (`meta_log`, `replication`, see
-//! `meta::log`) and the record of completed multipart uploads (`completed_uploads`).
+//! `meta::log`) and the record of completed multipart uploads (`completed_uploads`); version
+//! 4 adds segment health (`pieces.state`, `segments.healthy`, `piece_faults`).
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -184,6 +185,39 @@ CREATE TABLE completed_uploads (
 CREATE INDEX completed_uploads_by_time ON completed_uploads (completed_ms);
 ";
 
+/// Version 4 additions (segment health), shared by a new database and the 3 -> 4 migration.
+///
+/// `pieces.state` is a `PieceState` code (0 ok, 1 missing, 2 corrupt, 3 lost);
+/// `segments.healthy` counts the segment's pieces in state 0 (NULL for inline segments) and is
+/// kept in step by every statement that adds pieces or changes their state, so "segments at or
+/// below the repair threshold, most degraded first" is an index range. `piece_faults` is the
+/// record of findings (reads, audits, node replacement) for operators; it is pruned to the
+/// newest rows.
+const SCHEMA_V4: &str = "
+ALTER TABLE pieces ADD COLUMN state INTEGER NOT NULL DEFAULT 0 CHECK (state BETWEEN 0 AND 3);
+ALTER TABLE segments ADD COLUMN healthy INTEGER;
+UPDATE segments SET healthy = (
+    SELECT count(*) FROM pieces AS p
+    WHERE p.stream_id = segments.stream_id AND p.segment_idx = segments.idx
+) WHERE inline_data IS NULL;
+CREATE INDEX segments_by_health ON segments (healthy, stream_id, idx) WHERE healthy IS NOT NULL;
+CREATE INDEX pieces_not_ok ON pieces (stream_id, segment_idx) WHERE state != 0;
+
+CREATE TABLE piece_faults (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    stream_id BLOB NOT NULL,
+    segment_idx INTEGER NOT NULL,
+    number INTEGER NOT NULL,
+    -- 'missing', 'corrupt' or 'lost' (PieceState)
+    kind TEXT NOT NULL,
+    -- 'read', 'audit', 'listing', 'node replaced', ...
+    found_by TEXT NOT NULL
+);
+CREATE INDEX piece_faults_by_node ON piece_faults (node, kind);
+";
+
 /// Version 1 -> 2: stream accounting. Existing streams get zeros.
 const MIGRATE_V1_TO_V2: &str = "
 ALTER TABLE streams ADD COLUMN encoded_bytes INTEGER NOT NULL DEFAULT 0;
@@ -196,6 +230,7 @@ fn migration(from: u32) -> Option<&'static str> {
     match from {
         1 => Some(MIGRATE_V1_TO_V2),
         2 => Some(SCHEMA_V3),
+        3 => Some(SCHEMA_V4),
         _ => None,
     }
 }
@@ -217,6 +252,7 @@ pub(super) fn init_schema(conn: &mut Connection) -> Result<(), MetaError> {
             }
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(SCHEMA_V3)?;
+            tx.execute_batch(SCHEMA_V4)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}

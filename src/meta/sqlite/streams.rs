@@ -9,7 +9,8 @@
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::super::{
-    MetaError, PieceRecord, Placement, SegmentRecord, StreamAccounting, StreamId, StreamRecord,
+    MetaError, PieceRecord, PieceState, Placement, SegmentRecord, StreamAccounting, StreamId,
+    StreamRecord,
 };
 use super::now_ms;
 
@@ -118,11 +119,12 @@ fn insert_stream(tx: &Transaction, stream: &StreamRecord) -> Result<(), MetaErro
     ])?;
     let mut insert_segment = tx.prepare_cached(
         "INSERT INTO segments (stream_id, idx, plain_size, wrapped_key, inline_data, k, n,
-             chunk_size)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             chunk_size, healthy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut insert_piece = tx.prepare_cached(
-        "INSERT INTO pieces (stream_id, segment_idx, number, node) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO pieces (stream_id, segment_idx, number, node, state)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for segment in &stream.segments {
         match &segment.placement {
@@ -136,6 +138,7 @@ fn insert_stream(tx: &Transaction, stream: &StreamRecord) -> Result<(), MetaErro
                     None::<u16>,
                     None::<u16>,
                     None::<u32>,
+                    None::<u16>,
                 ])?;
             }
             Placement::Pieces {
@@ -153,9 +156,16 @@ fn insert_stream(tx: &Transaction, stream: &StreamRecord) -> Result<(), MetaErro
                     k,
                     n,
                     chunk_size,
+                    pieces.iter().filter(|p| p.state.is_ok()).count(),
                 ])?;
                 for piece in pieces {
-                    insert_piece.execute(params![id, segment.index, piece.number, piece.node])?;
+                    insert_piece.execute(params![
+                        id,
+                        segment.index,
+                        piece.number,
+                        piece.node,
+                        piece.state.code()
+                    ])?;
                 }
             }
         }
@@ -246,15 +256,19 @@ pub(super) fn read_stream(conn: &Connection, id: StreamId) -> Result<StreamRecor
     }
 
     let mut stmt = conn.prepare_cached(
-        "SELECT segment_idx, number, node FROM pieces WHERE stream_id = ?1
+        "SELECT segment_idx, number, node, state FROM pieces WHERE stream_id = ?1
          ORDER BY segment_idx, number",
     )?;
     let mut rows = stmt.query(params![id.0])?;
     while let Some(row) = rows.next()? {
         let index: u32 = row.get(0)?;
+        let code: u8 = row.get(3)?;
         let piece = PieceRecord {
             number: row.get(1)?,
             node: row.get(2)?,
+            state: PieceState::from_code(code).ok_or_else(|| {
+                MetaError::Corrupt(format!("stream {id:?}: piece state {code} is unknown"))
+            })?,
         };
         let segment = usize::try_from(index)
             .ok()

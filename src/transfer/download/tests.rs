@@ -143,7 +143,7 @@ impl Fixture {
                 kind: "test".into(),
                 label: None,
                 domain: format!("node:{}", n.id),
-                offline: false,
+                offline: None,
             })
             .collect();
         let limits = LimitsConfig {
@@ -162,10 +162,7 @@ impl Fixture {
             nodes[i].piece().insert(id, piece);
         }
         let records = (0..N)
-            .map(|i| PieceRecord {
-                number: i as u16,
-                node: format!("m{i}"),
-            })
+            .map(|i| PieceRecord::new(i as u16, format!("m{i}")))
             .collect();
         Fixture {
             t,
@@ -213,6 +210,7 @@ impl Fixture {
             pieces: &self.records,
             mac_key: Arc::new(MAC_KEY),
             exempt: false,
+            reason: crate::metrics::Reason::Download,
         }
     }
 

@@ -51,10 +51,7 @@ fn pieces(n: u16, nodes: &[&str]) -> Placement {
         pieces: nodes
             .iter()
             .enumerate()
-            .map(|(i, node)| PieceRecord {
-                number: u16::try_from(i * 2).unwrap(),
-                node: node.to_string(),
-            })
+            .map(|(i, node)| PieceRecord::new(u16::try_from(i * 2).unwrap(), node.to_string()))
             .collect(),
     }
 }
@@ -426,10 +423,7 @@ fn replaced_and_deleted_bodies_become_garbage_until_done() {
     let second = small("b", "k", 2);
     meta.put_object(&second, &NONE).unwrap();
     assert_eq!(meta.get_object("b", "k").unwrap(), Some(second.clone()));
-    let piece = |number: u16, node: &str| PieceRecord {
-        number,
-        node: node.into(),
-    };
+    let piece = |number: u16, node: &str| PieceRecord::new(number, node);
     let found = meta.garbage(10).unwrap();
     assert!(found.iter().all(|g| g.since_ms > 0));
     assert_eq!(

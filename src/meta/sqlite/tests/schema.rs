@@ -255,13 +255,13 @@ fn stream_columns(conn: &Connection) -> Vec<String> {
 }
 
 #[test]
-fn new_database_is_created_at_version_3() {
-    assert_eq!(SCHEMA_VERSION, 3);
+fn new_database_is_created_at_version_4() {
+    assert_eq!(SCHEMA_VERSION, 4);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.db");
     drop(SqliteMeta::open(&path).unwrap());
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(user_version(&raw), 3);
+    assert_eq!(user_version(&raw), 4);
     let columns = stream_columns(&raw);
     assert_eq!(
         columns[columns.len() - 3..],
@@ -290,7 +290,9 @@ fn version_1_database_is_migrated_on_open() {
     let meta = SqliteMeta::open(&path).unwrap();
     // Read back whole, with zero accounting.
     assert_eq!(meta.get_object("b", "k").unwrap(), Some(old.clone()));
-    assert_eq!(user_version(&meta.writer()), 3);
+    assert_eq!(user_version(&meta.writer()), 4);
+    // Version 4: every migrated piece counts as healthy.
+    assert_eq!(meta.health_counts().unwrap().by_healthy, vec![(2, 1)]);
     assert_eq!(
         meta.storage_totals().unwrap(),
         StorageTotals {
