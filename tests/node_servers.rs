@@ -399,11 +399,12 @@ async fn wrong_token_is_rejected() {
     );
     gw.stop().await;
 
-    // Every node needed: the refusal fails the upload and nothing of it stays on any node.
+    // Every node needed (4/5/5/5: even a degraded write needs repair = 5 pieces): the
+    // refusal fails the upload and nothing of it stays on any node.
     // A second gateway (another root key) over the same nodes: nodes belong to one root
     // key's metadata, so this one keeps its metadata to itself.
     let strict = GatewaySetup {
-        scheme: "2/3/5/5",
+        scheme: "4/5/5/5",
         tokens: vec![(WRONG, wrong)],
         metadata: "replication = \"off\"",
         ..GatewaySetup::default()
