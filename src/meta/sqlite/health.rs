@@ -113,15 +113,7 @@ impl SqliteMeta {
              ORDER BY g.healthy, g.stream_id, g.idx LIMIT ?2",
         )?;
         let rows = stmt
-            .query_map(params![threshold, sql_limit(limit)], |r| {
-                Ok(SegmentHealth {
-                    stream_id: StreamId(r.get(0)?),
-                    segment: r.get(1)?,
-                    healthy: r.get(2)?,
-                    k: r.get(3)?,
-                    n: r.get(4)?,
-                })
-            })?
+            .query_map(params![threshold, sql_limit(limit)], segment_health_row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -149,15 +141,10 @@ impl SqliteMeta {
              ORDER BY p.stream_id, p.segment_idx LIMIT ?4",
         )?;
         let rows = stmt
-            .query_map(params![node, after_id, after_seg, sql_limit(limit)], |r| {
-                Ok(SegmentHealth {
-                    stream_id: StreamId(r.get(0)?),
-                    segment: r.get(1)?,
-                    healthy: r.get(2)?,
-                    k: r.get(3)?,
-                    n: r.get(4)?,
-                })
-            })?
+            .query_map(
+                params![node, after_id, after_seg, sql_limit(limit)],
+                segment_health_row,
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -318,6 +305,17 @@ impl SqliteMeta {
             findings,
         })
     }
+}
+
+/// A `(stream_id, idx, healthy, k, n)` row.
+fn segment_health_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentHealth> {
+    Ok(SegmentHealth {
+        stream_id: StreamId(r.get(0)?),
+        segment: r.get(1)?,
+        healthy: r.get(2)?,
+        k: r.get(3)?,
+        n: r.get(4)?,
+    })
 }
 
 fn segment_pieces(
