@@ -40,8 +40,8 @@ use crate::metrics::Metrics;
 mod report;
 
 pub use report::{
-    human_bytes, render, LimitsReport, NodeReport, OrphanReport, ReplicationReport, StatsReport,
-    StoredTotals,
+    human_bytes, render, FindingCount, HealthReport, HealthyCount, LimitsReport, NodeReport,
+    OrphanReport, PiecesNotOk, RepairStats, ReplicationReport, StatsReport, StoredTotals,
 };
 
 /// Where the admin listener listens unless told otherwise.

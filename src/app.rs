@@ -25,8 +25,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admin::{
-    AdminError, AdminServer, AdminSource, LimitsReport, NodeReport, OrphanReport,
-    ReplicationReport, StatsReport, StoredTotals,
+    AdminError, AdminServer, AdminSource, FindingCount, HealthReport, HealthyCount, LimitsReport,
+    NodeReport, OrphanReport, PiecesNotOk, RepairStats, ReplicationReport, StatsReport,
+    StoredTotals,
 };
 use crate::config::{
     Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, ReplicationMode, S3NodeConfig,
@@ -34,7 +35,7 @@ use crate::config::{
 };
 use crate::crypto::{CryptoError, RootKey};
 use crate::meta::{Meta, MetaError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Reason};
 use crate::nodes::protocol::NodeToken;
 use crate::nodes::s3::{S3Node, S3Options};
 use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode, RemoteNode, RemoteOptions};
@@ -478,6 +479,69 @@ struct AdminView {
     replication: ReplicationMode,
     orphan_grace: Option<std::time::Duration>,
     orphan_scan_interval: std::time::Duration,
+    /// Pieces of a segment at full health (the scheme's success).
+    full: u16,
+    /// The background repair's threshold, when it runs.
+    repair_threshold: Option<u16>,
+}
+
+impl AdminView {
+    async fn health(&self) -> Result<HealthReport, String> {
+        let counts = self.meta.health_counts().await.map_err(|e| e.to_string())?;
+        let metrics = self.transfers.metrics();
+        metrics
+            .health
+            .set_counts(&counts.by_healthy, &counts.not_ok);
+        let repair = metrics.health.repair();
+        let bytes = metrics
+            .snapshot()
+            .nodes
+            .values()
+            .map(|n| {
+                n.sent_bytes
+                    .get(Reason::Repair.as_str())
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .fold(0u64, u64::saturating_add);
+        Ok(HealthReport {
+            full: self.full,
+            repair_threshold: self.repair_threshold,
+            segments: counts
+                .by_healthy
+                .iter()
+                .map(|&(healthy, segments)| HealthyCount { healthy, segments })
+                .collect(),
+            pieces_not_ok: counts
+                .not_ok
+                .into_iter()
+                .map(|(node, state, pieces)| PiecesNotOk {
+                    node,
+                    state,
+                    pieces,
+                })
+                .collect(),
+            findings: counts
+                .findings
+                .into_iter()
+                .map(|(node, kind, found_by, count)| FindingCount {
+                    node,
+                    kind,
+                    found_by,
+                    count,
+                })
+                .collect(),
+            repair: RepairStats {
+                passes: repair.passes,
+                segments: repair.segments,
+                pieces: repair.pieces,
+                bytes,
+                failed: repair.failed,
+                pending: repair.pending,
+                last_pass_secs: repair.last_pass_secs,
+            },
+        })
+    }
 }
 
 impl AdminSource for AdminView {
@@ -521,7 +585,9 @@ impl AdminSource for AdminView {
                 scan_interval_secs: self.orphan_scan_interval.as_secs(),
                 nodes: self.transfers.metrics().orphans(),
             });
+            let health = Some(self.health().await?);
             Ok(StatsReport {
+                health,
                 orphans,
                 replication,
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -617,6 +683,10 @@ impl Gateway {
                         replication: cfg.metadata.replication,
                         orphan_grace: cfg.storage.orphan_grace,
                         orphan_scan_interval: cfg.storage.orphan_scan_interval,
+                        full: cfg.storage.scheme.success,
+                        repair_threshold: cfg.repair.enabled.then(|| {
+                            RepairOptions::background(&cfg.storage.scheme, &cfg.repair).threshold
+                        }),
                     }),
                 )
                 .await?,

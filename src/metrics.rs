@@ -21,6 +21,7 @@
 //!   `gateway_orphan_reclaimed_pieces_total{node}`, `gateway_orphan_reclaimed_bytes_total{node}`;
 //!   `gateway_temp_removed_files_total{node}`, `gateway_temp_removed_bytes_total{node}`: temp
 //!   files of unfinished uploads removed from directory nodes at start.
+//! - Segment health, findings and repair: see [`health`].
 //!
 //! Guarantees:
 //! - Every call only touches atomics behind a read lock (a write lock the first time a node
@@ -44,6 +45,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
+
+pub mod health;
+pub use health::{HealthMetrics, RepairTotals};
 
 /// Why bytes moved between the gateway and a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -221,6 +225,8 @@ pub struct Metrics {
     temp_removed_bytes: Family<NodeLabels, Counter>,
     /// The same numbers, plus the valve's reason, for `gateway stats`.
     orphans: Mutex<BTreeMap<String, NodeOrphans>>,
+    /// Segment health, findings and repair.
+    pub health: HealthMetrics,
 }
 
 impl fmt::Debug for Metrics {
@@ -345,7 +351,9 @@ impl Metrics {
             Unit::Bytes,
             temp_removed_bytes.clone(),
         );
+        let health = HealthMetrics::register(&mut registry);
         Metrics {
+            health,
             registry,
             started: Instant::now(),
             s3_received,

@@ -126,6 +126,25 @@ async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
         counts.by_healthy.iter().any(|&(h, n)| h == 5 && n > 0),
         "{counts:?}"
     );
+    // `gateway stats` and the metrics show the degraded segments.
+    let admin = gw.gateway().admin_addr.expect("admin").to_string();
+    let stats = gateway::admin::fetch_stats(&admin).await.expect("stats");
+    let health = stats.health.clone().expect("health report");
+    assert_eq!((health.full, health.repair_threshold), (6, Some(5)));
+    let degraded: u64 = health
+        .segments
+        .iter()
+        .filter(|c| c.healthy == 5)
+        .map(|c| c.segments)
+        .sum();
+    assert!(degraded >= 3, "{health:?}");
+    let text = gateway::admin::render(&stats);
+    assert!(text.contains("below full health"), "{text}");
+    let metrics = gw.gateway().transfers.metrics().encode();
+    assert!(
+        metrics.contains(&format!("gateway_segments{{healthy=\"5\"}} {degraded}")),
+        "{metrics}"
+    );
 
     // The node comes back: repair gives every segment its sixth piece.
     std::fs::rename(&away, &dir).unwrap();
@@ -137,6 +156,29 @@ async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
     assert!(full_health(&all), "{all:?}");
     let counts = gw.gateway().layer.health_counts().await.unwrap();
     assert!(counts.by_healthy.iter().all(|&(h, _)| h == 6), "{counts:?}");
+    let health = gateway::admin::fetch_stats(&admin)
+        .await
+        .expect("stats")
+        .health
+        .expect("health report");
+    assert!(health.segments.iter().all(|c| c.healthy == 6), "{health:?}");
+    assert!(
+        health.repair.segments >= degraded && health.repair.pieces >= degraded,
+        "{health:?}"
+    );
+    assert!(health.repair.bytes > 0, "{health:?}");
+    let metrics = gw.gateway().transfers.metrics().encode();
+    assert!(
+        !metrics.contains("gateway_segments{healthy=\"5\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "gateway_repair_segments_total {}",
+            health.repair.segments
+        )),
+        "{metrics}"
+    );
     // Repair bytes are counted under their own reason.
     let traffic = gw.gateway().transfers.metrics().snapshot();
     let repaired: u64 = traffic
@@ -182,10 +224,25 @@ async fn bit_rot_is_recorded_by_reads_and_repaired() {
             .map(|f| f.3)
             .sum()
     };
+    // The metrics count what changed state, right after the metadata commit.
+    let counted = |gw: &TestGateway| -> u64 {
+        gw.gateway()
+            .transfers
+            .metrics()
+            .encode()
+            .lines()
+            .filter(|l| {
+                l.starts_with("gateway_piece_findings_total{")
+                    && l.contains("kind=\"corrupt\",found_by=\"read\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let counts = loop {
         let counts = gw.gateway().layer.health_counts().await.unwrap();
-        if corrupt_findings(&counts) >= 3 || tokio::time::Instant::now() > deadline {
+        let done = corrupt_findings(&counts) >= 3 && counted(&gw) >= 3;
+        if done || tokio::time::Instant::now() > deadline {
             break counts;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -200,6 +257,7 @@ async fn bit_rot_is_recorded_by_reads_and_repaired() {
         .collect();
     assert_eq!(found.len(), 3, "{counts:?}");
     assert!(found.iter().all(|f| f.1 == "read"), "{counts:?}");
+    assert_eq!(counted(&gw), 3);
 
     // Repair rewrites them (the background loop may get there first; either way it ends
     // healthy).

@@ -31,6 +31,61 @@ pub struct StatsReport {
     /// Orphan pieces on the nodes (see `object::orphans`).
     #[serde(default)]
     pub orphans: Option<OrphanReport>,
+    /// Segment health, findings and repair (see `object::repair`).
+    #[serde(default)]
+    pub health: Option<HealthReport>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct HealthReport {
+    /// Pieces a segment has at full health (the scheme's `success`).
+    pub full: u16,
+    /// The background repair rebuilds segments with at most this many healthy pieces (or any
+    /// piece known bad); `None`: background repair is off.
+    pub repair_threshold: Option<u16>,
+    /// Erasure-coded segments of live objects by healthy-piece count, ascending.
+    pub segments: Vec<HealthyCount>,
+    /// Pieces of live objects known missing, corrupt or lost.
+    pub pieces_not_ok: Vec<PiecesNotOk>,
+    /// What the kept history of findings holds (the newest 10 000).
+    pub findings: Vec<FindingCount>,
+    /// Repair since start.
+    pub repair: RepairStats,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct HealthyCount {
+    pub healthy: u16,
+    pub segments: u64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct PiecesNotOk {
+    pub node: String,
+    /// `missing`, `corrupt` or `lost`.
+    pub state: String,
+    pub pieces: u64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct FindingCount {
+    pub node: String,
+    pub kind: String,
+    pub found_by: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct RepairStats {
+    pub passes: u64,
+    pub segments: u64,
+    pub pieces: u64,
+    /// Bytes sent to nodes by repair.
+    pub bytes: u64,
+    pub failed: u64,
+    pub pending: u64,
+    /// When the last pass ended (unix seconds; 0: none yet).
+    pub last_pass_secs: i64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -106,7 +161,88 @@ pub fn render(report: &StatsReport) -> String {
     nodes(&mut out, report);
     replication(&mut out, report);
     orphans(&mut out, report);
+    health(&mut out, report);
     out
+}
+
+fn health(out: &mut String, r: &StatsReport) {
+    let Some(h) = &r.health else { return };
+    let repair = match h.repair_threshold {
+        Some(t) => format!("repaired at {t} healthy pieces or fewer"),
+        None => "background repair off".to_string(),
+    };
+    let _ = writeln!(out, "segment health ({} pieces is full; {repair}):", h.full);
+    let total: u64 = h.segments.iter().map(|c| c.segments).sum();
+    let degraded: u64 = h
+        .segments
+        .iter()
+        .filter(|c| c.healthy < h.full)
+        .map(|c| c.segments)
+        .sum();
+    let by = h
+        .segments
+        .iter()
+        .map(|c| format!("{} at {}/{}", c.segments, c.healthy, h.full))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(
+        out,
+        "  segments: {total}, {degraded} below full health{}",
+        if by.is_empty() {
+            String::new()
+        } else {
+            format!(" ({by})")
+        }
+    );
+    if !h.pieces_not_ok.is_empty() {
+        let list = h
+            .pieces_not_ok
+            .iter()
+            .map(|p| format!("{} {} on {}", p.pieces, clean(&p.state), clean(&p.node)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(out, "  pieces not ok: {}", truncate(&list, 400));
+    }
+    if !h.findings.is_empty() {
+        let list = h
+            .findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {} on {} (by {})",
+                    f.count,
+                    clean(&f.kind),
+                    clean(&f.node),
+                    clean(&f.found_by)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(out, "  findings kept: {}", truncate(&list, 400));
+    }
+    let p = &h.repair;
+    let last = if p.last_pass_secs > 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        format!(
+            "; last pass {} ago",
+            human_duration(now.saturating_sub(p.last_pass_secs).max(0) as u64)
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "  repair since start: {} segments ({} pieces, {}), {} failed, {} pending, {} passes{last}",
+        p.segments,
+        p.pieces,
+        human_bytes(p.bytes),
+        p.failed,
+        p.pending,
+        p.passes,
+    );
 }
 
 fn orphans(out: &mut String, r: &StatsReport) {
@@ -526,6 +662,7 @@ pub(super) mod tests {
             ),
         );
         StatsReport {
+            health: None,
             replication: Some(ReplicationReport {
                 mode: "async".into(),
                 last_seq: 120,
@@ -684,6 +821,64 @@ pub(super) mod tests {
         assert!(line_with(&text, "  orphans: 0 pieces").ends_with("(no scan yet)"));
         off.orphans = None;
         assert!(!render(&off).contains("orphan"));
+    }
+
+    #[test]
+    fn renders_segment_health_and_repair() {
+        let mut r = sample_report();
+        assert!(!render(&r).contains("segment health"));
+        r.health = Some(HealthReport {
+            full: 8,
+            repair_threshold: Some(6),
+            segments: vec![
+                HealthyCount {
+                    healthy: 6,
+                    segments: 2,
+                },
+                HealthyCount {
+                    healthy: 8,
+                    segments: 98,
+                },
+            ],
+            pieces_not_ok: vec![PiecesNotOk {
+                node: "n\x1b[2J3".into(),
+                state: "lost".into(),
+                pieces: 4,
+            }],
+            findings: vec![FindingCount {
+                node: "n2".into(),
+                kind: "corrupt".into(),
+                found_by: "read".into(),
+                count: 1,
+            }],
+            repair: RepairStats {
+                passes: 3,
+                segments: 5,
+                pieces: 9,
+                bytes: 3 * MIB,
+                failed: 1,
+                pending: 2,
+                last_pass_secs: 0,
+            },
+        });
+        let text = render(&r);
+        assert!(line_with(&text, "segment health")
+            .contains("(8 pieces is full; repaired at 6 healthy pieces or fewer)"));
+        assert_eq!(
+            line_with(&text, "  segments:"),
+            "  segments: 100, 2 below full health (2 at 6/8, 98 at 8/8)"
+        );
+        let bad = line_with(&text, "  pieces not ok:");
+        assert!(bad.contains("4 lost on n"), "{bad}");
+        assert!(!text.contains('\x1b'));
+        assert_eq!(
+            line_with(&text, "  findings kept:"),
+            "  findings kept: 1 corrupt on n2 (by read)"
+        );
+        assert_eq!(
+            line_with(&text, "  repair since start:"),
+            "  repair since start: 5 segments (9 pieces, 3.0 MiB), 1 failed, 2 pending, 3 passes"
+        );
     }
 
     #[test]

@@ -315,7 +315,10 @@ impl Meta {
 
     // Segment health and repair (see `sqlite::health`).
 
-    pub async fn record_findings(&self, findings: Vec<PieceFinding>) -> Result<usize, MetaError> {
+    pub async fn record_findings(
+        &self,
+        findings: Vec<PieceFinding>,
+    ) -> Result<Vec<PieceFinding>, MetaError> {
         self.run(move |m| m.record_findings(&findings)).await
     }
 

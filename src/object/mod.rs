@@ -161,8 +161,6 @@ pub(crate) struct Inner {
     /// Streams being read right now, with a count of readers. Garbage collection leaves
     /// these alone, so a GET that started before an overwrite or delete still completes.
     pub reading: std::sync::Mutex<std::collections::HashMap<StreamId, usize>>,
-    /// What repair did since start.
-    pub repair: repair::RepairCounters,
     /// Wakes the background repair loop (reads found faults).
     pub repair_wake: Arc<Notify>,
     /// Segments being repaired right now (see `repair`).
@@ -193,18 +191,48 @@ impl Inner {
                 }
             })
             .collect();
-        let (meta, wake) = (self.meta.clone(), self.repair_wake.clone());
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let (meta, wake, transfers) = (
+            self.meta.clone(),
+            self.repair_wake.clone(),
+            self.transfers.clone(),
+        );
         rt.spawn(async move {
-            match meta.record_findings(findings).await {
-                Ok(0) => {}
-                Ok(_) => wake.notify_one(),
-                Err(e) => tracing::warn!(error = %e, "could not record faulty pieces"),
+            if let Err(e) = record_findings(&meta, &wake, &transfers, findings).await {
+                tracing::warn!(error = %e, "could not record faulty pieces");
             }
         });
     }
+}
+
+impl ObjectLayer {
+    /// Records findings (reads, audit), counts those that changed a piece's state in the
+    /// metrics and wakes repair when any did; returns how many did.
+    pub async fn record_findings(&self, findings: Vec<PieceFinding>) -> Result<usize, MetaError> {
+        let i = &self.inner;
+        record_findings(&i.meta, &i.repair_wake, &i.transfers, findings).await
+    }
+}
+
+async fn record_findings(
+    meta: &Meta,
+    wake: &Notify,
+    transfers: &Transfers,
+    findings: Vec<PieceFinding>,
+) -> Result<usize, MetaError> {
+    let changed = meta.record_findings(findings).await?;
+    for f in &changed {
+        transfers
+            .metrics()
+            .health
+            .finding(&f.node, f.state.as_str(), &f.found_by);
+    }
+    if !changed.is_empty() {
+        wake.notify_one();
+    }
+    Ok(changed.len())
 }
 
 /// Registration of a reader on some streams; dropping it ends the registration.
@@ -270,7 +298,6 @@ impl ObjectLayer {
                 meta,
                 gc_wake: Arc::new(Notify::new()),
                 reading: std::sync::Mutex::new(std::collections::HashMap::new()),
-                repair: repair::RepairCounters::default(),
                 repair_wake: Arc::new(Notify::new()),
                 repairing: std::sync::Mutex::new(std::collections::HashSet::new()),
             }),

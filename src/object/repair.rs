@@ -24,7 +24,6 @@
 //! first; `repair.concurrency` segments run at once and `repair.rate` paces the bytes sent.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,19 +67,6 @@ pub struct RepairReport {
     pub failed: u64,
     /// Segment bytes (ciphertext) rebuilt.
     pub segment_bytes: u64,
-}
-
-/// Counters of the repair work since start, for `gateway stats`.
-#[derive(Debug, Default)]
-pub struct RepairCounters {
-    pub passes: AtomicU64,
-    pub repaired: AtomicU64,
-    pub pieces_written: AtomicU64,
-    pub bytes_sent: AtomicU64,
-    pub failed: AtomicU64,
-    /// Segments waiting at the end of the last pass (not repairable now).
-    pub pending: AtomicU64,
-    pub last_pass_ms: AtomicU64,
 }
 
 /// How a repair pass runs.
@@ -147,6 +133,10 @@ impl ObjectLayer {
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "repair pass failed"),
                     }
+                    // The health gauges follow each pass.
+                    if let Err(e) = layer.health_counts().await {
+                        tracing::warn!(error = %e, "could not count segment health");
+                    }
                 }
                 tokio::select! {
                     _ = wake.notified() => {}
@@ -157,13 +147,15 @@ impl ObjectLayer {
     }
 
     /// Segment health as the metadata records it.
+    /// Segment health as the metadata records it; also refreshes the health gauges.
     pub async fn health_counts(&self) -> Result<crate::meta::HealthCounts, ObjectError> {
-        Ok(self.inner.meta.health_counts().await?)
-    }
-
-    /// The counters of repair since start.
-    pub fn repair_counters(&self) -> &RepairCounters {
-        &self.inner.repair
+        let counts = self.inner.meta.health_counts().await?;
+        self.inner
+            .transfers
+            .metrics()
+            .health
+            .set_counts(&counts.by_healthy, &counts.not_ok);
+        Ok(counts)
     }
 
     /// Nodes whose pieces repair treats as lost now: unreachable for longer than
@@ -255,17 +247,14 @@ impl ObjectLayer {
                 let (s, r) = joined.map_err(|e| ObjectError::Internal(e.to_string()))?;
                 report.checked += 1;
                 shown.done += 1;
-                let c = &self.inner.repair;
+                let m = &self.inner.transfers.metrics().health;
                 match r {
                     Ok(done) if done.pieces > 0 => {
                         report.repaired += 1;
                         report.pieces_written += done.pieces as u64;
                         report.bytes_sent += done.bytes_sent;
                         shown.bytes_sent += done.bytes_sent;
-                        c.repaired.fetch_add(1, Ordering::Relaxed);
-                        c.pieces_written
-                            .fetch_add(done.pieces as u64, Ordering::Relaxed);
-                        c.bytes_sent.fetch_add(done.bytes_sent, Ordering::Relaxed);
+                        m.repaired(done.pieces as u64);
                         if done.healthy <= usize::from(opts.threshold) {
                             // Better, but not yet out of the queue (too few nodes): not again
                             // in this pass.
@@ -278,18 +267,18 @@ impl ObjectLayer {
                     Err(e) => {
                         tracing::warn!(segment = s.segment, stream = ?s.stream_id, error = %e, "segment repair failed; will retry later");
                         report.failed += 1;
-                        c.failed.fetch_add(1, Ordering::Relaxed);
+                        m.repair_failed();
                         given_up.insert((s.stream_id, s.segment));
                     }
                 }
                 progress(shown);
             }
         }
-        let c = &self.inner.repair;
-        c.passes.fetch_add(1, Ordering::Relaxed);
-        c.pending.store(given_up.len() as u64, Ordering::Relaxed);
-        c.last_pass_ms
-            .store(super::now_ms().max(0) as u64, Ordering::Relaxed);
+        self.inner
+            .transfers
+            .metrics()
+            .health
+            .repair_pass(given_up.len() as u64, super::now_ms().max(0) / 1000);
         Ok(report)
     }
 

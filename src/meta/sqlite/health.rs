@@ -65,18 +65,26 @@ pub struct HealthCounts {
 }
 
 impl SqliteMeta {
-    /// Records findings; returns how many pieces changed state (a piece already known bad, or
-    /// no longer on the finding's node, is left as is). Commits nothing when nothing changed.
-    pub fn record_findings(&self, findings: &[PieceFinding]) -> Result<usize, MetaError> {
+    /// Records findings; returns those that changed a piece's state (a piece already known
+    /// bad, or no longer on the finding's node, is left as is). Commits nothing when nothing
+    /// changed.
+    pub fn record_findings(
+        &self,
+        findings: &[PieceFinding],
+    ) -> Result<Vec<PieceFinding>, MetaError> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let changed = mark_pieces(&tx, findings)?;
         if changed.is_empty() {
-            return Ok(0);
+            return Ok(changed);
         }
-        let n = changed.len();
-        self.commit(tx, Change::MarkPieces { findings: changed })?;
-        Ok(n)
+        self.commit(
+            tx,
+            Change::MarkPieces {
+                findings: changed.clone(),
+            },
+        )?;
+        Ok(changed)
     }
 
     /// Marks every healthy piece on `node` as lost (the node was replaced by an empty one, or
