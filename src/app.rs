@@ -10,6 +10,7 @@
 //! [`OfflineNode`]; a remote node is opened without connecting, so an unreachable node server
 //! is not fatal either. An unreadable remote-node token file is a configuration error.
 
+pub mod config_edit;
 pub mod key_backup;
 pub mod lock;
 pub mod maintenance;
@@ -462,13 +463,18 @@ pub async fn open_transfers(
             offline,
         });
     }
-    Ok(Transfers::new(
+    let transfers = Transfers::new(
         root,
         nodes,
         cfg.limits.clone(),
         cfg.storage.max_pieces_per_domain,
         Arc::new(Metrics::new()),
-    ))
+    );
+    for n in cfg.nodes.iter().filter(|n| n.drain) {
+        transfers.set_draining(&n.id, true);
+        tracing::info!(node = %n.id, "node is being drained: no new pieces, repair moves its pieces to the other nodes");
+    }
+    Ok(transfers)
 }
 
 /// What the admin listener reports about a running gateway.

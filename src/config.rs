@@ -129,6 +129,8 @@ struct RawNode {
     access_key: Option<String>,
     secret_key: Option<String>,
     secret_key_file: Option<PathBuf>,
+    #[serde(default)]
+    drain: bool,
 }
 
 fn default_kind() -> String {
@@ -304,6 +306,9 @@ pub struct NodeConfig {
     pub kind: NodeKind,
     /// Failure domain (host, rack, zone...); a node without one is a domain of its own.
     pub domain: Option<String>,
+    /// Being drained: it gets no new pieces, and repair moves those it holds to the other
+    /// nodes (before the node is removed from the configuration).
+    pub drain: bool,
 }
 
 impl NodeConfig {
@@ -665,6 +670,7 @@ impl Config {
                 id: n.id,
                 kind,
                 domain: n.domain,
+                drain: n.drain,
             });
         }
         if nodes.len() < storage.scheme.success as usize {
@@ -678,9 +684,23 @@ impl Config {
                 ),
             ));
         }
+        let writable = nodes.iter().filter(|n| !n.drain).count();
+        if writable < storage.scheme.success as usize {
+            return Err(ConfigError::new(
+                "nodes",
+                format!(
+                    "{} of the {} nodes are being drained, which leaves {writable} to write to, \
+                     but scheme {} needs success = {}: add a node first",
+                    nodes.len() - writable,
+                    nodes.len(),
+                    storage.scheme,
+                    storage.scheme.success
+                ),
+            ));
+        }
         if let Some(cap) = storage.max_pieces_per_domain {
             let mut per_domain = std::collections::HashMap::new();
-            for n in &nodes {
+            for n in nodes.iter().filter(|n| !n.drain) {
                 *per_domain.entry(n.failure_domain()).or_insert(0usize) += 1;
             }
             let placeable: usize = per_domain.values().map(|&c| c.min(cap as usize)).sum();
@@ -1373,6 +1393,29 @@ mod tests {
             let e = Config::parse(&with(text), Path::new("/d")).unwrap_err();
             assert_eq!(e.field, field, "{text}");
         }
+    }
+
+    #[test]
+    fn draining_nodes_must_leave_enough_to_write_to() {
+        let nodes = |n: usize, drained: &[usize]| {
+            let mut t = String::from("[storage]\nscheme = \"2/3/3/4\"\n");
+            for i in 1..=n {
+                t.push_str(&format!(
+                    "[[nodes]]\nid = \"n{i}\"\npath = \"nodes/n{i}\"\n"
+                ));
+                if drained.contains(&i) {
+                    t.push_str("drain = true\n");
+                }
+            }
+            t
+        };
+        let c = Config::parse(&nodes(4, &[4]), Path::new("/d")).unwrap();
+        let drained: Vec<bool> = c.nodes.iter().map(|n| n.drain).collect();
+        assert_eq!(drained, [false, false, false, true]);
+        let e = Config::parse(&nodes(4, &[3, 4]), Path::new("/d")).unwrap_err();
+        assert_eq!(e.field, "nodes");
+        assert!(e.reason.contains("leaves 2 to write to"), "{e}");
+        assert!(e.reason.contains("add a node first"), "{e}");
     }
 
     #[test]

@@ -171,6 +171,35 @@ enum NodeCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Move every piece off a node before removing it (gateway stopped): sets `drain = true`
+    /// on it in the configuration (no new pieces go there; a running gateway keeps moving its
+    /// pieces in the background) and moves them to the other nodes now.
+    Drain {
+        /// The node's id in the configuration.
+        id: String,
+        /// Configuration file (default: DATA_DIR/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Take a node out of the configuration (gateway stopped). Refused while it holds pieces,
+    /// unless --lost.
+    Remove {
+        /// The node's id in the configuration.
+        id: String,
+        /// Its data is gone for good: record its pieces as lost (repair rebuilds them on the
+        /// other nodes) instead of refusing.
+        #[arg(long)]
+        lost: bool,
+        /// Configuration file (default: DATA_DIR/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Serve one directory's pieces to gateways over HTTP (HTTP/1.1 and h2c), or only over
     /// TLS with --tls-cert and --tls-key. The directory is initialised when absent or empty.
     Run {
@@ -384,10 +413,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let nodes = gateway::app::maintenance::list_nodes(&data_dir, config.as_deref()).await?;
             for n in nodes {
-                let state = match &n.unavailable {
+                let mut state = match &n.unavailable {
                     None => "ok".to_string(),
                     Some(why) => format!("UNAVAILABLE: {why}"),
                 };
+                if n.draining {
+                    state.push_str(", draining");
+                }
                 println!(
                     "{}\t{}\t{}\t{} pieces\t{state}",
                     n.id, n.kind, n.location, n.pieces
@@ -413,6 +445,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "node {id}: {} pieces recorded as lost; repair rebuilds them (`gateway repair`, or the running gateway in the background)",
                 r.lost
             );
+            Ok(())
+        }
+        Command::Node {
+            command:
+                NodeCommand::Drain {
+                    id,
+                    config,
+                    data_dir,
+                },
+        } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let draw = |p: gateway::object::repair::PassProgress| {
+                eprint!(
+                    "\rdrain {id}: {}/{} segments, {} bytes written   ",
+                    p.done, p.queued, p.bytes_sent
+                );
+            };
+            let d = gateway::app::maintenance::drain_node(&data_dir, config.as_deref(), &id, &draw)
+                .await?;
+            eprintln!();
+            println!(
+                "node {id} is draining: {} segments rewritten ({} pieces, {} bytes written), {} pieces left on it",
+                d.report.repaired, d.report.pieces_written, d.report.bytes_sent, d.left
+            );
+            if d.left > 0 || d.report.failed > 0 {
+                anyhow::bail!(
+                    "{} pieces are still on {id} ({} segments failed, see the log): run the command again, or let the running gateway finish in the background",
+                    d.left,
+                    d.report.failed
+                );
+            }
+            println!("node {id} is drained: `gateway node remove {id}` takes it out of the configuration");
+            Ok(())
+        }
+        Command::Node {
+            command:
+                NodeCommand::Remove {
+                    id,
+                    lost,
+                    config,
+                    data_dir,
+                },
+        } => {
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let r = gateway::app::maintenance::remove_node(&data_dir, config.as_deref(), &id, lost)
+                .await?;
+            if r.lost > 0 {
+                println!(
+                    "node {id}: {} pieces recorded as lost; repair rebuilds them on the other nodes",
+                    r.lost
+                );
+            }
+            println!("node {id} removed from the configuration");
+            if let Some(dir) = &r.directory {
+                println!("its directory {} was left as it was", dir.display());
+            }
             Ok(())
         }
         Command::Stats { admin, json } => {

@@ -18,7 +18,15 @@ use gateway::object::repair::{RepairOptions, RepairReport};
 const BUCKET: &str = "heal";
 
 async fn setup() -> (TestGateway, Client) {
-    let gw = TestGateway::start_with(Opts::default()).await;
+    setup_with(6).await
+}
+
+async fn setup_with(nodes: usize) -> (TestGateway, Client) {
+    let gw = TestGateway::start_with(Opts {
+        nodes,
+        ..Opts::default()
+    })
+    .await;
     let c = gw.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     (gw, c)
@@ -309,6 +317,138 @@ async fn a_replaced_empty_node_is_refilled_by_repair() {
             segs.iter().all(|s| s.iter().any(|(n, _)| n == "n3")),
             "{key}: {segs:?}"
         );
+        assert!(get(&c, key).await == *body, "{key}");
+    }
+}
+
+/// Every node id any piece of `keys` is placed on.
+async fn nodes_used(gw: &TestGateway, keys: &[String]) -> std::collections::BTreeSet<String> {
+    let mut used = std::collections::BTreeSet::new();
+    for k in keys {
+        for s in segments(gw, k).await {
+            used.extend(s.into_iter().map(|(n, _)| n));
+        }
+    }
+    used
+}
+
+#[tokio::test]
+async fn a_drained_node_is_emptied_and_removed_without_losing_anything() {
+    let (mut gw, c) = setup_with(7).await;
+    let mut objects = Vec::new();
+    for i in 0..6u64 {
+        let key = format!("d{i}");
+        let body = data(120_000 + i as usize * 90_000, 40 + i);
+        put(&c, &key, &body).await;
+        objects.push((key, body));
+    }
+    let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+    assert!(nodes_used(&gw, &keys).await.contains("n3"));
+    gw.stop().await;
+    let data_dir = gw.dir.path().to_path_buf();
+    let n3 = fs_util::node_dir(&gw, "n3");
+    assert!(!fs_util::piece_paths(&n3).is_empty());
+
+    // Removing a node that still holds pieces is refused, and changes nothing.
+    let config_before = std::fs::read_to_string(data_dir.join("config.toml")).unwrap();
+    let err = gateway::app::maintenance::remove_node(&data_dir, None, "n3", false)
+        .await
+        .expect_err("n3 holds pieces");
+    assert!(err.to_string().contains("gateway node drain n3"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(data_dir.join("config.toml")).unwrap(),
+        config_before
+    );
+
+    // Drain: every piece moves off n3 (and is deleted there), the config says so.
+    let drained = gateway::app::maintenance::drain_node(&data_dir, None, "n3", &|_| {})
+        .await
+        .expect("drain");
+    assert_eq!(drained.left, 0, "{drained:?}");
+    assert_eq!(drained.report.failed, 0, "{drained:?}");
+    assert!(drained.report.pieces_written > 0, "{drained:?}");
+    assert!(fs_util::piece_paths(&n3).is_empty(), "pieces left on n3");
+    let config = std::fs::read_to_string(data_dir.join("config.toml")).unwrap();
+    assert!(config.contains("drain = true"), "{config}");
+
+    // Remove: out of the configuration, its directory untouched.
+    let removed = gateway::app::maintenance::remove_node(&data_dir, None, "n3", false)
+        .await
+        .expect("remove");
+    assert_eq!(removed.lost, 0);
+    assert_eq!(removed.directory.as_deref(), Some(n3.as_path()));
+    assert!(n3.exists());
+    let config = std::fs::read_to_string(data_dir.join("config.toml")).unwrap();
+    assert!(!config.contains("\"n3\""), "{config}");
+
+    // One more removal would leave fewer nodes than the scheme's success: refused.
+    let err = gateway::app::maintenance::remove_node(&data_dir, None, "n5", true)
+        .await
+        .expect_err("too few nodes");
+    assert!(
+        err.to_string().contains("needs at least success = 6"),
+        "{err}"
+    );
+
+    gw.prepared = gateway::app::prepare(&data_dir, None).expect("prepare");
+    gw.gateway = Some(Gateway::start(&gw.prepared).await.expect("restart"));
+    let c = gw.client();
+    for (key, body) in &objects {
+        let segs = segments(&gw, key).await;
+        assert!(full_health(&segs), "{key}: {segs:?}");
+        assert!(get(&c, key).await == *body, "{key}");
+    }
+    assert!(!nodes_used(&gw, &keys).await.contains("n3"));
+}
+
+#[tokio::test]
+async fn a_running_gateway_drains_in_the_background_and_writes_elsewhere() {
+    let (mut gw, c) = setup_with(7).await;
+    let mut objects = Vec::new();
+    for i in 0..6u64 {
+        let key = format!("b{i}");
+        let body = data(100_000 + i as usize * 50_000, 60 + i);
+        put(&c, &key, &body).await;
+        objects.push((key, body));
+    }
+    gw.stop().await;
+    let data_dir = gw.dir.path().to_path_buf();
+    let mut edit =
+        gateway::app::config_edit::ConfigEdit::open(&data_dir.join("config.toml"), &data_dir)
+            .unwrap();
+    assert!(edit.set_drain("n2", true).unwrap());
+    edit.save().unwrap();
+    gw.prepared = gateway::app::prepare(&data_dir, None).expect("prepare");
+    gw.gateway = Some(Gateway::start(&gw.prepared).await.expect("restart"));
+    let c = gw.client();
+
+    // New writes go elsewhere at once.
+    for i in 0..3u64 {
+        let key = format!("new{i}");
+        let body = data(150_000, 80 + i);
+        put(&c, &key, &body).await;
+        assert!(!nodes_used(&gw, std::slice::from_ref(&key))
+            .await
+            .contains("n2"));
+        objects.push((key, body));
+    }
+    // The background repair moves the old pieces off n2.
+    let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while nodes_used(&gw, &keys).await.contains("n2") && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!nodes_used(&gw, &keys).await.contains("n2"));
+    let n2 = fs_util::node_dir(&gw, "n2");
+    assert!(
+        fs_util::eventually(Duration::from_secs(10), || fs_util::piece_paths(&n2)
+            .is_empty())
+        .await,
+        "pieces left on n2: {:?}",
+        fs_util::piece_paths(&n2)
+    );
+    for (key, body) in &objects {
+        assert!(full_health(&segments(&gw, key).await), "{key}");
         assert!(get(&c, key).await == *body, "{key}");
     }
 }

@@ -1,6 +1,8 @@
 //! Offline maintenance of a stopped gateway's data directory: `gateway repair` (every degraded
-//! segment back to full health, in the foreground), `gateway node list` and `gateway node
-//! replace` (a lost node's pieces are rebuilt on its empty replacement).
+//! segment back to full health, in the foreground), `gateway node list`, `gateway node
+//! replace` (a lost node's pieces are rebuilt on its empty replacement), `gateway node drain`
+//! (a node's pieces move to the others) and `gateway node remove` (a drained or lost node
+//! leaves the configuration).
 //!
 //! Each takes the data directory's lock like `gateway run` (a running gateway repairs in the
 //! background, see `object::repair`), opens the metadata and the nodes, and ships its metadata
@@ -10,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::config_edit::ConfigEdit;
 use super::lock::DataDirLock;
 use super::{open_transfers, AppError};
 use crate::config::{Config, ConfigError, NodeKind, CONFIG_FILE};
@@ -32,10 +35,14 @@ struct Opened {
     _lock: DataDirLock,
 }
 
-fn load(data_dir: &Path, config: Option<&Path>) -> Result<(Config, RootKey), AppError> {
-    let path = config
+fn config_path(data_dir: &Path, config: Option<&Path>) -> PathBuf {
+    config
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| data_dir.join(CONFIG_FILE));
+        .unwrap_or_else(|| data_dir.join(CONFIG_FILE))
+}
+
+fn load(data_dir: &Path, config: Option<&Path>) -> Result<(Config, RootKey), AppError> {
+    let path = config_path(data_dir, config);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         AppError::Config(ConfigError::new(
             "--config",
@@ -81,7 +88,8 @@ async fn open(cfg: Config, root: &RootKey) -> Result<Opened, AppError> {
 }
 
 /// `gateway repair`: repairs every segment below full health (`success` healthy pieces on
-/// reachable nodes) that can be repaired now; `progress` sees each step.
+/// reachable nodes) that can be repaired now, and moves the pieces of draining nodes;
+/// `progress` sees each step.
 pub async fn run_repair(
     data_dir: &Path,
     config: Option<&Path>,
@@ -89,6 +97,16 @@ pub async fn run_repair(
 ) -> Result<RepairReport, AppError> {
     let (cfg, root) = load(data_dir, config)?;
     let o = open(cfg, &root).await?;
+    let report = full_pass(&o, root, progress).await;
+    o.replicator.stop(SHIP_DEADLINE).await;
+    report
+}
+
+async fn full_pass(
+    o: &Opened,
+    root: RootKey,
+    progress: &(dyn Fn(PassProgress) + Send + Sync),
+) -> Result<RepairReport, AppError> {
     let layer = ObjectLayer::new(
         o.cfg.storage.clone(),
         root,
@@ -100,9 +118,119 @@ pub async fn run_repair(
         offline_after: Duration::ZERO,
         ..RepairOptions::full(&o.cfg.storage.scheme, &o.cfg.repair)
     };
-    let report = layer.repair_pass(&opts, progress).await;
+    Ok(layer.repair_pass(&opts, progress).await?)
+}
+
+/// What `gateway node drain` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drained {
+    /// The repair pass that moved the pieces (and repaired whatever else needed it).
+    pub report: RepairReport,
+    /// Healthy pieces the metadata still places on the node (0: drained, it can be removed).
+    pub left: u64,
+}
+
+/// `gateway node drain ID`: marks the node `drain = true` in the configuration (it gets no new
+/// pieces, and a running gateway keeps moving its pieces in the background), then moves every
+/// piece it holds to the other nodes now, reading from it where it can, like `gateway repair`.
+pub async fn drain_node(
+    data_dir: &Path,
+    config: Option<&Path>,
+    id: &str,
+    progress: &(dyn Fn(PassProgress) + Send + Sync),
+) -> Result<Drained, AppError> {
+    let (_, root) = load(data_dir, config)?;
+    // The lock first: the configuration of a running gateway is not edited under it.
+    let lock = DataDirLock::acquire(data_dir)?;
+    let path = config_path(data_dir, config);
+    let mut edit = ConfigEdit::open(&path, data_dir)?;
+    if edit.set_drain(id, true)? {
+        edit.save()?;
+    }
+    drop(lock);
+    let (cfg, _) = load(data_dir, config)?;
+    let o = open(cfg, &root).await?;
+    let report = full_pass(&o, root, progress).await;
+    let left = match &report {
+        Ok(_) => o.meta.node_holds_pieces(id).await,
+        Err(_) => Ok(0),
+    };
     o.replicator.stop(SHIP_DEADLINE).await;
-    Ok(report?)
+    Ok(Drained {
+        report: report?,
+        left: left?,
+    })
+}
+
+/// What `gateway node remove` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// Pieces recorded as lost (`--lost`): repair rebuilds them on the other nodes.
+    pub lost: u64,
+    /// The removed node's directory (left as it was: deleting it is the operator's call).
+    pub directory: Option<PathBuf>,
+}
+
+/// `gateway node remove ID`: takes the node out of the configuration. Refused while the
+/// metadata places healthy pieces on it, unless `lost` (its data is gone for good: they are
+/// recorded as lost and repair rebuilds them on the other nodes). The configuration must stay
+/// valid without it (enough nodes for the scheme), which is checked before anything changes.
+pub async fn remove_node(
+    data_dir: &Path,
+    config: Option<&Path>,
+    id: &str,
+    lost: bool,
+) -> Result<Removed, AppError> {
+    let (cfg, root) = load(data_dir, config)?;
+    let Some(node) = cfg.nodes.iter().find(|n| n.id == id).cloned() else {
+        return Err(AppError::Config(ConfigError::new(
+            "node",
+            format!("no node {id:?} in the configuration"),
+        )));
+    };
+    let lock = DataDirLock::acquire(&cfg.data_dir)?;
+    let path = config_path(data_dir, config);
+    let mut edit = ConfigEdit::open(&path, data_dir)?;
+    edit.remove_node(id)?;
+    let after = edit.check()?;
+    let meta = Meta::open(&cfg.metadata_file).await?;
+    if let Some(check) = meta.key_check().await? {
+        if check != root.key_check() {
+            return Err(ReplicationError::ForeignStore.into());
+        }
+    }
+    let held = meta.node_holds_pieces(id).await?;
+    let mut marked = 0;
+    if held > 0 {
+        if !lost {
+            return Err(AppError::Config(ConfigError::new(
+                "node",
+                format!(
+                    "{id} still holds {held} pieces: run `gateway node drain {id}` first to move \
+                     them, or, if its data is gone for good, `gateway node remove {id} --lost` \
+                     (repair then rebuilds them on the other nodes)"
+                ),
+            )));
+        }
+        marked = meta.mark_node_lost(id, "node removed").await?;
+    }
+    edit.save()?;
+    drop(meta);
+    drop(lock);
+    // Ship the change (with the nodes that remain).
+    match open(after, &root).await {
+        Ok(o) => o.replicator.stop(SHIP_DEADLINE).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not ship the change to the nodes now; the gateway ships it at its next start")
+        }
+    }
+    Ok(Removed {
+        lost: marked,
+        directory: match node.kind {
+            NodeKind::Dir { path } => Some(path),
+            _ => None,
+        },
+    })
 }
 
 /// One configured node, as `gateway node list` shows it.
@@ -115,6 +243,8 @@ pub struct NodeListing {
     pub pieces: u64,
     /// `None` when it opened; else why not.
     pub unavailable: Option<String>,
+    /// Being drained (`drain = true`).
+    pub draining: bool,
 }
 
 /// `gateway node list`.
@@ -141,6 +271,7 @@ pub async fn list_nodes(
             pieces: meta.node_holds_pieces(&n.id).await?,
             unavailable: (v.health.rank == crate::transfer::health::Rank::Offline)
                 .then(|| v.health.last_error.unwrap_or_default()),
+            draining: n.drain,
         });
     }
     Ok(out)

@@ -216,7 +216,9 @@ impl ObjectLayer {
         let mut given_up: HashSet<(StreamId, u32)> = HashSet::new();
         let mut shown = PassProgress::default();
         loop {
-            let excluded = self.unreachable_nodes(opts.offline_after);
+            // Pieces on draining nodes move like those on lost ones (they stay readable).
+            let mut excluded = self.unreachable_nodes(opts.offline_after);
+            excluded.extend(self.inner.transfers.draining_nodes());
             let work: Vec<SegmentHealth> = self
                 .repair_work(opts.threshold, &excluded, QUEUE_PAGE + given_up.len())
                 .await?
@@ -352,6 +354,26 @@ impl ObjectLayer {
                 ..SegmentRepair::default()
             });
         }
+        // A piece moved off a draining node is deleted there now (best effort: garbage
+        // collection takes what fails); pieces replaced on lost or unreachable nodes are left
+        // to it.
+        for old in &src.pieces {
+            let Some(i) = inner.transfers.index_of(&old.node) else {
+                continue;
+            };
+            let moved = new
+                .iter()
+                .any(|p| p.number == old.number && p.node != old.node);
+            if moved && inner.transfers.slot(i).draining() {
+                if let Err(e) = inner
+                    .transfers
+                    .delete_piece(&old.node, &stream_id.0, segment, old.number)
+                    .await
+                {
+                    tracing::warn!(node = %old.node, error = %e, "could not delete a piece moved off a draining node; left for garbage collection");
+                }
+            }
+        }
         Ok(SegmentRepair {
             pieces: written.len(),
             bytes_sent: written.iter().map(|w| w.bytes).sum(),
@@ -440,7 +462,9 @@ fn plan(inner: &Inner, src: &RepairSource, excluded: &HashSet<String>) -> Plan {
     let cap = t.max_per_domain;
     // Backed-off nodes are tried last (the preference order), not skipped: a node that just
     // came back is still backed off from its outage.
-    let writable = |i: usize| t.slot(i).health.rank() != Rank::Offline && usable(t.slot(i).id());
+    let writable = |i: usize| {
+        t.slot(i).health.rank() != Rank::Offline && !t.slot(i).draining() && usable(t.slot(i).id())
+    };
     let mut taken: HashSet<usize> = HashSet::new();
     let mut order: Vec<usize> = t
         .preference_order()

@@ -60,11 +60,17 @@ pub(crate) struct NodeSlot {
     pub domain: String,
     pub health: Health,
     pub permits: Arc<Semaphore>,
+    /// Draining: no new pieces go here; repair moves the ones it holds elsewhere.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl NodeSlot {
     pub fn id(&self) -> &str {
         self.store.id()
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -126,6 +132,7 @@ impl Transfers {
                     domain: s.domain,
                     health: Health::new(s.offline),
                     permits: Arc::new(Semaphore::new(limits.max_connections_per_node)),
+                    draining: std::sync::atomic::AtomicBool::new(false),
                 }
             })
             .collect();
@@ -165,6 +172,30 @@ impl Transfers {
 
     pub(crate) fn index_of(&self, id: &str) -> Option<usize> {
         self.by_id.get(id).copied()
+    }
+
+    /// Starts (or stops) draining node `id`: uploads and repair write no new pieces to it,
+    /// reads still use it, and repair moves its pieces to the other nodes. Returns false for
+    /// an unknown id.
+    pub fn set_draining(&self, id: &str, on: bool) -> bool {
+        match self.index_of(id) {
+            Some(i) => {
+                self.nodes[i]
+                    .draining
+                    .store(on, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ids of the nodes being drained.
+    pub fn draining_nodes(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.draining())
+            .map(|n| n.id().to_string())
+            .collect()
     }
 
     /// The nodes, their health and connections in use, in configuration order.

@@ -235,7 +235,12 @@ impl SegmentUpload {
         let mut busy = Vec::new();
         let mut rest = VecDeque::new();
         let mut offline = Vec::new();
+        let mut draining = Vec::new();
         for i in t.preference_order()? {
+            if t.slot(i).draining() {
+                draining.push(i);
+                continue;
+            }
             if t.slot(i).health.rank() == Rank::Offline {
                 offline.push(i);
                 continue;
@@ -301,6 +306,9 @@ impl SegmentUpload {
             }
             for &i in &rest {
                 causes.push(format!("{}: over the failure-domain limit", t.slot(i).id()));
+            }
+            for &i in &draining {
+                causes.push(format!("{}: draining", t.slot(i).id()));
             }
             return Err(ObjectError::NotEnoughNodes {
                 segment,
