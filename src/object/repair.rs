@@ -53,6 +53,8 @@ pub struct SegmentRepair {
     pub bytes_sent: u64,
     /// Healthy pieces after the repair.
     pub healthy: usize,
+    /// Ciphertext bytes of the segment (when pieces were written).
+    pub segment_bytes: u64,
 }
 
 /// Totals of a repair pass.
@@ -255,6 +257,7 @@ impl ObjectLayer {
                         report.repaired += 1;
                         report.pieces_written += done.pieces as u64;
                         report.bytes_sent += done.bytes_sent;
+                        report.segment_bytes += done.segment_bytes;
                         shown.bytes_sent += done.bytes_sent;
                         m.repaired(done.pieces as u64);
                         if done.healthy <= usize::from(opts.threshold) {
@@ -312,6 +315,16 @@ impl ObjectLayer {
         // again before the switch below has landed.
         let _rewrite = inner.transfers.in_flight().rewrite().await;
         let written = rebuild(inner, stream_id, segment, &src, &plan, pace).await?;
+        if written.is_empty() {
+            // Every planned write failed: a failure of this repair, not "nothing to do".
+            return Err(ObjectError::NotEnoughDurable {
+                segment,
+                durable: 0,
+                needed: plan.writes.len(),
+                causes: "no repaired piece could be written (the node errors are in the log)"
+                    .into(),
+            });
+        }
         let new: Vec<PieceRecord> = written
             .iter()
             .map(|w| PieceRecord::new(w.number, inner.transfers.slot(w.node).id()))
@@ -378,6 +391,7 @@ impl ObjectLayer {
             pieces: written.len(),
             bytes_sent: written.iter().map(|w| w.bytes).sum(),
             healthy: plan.good + written.len(),
+            segment_bytes: plan.layout.cipher_len,
         })
     }
 }
