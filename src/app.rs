@@ -38,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::nodes::protocol::NodeToken;
 use crate::nodes::s3::{S3Node, S3Options};
 use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode, RemoteNode, RemoteOptions};
+use crate::object::audit::AuditOptions;
 use crate::object::repair::RepairOptions;
 use crate::object::ObjectLayer;
 use crate::replication::{ReplicationError, Replicator};
@@ -634,6 +635,9 @@ impl Gateway {
                 RepairOptions::background(&cfg.storage.scheme, &cfg.repair),
                 cfg.repair.interval,
             );
+        }
+        if cfg.audit.enabled {
+            layer.spawn_audit(AuditOptions::background(&cfg.audit), cfg.audit.interval);
         }
         layer.start_orphan_collection(Some(&cfg.data_dir));
         let listener = TcpListener::bind(cfg.listen)
