@@ -536,12 +536,10 @@ fn audit_from_raw(raw: RawAudit) -> Result<AuditConfig, ConfigError> {
         None => d.requests,
         Some(0.0) => None,
         Some(r) if r.is_finite() && r >= 0.1 => Some(r),
-        Some(r) => return Err(ConfigError::new(
-            "audit.requests",
-            format!(
-                "{r} is not a number of requests per second of at least 0.1, or 0 for unlimited"
-            ),
-        )),
+        Some(r) => {
+            let reason = format!("{r} is not at least 0.1 (per second), or 0 for unlimited");
+            return Err(ConfigError::new("audit.requests", reason));
+        }
     };
     Ok(AuditConfig {
         enabled: raw.enabled.unwrap_or(d.enabled),
