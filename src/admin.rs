@@ -40,8 +40,9 @@ use crate::metrics::Metrics;
 mod report;
 
 pub use report::{
-    human_bytes, render, FindingCount, HealthReport, HealthyCount, LimitsReport, NodeReport,
-    OrphanReport, PiecesNotOk, RepairStats, ReplicationReport, StatsReport, StoredTotals,
+    human_bytes, render, AuditStats, FindingCount, HealthReport, HealthyCount, LimitsReport,
+    NodeReport, OrphanReport, PiecesNotOk, RepairStats, ReplicationReport, StatsReport,
+    StoredTotals,
 };
 
 /// Where the admin listener listens unless told otherwise.

@@ -26,9 +26,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admin::{
-    AdminError, AdminServer, AdminSource, FindingCount, HealthReport, HealthyCount, LimitsReport,
-    NodeReport, OrphanReport, PiecesNotOk, RepairStats, ReplicationReport, StatsReport,
-    StoredTotals,
+    AdminError, AdminServer, AdminSource, AuditStats, FindingCount, HealthReport, HealthyCount,
+    LimitsReport, NodeReport, OrphanReport, PiecesNotOk, RepairStats, ReplicationReport,
+    StatsReport, StoredTotals,
 };
 use crate::config::{
     Config, ConfigError, NodeKind, RemoteNodeConfig, RemoteToken, ReplicationMode, S3NodeConfig,
@@ -40,6 +40,7 @@ use crate::metrics::{Metrics, Reason};
 use crate::nodes::protocol::NodeToken;
 use crate::nodes::s3::{S3Node, S3Options};
 use crate::nodes::{DirNode, NodeError, NodeStore, OfflineNode, RemoteNode, RemoteOptions};
+use crate::object::audit::AuditOptions;
 use crate::object::repair::RepairOptions;
 use crate::object::ObjectLayer;
 use crate::replication::{ReplicationError, Replicator};
@@ -489,6 +490,8 @@ struct AdminView {
     full: u16,
     /// The background repair's threshold, when it runs.
     repair_threshold: Option<u16>,
+    /// The audit's interval, when it runs.
+    audit_interval: Option<std::time::Duration>,
 }
 
 impl AdminView {
@@ -546,6 +549,19 @@ impl AdminView {
                 pending: repair.pending,
                 last_pass_secs: repair.last_pass_secs,
             },
+            audit: self.audit_interval.map(|interval| {
+                let a = &metrics.health.audit;
+                AuditStats {
+                    interval_secs: interval.as_secs(),
+                    passes: a.passes.get(),
+                    pieces_listed: a.pieces_listed.get(),
+                    pieces_sampled: a.pieces_sampled.get(),
+                    bytes_verified: a.bytes_verified.get(),
+                    missing: a.missing.get(),
+                    corrupt: a.corrupt.get(),
+                    last_pass_secs: a.last_pass_secs.get(),
+                }
+            }),
         })
     }
 }
@@ -690,6 +706,7 @@ impl Gateway {
                         orphan_grace: cfg.storage.orphan_grace,
                         orphan_scan_interval: cfg.storage.orphan_scan_interval,
                         full: cfg.storage.scheme.success,
+                        audit_interval: cfg.audit.enabled.then_some(cfg.audit.interval),
                         repair_threshold: cfg.repair.enabled.then(|| {
                             RepairOptions::background(&cfg.storage.scheme, &cfg.repair).threshold
                         }),
@@ -710,6 +727,9 @@ impl Gateway {
                 RepairOptions::background(&cfg.storage.scheme, &cfg.repair),
                 cfg.repair.interval,
             );
+        }
+        if cfg.audit.enabled {
+            layer.spawn_audit(AuditOptions::background(&cfg.audit), cfg.audit.interval);
         }
         layer.start_orphan_collection(Some(&cfg.data_dir));
         let listener = TcpListener::bind(cfg.listen)

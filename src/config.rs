@@ -58,7 +58,19 @@ struct RawConfig {
     #[serde(default)]
     repair: RawRepair,
     #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
     nodes: Vec<RawNode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    rate: Option<ByteSize>,
+    requests: Option<f64>,
+    samples: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -423,6 +435,7 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub metadata: MetadataConfig,
     pub repair: RepairConfig,
+    pub audit: AuditConfig,
 }
 
 /// `[repair]`: the background repair of degraded segments (see `object::repair`).
@@ -471,6 +484,74 @@ fn repair_from_raw(raw: RawRepair) -> Result<RepairConfig, ConfigError> {
         concurrency,
         rate,
         offline_after: duration("repair.offline_after", raw.offline_after, d.offline_after)?,
+    })
+}
+
+/// `[audit]`: the background audit of the nodes against the metadata (see `object::audit`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    /// Run the background audit in `gateway run`.
+    pub enabled: bool,
+    /// The pause between two passes (the first one starts a few minutes after start).
+    pub interval: Duration,
+    /// Piece bytes per second the audit may read from all nodes together; `None` is
+    /// unlimited (the `[limits]` download rate still applies).
+    pub rate: Option<u64>,
+    /// Node requests per second (listing pages, re-checks, sampled reads), all nodes
+    /// together; `None` is unlimited.
+    pub requests: Option<f64>,
+    /// Segments whose pieces are read and verified per pass (0: listings only).
+    pub samples: u64,
+}
+
+impl Default for AuditConfig {
+    /// Gentle: at most 1 MiB/s and 5 requests/s, a thousand sampled segments an hour.
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            interval: Duration::from_secs(3600),
+            rate: Some(1 << 20),
+            requests: Some(5.0),
+            samples: 1000,
+        }
+    }
+}
+
+fn audit_from_raw(raw: RawAudit) -> Result<AuditConfig, ConfigError> {
+    let d = AuditConfig::default();
+    let interval = match raw.interval {
+        None => d.interval,
+        Some(t) => parse_duration(&t).map_err(|r| ConfigError::new("audit.interval", r))?,
+    };
+    if interval.is_zero() {
+        return Err(ConfigError::new("audit.interval", "must be more than 0"));
+    }
+    let rate = match raw.rate {
+        None => d.rate,
+        Some(ByteSize(0)) => None,
+        Some(ByteSize(r)) if r < 64 << 10 => {
+            return Err(ConfigError::new(
+                "audit.rate",
+                "must be at least 64KiB (per second), or 0 for unlimited",
+            ))
+        }
+        Some(ByteSize(r)) => Some(r),
+    };
+    let requests = match raw.requests {
+        None => d.requests,
+        Some(0.0) => None,
+        Some(r) if r.is_finite() && r >= 0.1 => Some(r),
+        Some(r) => {
+            let reason = format!("{r} is not at least 0.1 (per second), or 0 for unlimited");
+            return Err(ConfigError::new("audit.requests", reason));
+        }
+    };
+    Ok(AuditConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        interval,
+        rate,
+        requests,
+        samples: raw.samples.unwrap_or(d.samples),
     })
 }
 
@@ -719,6 +800,7 @@ impl Config {
             admin_listen,
             metadata: metadata_from_raw(raw.metadata)?,
             repair: repair_from_raw(raw.repair)?,
+            audit: audit_from_raw(raw.audit)?,
             limits,
             listen,
             region,
@@ -1333,6 +1415,7 @@ mod tests {
         assert_eq!(c.metadata.max_delay, m.max_delay);
         assert_eq!(c.metadata.snapshot_interval, m.snapshot_interval);
         assert_eq!(c.metadata.sync_timeout, m.sync_timeout);
+        assert_eq!(c.audit, AuditConfig::default());
     }
 
     #[test]
@@ -1368,6 +1451,67 @@ mod tests {
             let e = Config::parse(&with(text), Path::new("/d")).unwrap_err();
             assert_eq!(e.field, field, "{text}");
         }
+    }
+
+    #[test]
+    fn audit_settings() {
+        let with = |table: &str| {
+            let nodes = Config::embedded_default_text();
+            let at = nodes.find("[[nodes]]").unwrap();
+            format!("{}[audit]\n{table}\n{}", &nodes[..at], &nodes[at..])
+        };
+        let d = Config::parse(&with(""), Path::new("/d")).unwrap().audit;
+        assert_eq!(d, AuditConfig::default());
+        assert_eq!(
+            (d.enabled, d.interval, d.rate, d.requests, d.samples),
+            (
+                true,
+                Duration::from_secs(3600),
+                Some(1 << 20),
+                Some(5.0),
+                1000
+            )
+        );
+        let c = Config::parse(
+            &with(
+                "enabled = false\ninterval = \"10m\"\nrate = \"4MiB\"\nrequests = 0.5\nsamples = 0",
+            ),
+            Path::new("/d"),
+        )
+        .unwrap()
+        .audit;
+        assert_eq!(
+            c,
+            AuditConfig {
+                enabled: false,
+                interval: Duration::from_secs(600),
+                rate: Some(4 << 20),
+                requests: Some(0.5),
+                samples: 0,
+            }
+        );
+        let unlimited = Config::parse(&with("rate = 0\nrequests = 0"), Path::new("/d")).unwrap();
+        assert_eq!(
+            (unlimited.audit.rate, unlimited.audit.requests),
+            (None, None)
+        );
+        // An integer number of requests is accepted.
+        let whole = Config::parse(&with("requests = 20"), Path::new("/d")).unwrap();
+        assert_eq!(whole.audit.requests, Some(20.0));
+        for (text, field) in [
+            ("interval = \"often\"", "audit.interval"),
+            ("interval = \"0s\"", "audit.interval"),
+            ("rate = \"1KiB\"", "audit.rate"),
+            ("requests = -1", "audit.requests"),
+            ("requests = 0.01", "audit.requests"),
+        ] {
+            let e = Config::parse(&with(text), Path::new("/d")).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+        // Not a count: TOML's error, naming the line.
+        let e = Config::parse(&with("samples = -5"), Path::new("/d")).unwrap_err();
+        assert!(e.field.starts_with("line "), "{e}");
     }
 
     #[test]

@@ -47,7 +47,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 pub mod health;
-pub use health::{HealthMetrics, RepairTotals};
+pub use health::{AuditCounters, HealthMetrics, RepairTotals};
 
 /// Why bytes moved between the gateway and a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

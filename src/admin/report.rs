@@ -51,6 +51,23 @@ pub struct HealthReport {
     pub findings: Vec<FindingCount>,
     /// Repair since start.
     pub repair: RepairStats,
+    /// The audit since start; `None`: the audit is off.
+    #[serde(default)]
+    pub audit: Option<AuditStats>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct AuditStats {
+    pub interval_secs: u64,
+    pub passes: u64,
+    pub pieces_listed: u64,
+    pub pieces_sampled: u64,
+    pub bytes_verified: u64,
+    /// Findings that changed a piece's state.
+    pub missing: u64,
+    pub corrupt: u64,
+    /// When the last pass ended (unix seconds; 0: none yet).
+    pub last_pass_secs: i64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -221,18 +238,7 @@ fn health(out: &mut String, r: &StatsReport) {
         let _ = writeln!(out, "  findings kept: {}", truncate(&list, 400));
     }
     let p = &h.repair;
-    let last = if p.last_pass_secs > 0 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        format!(
-            "; last pass {} ago",
-            human_duration(now.saturating_sub(p.last_pass_secs).max(0) as u64)
-        )
-    } else {
-        String::new()
-    };
+    let last = last_pass(p.last_pass_secs);
     let _ = writeln!(
         out,
         "  repair since start: {} segments ({} pieces, {}), {} failed, {} pending, {} passes{last}",
@@ -243,6 +249,40 @@ fn health(out: &mut String, r: &StatsReport) {
         p.pending,
         p.passes,
     );
+    match &h.audit {
+        None => {
+            let _ = writeln!(out, "  audit: off");
+        }
+        Some(a) => {
+            let _ = writeln!(
+                out,
+                "  audit since start (every {}): {} pieces checked against listings, {} sampled ({} verified); found {} missing, {} corrupt; {} passes{}",
+                human_duration(a.interval_secs),
+                a.pieces_listed,
+                a.pieces_sampled,
+                human_bytes(a.bytes_verified),
+                a.missing,
+                a.corrupt,
+                a.passes,
+                last_pass(a.last_pass_secs),
+            );
+        }
+    }
+}
+
+/// "; last pass 5m 3s ago", or nothing before the first pass.
+fn last_pass(at_secs: i64) -> String {
+    if at_secs <= 0 {
+        return String::new();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    format!(
+        "; last pass {} ago",
+        human_duration(now.saturating_sub(at_secs).max(0) as u64)
+    )
 }
 
 fn orphans(out: &mut String, r: &StatsReport) {
@@ -860,6 +900,16 @@ pub(super) mod tests {
                 pending: 2,
                 last_pass_secs: 0,
             },
+            audit: Some(AuditStats {
+                interval_secs: 3600,
+                passes: 2,
+                pieces_listed: 1200,
+                pieces_sampled: 40,
+                bytes_verified: 2 * MIB,
+                missing: 1,
+                corrupt: 0,
+                last_pass_secs: 0,
+            }),
         });
         let text = render(&r);
         assert!(line_with(&text, "segment health")
@@ -879,6 +929,12 @@ pub(super) mod tests {
             line_with(&text, "  repair since start:"),
             "  repair since start: 5 segments (9 pieces, 3.0 MiB), 1 failed, 2 pending, 3 passes"
         );
+        assert_eq!(
+            line_with(&text, "  audit since start"),
+            "  audit since start (every 1h 0m 0s): 1200 pieces checked against listings, 40 sampled (2.0 MiB verified); found 1 missing, 0 corrupt; 2 passes"
+        );
+        r.health.as_mut().unwrap().audit = None;
+        assert!(render(&r).contains("  audit: off"));
     }
 
     #[test]

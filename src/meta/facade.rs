@@ -390,6 +390,27 @@ impl Meta {
         self.run(move |m| m.node_pieces(&node, after, limit)).await
     }
 
+    /// Healthy pieces of live bodies on `node`; see [`SqliteMeta::node_healthy_pieces`].
+    pub async fn node_healthy_pieces(
+        &self,
+        node: &str,
+        after: Option<(StreamId, u32, u16)>,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u32, u16)>, MetaError> {
+        let node = node.to_owned();
+        self.run(move |m| m.node_healthy_pieces(&node, after, limit))
+            .await
+    }
+
+    /// Erasure-coded segments of live bodies in key order; see [`SqliteMeta::live_segments`].
+    pub async fn live_segments(
+        &self,
+        after: Option<(StreamId, u32)>,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u32)>, MetaError> {
+        self.run(move |m| m.live_segments(after, limit)).await
+    }
+
     pub async fn storage_totals(&self) -> Result<StorageTotals, MetaError> {
         self.run(|m| m.storage_totals()).await
     }

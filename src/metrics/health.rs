@@ -13,6 +13,12 @@
 //!   `gateway_repair_pending`: segments the last pass could not bring above the threshold;
 //!   `gateway_repair_last_pass_timestamp_seconds`. Repair bytes are
 //!   `gateway_node_sent_bytes_total{reason="repair"}`.
+//! - The audit ([`AuditCounters`]): `gateway_audit_pieces_listed_total` (pieces the metadata
+//!   expects that were compared with a node's listing), `gateway_audit_pieces_sampled_total`,
+//!   `gateway_audit_verified_bytes_total`, `gateway_audit_missing_total`,
+//!   `gateway_audit_corrupt_total` (findings that changed a piece's state),
+//!   `gateway_audit_passes_total`, `gateway_audit_last_pass_timestamp_seconds`. Audit reads are
+//!   `gateway_node_received_bytes_total{reason="audit"}`.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
@@ -53,7 +59,69 @@ pub struct RepairTotals {
     pub last_pass_secs: i64,
 }
 
+/// What the audit did since start: counters registered in the metrics, shared with the
+/// object layer's audit (cloning shares the values).
+#[derive(Debug, Clone, Default)]
+pub struct AuditCounters {
+    pub pieces_listed: Counter,
+    pub pieces_sampled: Counter,
+    pub bytes_verified: Counter,
+    pub missing: Counter,
+    pub corrupt: Counter,
+    pub passes: Counter,
+    /// When the last pass ended (unix seconds; 0: none yet).
+    pub last_pass_secs: Gauge,
+}
+
+impl AuditCounters {
+    fn register(&self, registry: &mut Registry) {
+        let counters = [
+            (
+                "gateway_audit_pieces_listed",
+                "Pieces the metadata expects that the audit compared with a node's listing",
+                &self.pieces_listed,
+            ),
+            (
+                "gateway_audit_pieces_sampled",
+                "Pieces the audit read a sampled range of",
+                &self.pieces_sampled,
+            ),
+            (
+                "gateway_audit_missing",
+                "Pieces the audit found missing (state changes recorded)",
+                &self.missing,
+            ),
+            (
+                "gateway_audit_corrupt",
+                "Pieces the audit found corrupt (state changes recorded)",
+                &self.corrupt,
+            ),
+            (
+                "gateway_audit_passes",
+                "Audit passes finished",
+                &self.passes,
+            ),
+        ];
+        for (name, help, c) in counters {
+            registry.register(name, help, c.clone());
+        }
+        registry.register_with_unit(
+            "gateway_audit_verified",
+            "Piece bytes the audit read and verified",
+            prometheus_client::registry::Unit::Bytes,
+            self.bytes_verified.clone(),
+        );
+        registry.register(
+            "gateway_audit_last_pass_timestamp_seconds",
+            "When the last audit pass ended (unix time)",
+            self.last_pass_secs.clone(),
+        );
+    }
+}
+
 pub struct HealthMetrics {
+    /// The audit's counters.
+    pub audit: AuditCounters,
     findings: Family<FindingLabels, Counter>,
     segments: Family<HealthyLabels, Gauge>,
     not_ok: Family<NotOkLabels, Gauge>,
@@ -71,6 +139,7 @@ pub struct HealthMetrics {
 impl HealthMetrics {
     pub(super) fn register(registry: &mut Registry) -> HealthMetrics {
         let m = HealthMetrics {
+            audit: AuditCounters::default(),
             findings: Family::default(),
             segments: Family::default(),
             not_ok: Family::default(),
@@ -127,6 +196,7 @@ impl HealthMetrics {
             "When the last repair pass ended (unix time)",
             m.repair_last_pass.clone(),
         );
+        m.audit.register(registry);
         m
     }
 

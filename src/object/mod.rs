@@ -14,10 +14,14 @@
 //!   depth), never by the object size.
 //! - Replaced and deleted bodies become garbage in the same metadata transaction; a
 //!   background task ([`gc`]) deletes their pieces from the nodes.
+//! - A background audit ([`audit`]) compares the nodes' listings with the metadata and verifies
+//!   sampled piece ranges; repair ([`repair`]) rebuilds what it, reads, or node replacement
+//!   found bad.
 //! - [`ObjectLayer::get_object`] returns a stream of plaintext for the requested range; bytes
 //!   are only ever produced after their chunk MACs and AEAD tags verified, so a reader gets
 //!   correct bytes or an error, never wrong bytes.
 
+pub mod audit;
 pub mod conditions;
 mod copy;
 mod gc;
@@ -163,8 +167,11 @@ pub(crate) struct Inner {
     pub reading: std::sync::Mutex<std::collections::HashMap<StreamId, usize>>,
     /// Wakes the background repair loop (reads found faults).
     pub repair_wake: Arc<Notify>,
-    /// Segments being repaired right now (see `repair`).
+    /// Segments being repaired, or a piece of which is being audited, right now (see
+    /// `repair::SegmentClaim`).
     pub repairing: std::sync::Mutex<std::collections::HashSet<(StreamId, u32)>>,
+    /// The audit's counters and where its sampling continues (see `audit`).
+    pub audit: audit::AuditState,
 }
 
 impl Inner {
@@ -290,6 +297,7 @@ impl ObjectLayer {
         transfers: Arc<Transfers>,
         meta: Meta,
     ) -> ObjectLayer {
+        let audit_counters = transfers.metrics().health.audit.clone();
         let layer = ObjectLayer {
             inner: Arc::new(Inner {
                 storage,
@@ -300,6 +308,7 @@ impl ObjectLayer {
                 reading: std::sync::Mutex::new(std::collections::HashMap::new()),
                 repair_wake: Arc::new(Notify::new()),
                 repairing: std::sync::Mutex::new(std::collections::HashSet::new()),
+                audit: audit::AuditState::new(audit_counters),
             }),
         };
         gc::spawn(Arc::downgrade(&layer.inner), layer.inner.gc_wake.clone());

@@ -395,26 +395,33 @@ async fn list_node(
 }
 
 /// The ids a node should hold, as sorted 64-bit prefixes (a prefix shared by an orphan and an
-/// expected piece only keeps the orphan: the error is on the safe side).
-struct Expected {
+/// expected piece only keeps the orphan: the error is on the safe side). Also the audit's
+/// view of what a node should hold (`audit::listing`).
+pub(super) struct Expected {
     keys: Vec<u64>,
 }
 
-fn prefix(id: &PieceId) -> u64 {
+pub(super) fn prefix(id: &PieceId) -> u64 {
     let mut p = [0u8; 8];
     p.copy_from_slice(&id.0[..8]);
     u64::from_be_bytes(p)
 }
 
 impl Expected {
-    fn new(mut keys: Vec<u64>) -> Expected {
+    pub(super) fn new(mut keys: Vec<u64>) -> Expected {
         keys.sort_unstable();
         keys.dedup();
         Expected { keys }
     }
 
-    fn find(&self, id: &PieceId) -> Option<usize> {
+    /// The position of `id`'s prefix in [`Expected::keys`], if expected.
+    pub(super) fn find(&self, id: &PieceId) -> Option<usize> {
         self.keys.binary_search(&prefix(id)).ok()
+    }
+
+    /// The prefixes, ascending and distinct.
+    pub(super) fn keys(&self) -> &[u64] {
+        &self.keys
     }
 }
 

@@ -396,14 +396,19 @@ impl ObjectLayer {
     }
 }
 
-/// Marks a segment as being repaired in this process until dropped.
-struct SegmentClaim {
+/// Marks a segment as being repaired (or audited: `audit`) in this process until dropped.
+pub(super) struct SegmentClaim {
     inner: Arc<Inner>,
     key: (StreamId, u32),
 }
 
 impl SegmentClaim {
-    fn take(inner: &Arc<Inner>, stream_id: StreamId, segment: u32) -> Option<SegmentClaim> {
+    /// The claim, or `None` when someone else holds it.
+    pub(super) fn take(
+        inner: &Arc<Inner>,
+        stream_id: StreamId,
+        segment: u32,
+    ) -> Option<SegmentClaim> {
         let mut busy = inner.repairing.lock().unwrap_or_else(|p| p.into_inner());
         busy.insert((stream_id, segment)).then(|| SegmentClaim {
             inner: inner.clone(),

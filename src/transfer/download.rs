@@ -20,6 +20,9 @@
 //! that fails verification, a piece shorter than its layout) are collected once per piece per
 //! segment read in [`SegmentReads`], for the object layer to record. A node that is
 //! unreachable or fails is a matter of its health, not a fault of the piece.
+//!
+//! [`Transfers::check_piece_range`] reads and verifies one piece's range with the same code
+//! (connection slot, download rate, health and byte accounting included), for the audit.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -178,7 +181,72 @@ pub struct Fetch<'a> {
     pub reason: Reason,
 }
 
+/// The bytes of a piece that hold stripes `[g0, g1]`, as `(offset, len)`; from stripe 0 the
+/// header is included (and verified with the chunks).
+pub fn piece_range(layout: &Layout, g0: u64, g1: u64) -> (u64, u64) {
+    let records = (g1 - g0 + 1) * layout.record_len();
+    if g0 == 0 {
+        (0, PIECE_HEADER_LEN as u64 + records)
+    } else {
+        (layout.record_offset(g0), records)
+    }
+}
+
+/// What a verifying read of one piece's range found ([`Transfers::check_piece_range`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeCheck {
+    /// Every chunk of the range, and the header when read, verified.
+    Good,
+    /// The piece is faulty: its node does not have it, it is short, or a chunk or its header
+    /// failed verification.
+    Faulty { kind: FaultKind, cause: String },
+    /// The node failed or could not be reached: nothing was learnt about the piece.
+    NodeFailed(String),
+}
+
 impl Transfers {
+    /// Reads stripes `[g0, g1]` of piece `number` of `f`'s segment from node `node` and
+    /// verifies them exactly as a download does, within the same connection limits, download
+    /// rate and health accounting; bytes count under `f.reason`. For the audit's sampled reads.
+    pub(crate) async fn check_piece_range(
+        &self,
+        f: &Fetch<'_>,
+        node: usize,
+        number: u16,
+        g0: u64,
+        g1: u64,
+    ) -> RangeCheck {
+        let read = self
+            .fetch_piece(
+                node,
+                f.stream,
+                f.segment,
+                f.layout,
+                number,
+                g0,
+                g1,
+                f.mac_key.clone(),
+                f.exempt,
+                f.reason,
+            )
+            .await;
+        match read {
+            Ok(PieceChunks { damage: None, .. }) => RangeCheck::Good,
+            Ok(PieceChunks {
+                damage: Some(cause),
+                ..
+            }) => RangeCheck::Faulty {
+                kind: FaultKind::Corrupt,
+                cause,
+            },
+            Err(ReadFailure {
+                fault: Some(kind),
+                cause,
+            }) => RangeCheck::Faulty { kind, cause },
+            Err(ReadFailure { fault: None, cause }) => RangeCheck::NodeFailed(cause),
+        }
+    }
+
     /// Fetches stripes `[g0, g1]` and verifies every chunk, reading pieces until each stripe
     /// has `k` good chunks. Pieces whose read fails outright are added to `reads`' excluded
     /// set, faulty pieces to its faults.
@@ -325,17 +393,7 @@ impl Transfers {
     ) -> Result<PieceChunks, ReadFailure> {
         let rl = layout.record_len();
         let with_header = g0 == 0;
-        let offset = if with_header {
-            0
-        } else {
-            layout.record_offset(g0)
-        };
-        let len = (g1 - g0 + 1) * rl
-            + if with_header {
-                PIECE_HEADER_LEN as u64
-            } else {
-                0
-            };
+        let (offset, len) = piece_range(&layout, g0, g1);
         let id = self.piece_id(node, &stream, segment, number);
         let conn = if exempt {
             self.connect_exempt(node)

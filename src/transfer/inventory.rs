@@ -1,9 +1,10 @@
 //! What a node holds: pages of its inventory and a look at single pieces, for garbage
-//! collection of orphan pieces (`object::orphans`).
+//! collection of orphan pieces (`object::orphans`) and the audit (`object::audit`).
 //!
 //! Contract: like every node request, each call holds a connection slot of the global and the
 //! node's limit for its duration, feeds the node's health and the request counters; the bytes
-//! it reads are counted under [`Reason::Delete`] (they are read to decide a deletion).
+//! [`Transfers::probe_piece`] reads are counted under [`Reason::Delete`] (they are read to
+//! decide a deletion); the other calls move no piece bytes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +49,15 @@ impl Transfers {
         let started = Instant::now();
         let r = self.slot(index).store.list(after, limit).await;
         self.record(index, NodeOp::List, started, r.as_ref().map(|_| ()));
+        r
+    }
+
+    /// The size of a piece as its node reports it; `NotFound` when the node does not have it.
+    pub(crate) async fn piece_size(&self, index: usize, id: PieceId) -> Result<u64, NodeError> {
+        let _conn = self.connect(index).await?;
+        let started = Instant::now();
+        let r = self.slot(index).store.size(id).await;
+        self.record(index, NodeOp::Get, started, r.as_ref().map(|_| ()));
         r
     }
 

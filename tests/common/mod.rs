@@ -35,6 +35,8 @@ pub struct Opts {
     pub limits: &'static str,
     /// More lines of the `[storage]` table (orphan collection settings...).
     pub storage: &'static str,
+    /// More tables after `[limits]` (`"[audit]\ninterval = \"1s\""`...).
+    pub tables: &'static str,
 }
 
 impl Default for Opts {
@@ -50,6 +52,7 @@ impl Default for Opts {
             gc_grace: "0s",
             limits: "",
             storage: "",
+            tables: "",
         }
     }
 }
@@ -69,6 +72,8 @@ impl TestGateway {
         cfg.push_str(o.storage);
         cfg.push('\n');
         cfg.push_str(&format!("[limits]\n{}\n", o.limits));
+        cfg.push_str(o.tables);
+        cfg.push('\n');
         for i in 1..=o.nodes {
             cfg.push_str(&format!(
                 "[[nodes]]\nid = \"n{i}\"\npath = \"nodes/n{i}\"\n"

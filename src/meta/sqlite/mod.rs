@@ -22,6 +22,7 @@
 //! - DeleteBucket refuses a bucket holding objects (`BucketNotEmpty`) but aborts its
 //!   in-progress multipart uploads, as S3 does for general-purpose buckets.
 
+mod audit;
 mod health;
 mod list;
 mod node_pieces;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounting;
+mod audit;
 mod completed;
 mod list;
 mod node_pieces;
