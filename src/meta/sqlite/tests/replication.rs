@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::meta::log::{decode_batch, encode_batch};
-use crate::meta::{ListQuery, PartRecord, UploadRecord};
+use crate::meta::{ListQuery, PartRecord, PieceFinding, PieceRecord, PieceState, UploadRecord};
 
 /// Everything a reader can see, for comparing two stores.
 fn dump(meta: &SqliteMeta) -> Vec<String> {
@@ -36,6 +36,7 @@ fn dump(meta: &SqliteMeta) -> Vec<String> {
     out.push(format!("garbage {garbage:?}"));
     out.push(format!("totals {:?}", meta.storage_totals().unwrap()));
     out.push(format!("uploads {}", meta.count_uploads().unwrap()));
+    out.push(format!("health {:?}", meta.health_counts().unwrap()));
     out
 }
 
@@ -88,6 +89,26 @@ fn workload(meta: &SqliteMeta, offset: u128) -> u64 {
     copy.key = format!("copy-{offset}");
     ok(meta.put_object_sharing(&copy, &NONE));
     ok(meta.set_object_tags("b", &format!("copy-{offset}"), &[("k".into(), "v".into())]));
+    // Segment health: a read finds a piece missing, repair moves it, a node is lost.
+    ok(meta
+        .record_findings(&[PieceFinding {
+            stream_id: id(offset + 2),
+            segment: 0,
+            number: 2,
+            node: "n2".into(),
+            state: PieceState::Missing,
+            found_by: "read".into(),
+        }])
+        .map(|changed| assert_eq!(changed.len(), 1)));
+    let seen = meta
+        .repair_source(&id(offset + 2), 0)
+        .unwrap()
+        .unwrap()
+        .pieces;
+    ok(meta
+        .replace_pieces(&id(offset + 2), 0, &seen, &[PieceRecord::new(2, "n5")])
+        .map(|switched| assert!(switched)));
+    ok(meta.mark_node_lost("n4", "node replaced").map(|_| ()));
     // Multipart: one completed (a part left out becomes garbage), one aborted, one left open.
     let done = format!("up-done-{offset}");
     ok(meta.create_upload(&upload(&done, &format!("mp-{offset}"))));
