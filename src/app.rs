@@ -749,6 +749,7 @@ impl Gateway {
                 credentials: p.credentials.clone(),
                 domains: vec!["localhost".into()],
                 metrics: Some(metrics),
+                server: cfg.server.clone(),
             },
         );
         let (tx, rx) = oneshot::channel::<()>();

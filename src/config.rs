@@ -60,7 +60,18 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
     nodes: Vec<RawNode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    max_client_connections: Option<usize>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    body_min_rate: Option<ByteSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +129,8 @@ struct RawLimits {
     download_extra: Option<usize>,
     stall_timeout: Option<String>,
     long_tail_grace: Option<String>,
+    queue_depth: Option<usize>,
+    queue_wait: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,6 +364,11 @@ pub struct LimitsConfig {
     /// Once `success` pieces of a segment have taken their data, how long the encoder waits for
     /// a lagging piece before cancelling it as long tail.
     pub long_tail_grace: Duration,
+    /// Requests waiting for node connections at once (a fair queue); beyond it, new ones are
+    /// answered `503 SlowDown` at once.
+    pub queue_depth: usize,
+    /// The longest a request waits in that queue before `503 SlowDown`.
+    pub queue_wait: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -363,6 +381,8 @@ impl Default for LimitsConfig {
             download_extra: 0,
             stall_timeout: Duration::from_secs(5),
             long_tail_grace: Duration::from_secs(2),
+            queue_depth: 1024,
+            queue_wait: Duration::from_secs(120),
         }
     }
 }
@@ -436,6 +456,68 @@ pub struct Config {
     pub metadata: MetadataConfig,
     pub repair: RepairConfig,
     pub audit: AuditConfig,
+    pub server: ServerConfig,
+}
+
+/// `[server]`: what the S3 listener gives clients, and how long they may take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Client connections open at once. At the cap, idle keep-alive connections are closed
+    /// to make room; when none is idle, new connections wait in the listen backlog.
+    pub max_client_connections: usize,
+    /// A request's line and headers must arrive within this long of the connection opening
+    /// or of the previous response; it is also how long a keep-alive connection may idle.
+    pub header_timeout: Duration,
+    /// The window over which a request body's rate is measured: a body that brings fewer than
+    /// `body_min_rate` bytes per second over one (counting only the time the gateway waits
+    /// for the client) ends with `RequestTimeout`.
+    pub body_timeout: Duration,
+    /// Bytes per second a request body must average over `body_timeout`; 0 only ends bodies
+    /// that send nothing for a whole window.
+    pub body_min_rate: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_client_connections: 1024,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(20),
+            body_min_rate: 1024,
+        }
+    }
+}
+
+fn server_from_raw(raw: RawServer) -> Result<ServerConfig, ConfigError> {
+    let d = ServerConfig::default();
+    let duration = |name: &str, v: Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(t) => match parse_duration(&t) {
+            Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+            Ok(_) => Err(ConfigError::new(
+                format!("server.{name}"),
+                "must be at least 1s",
+            )),
+            Err(r) => Err(ConfigError::new(format!("server.{name}"), r)),
+        },
+    };
+    let count = |name: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(ConfigError::new(
+            format!("server.{name}"),
+            "must be at least 1",
+        )),
+        v => Ok(v.unwrap_or(default)),
+    };
+    Ok(ServerConfig {
+        max_client_connections: count(
+            "max_client_connections",
+            raw.max_client_connections,
+            d.max_client_connections,
+        )?,
+        header_timeout: duration("header_timeout", raw.header_timeout, d.header_timeout)?,
+        body_timeout: duration("body_timeout", raw.body_timeout, d.body_timeout)?,
+        body_min_rate: raw.body_min_rate.map_or(d.body_min_rate, |b| b.0),
+    })
 }
 
 /// `[repair]`: the background repair of degraded segments (see `object::repair`).
@@ -801,6 +883,7 @@ impl Config {
             metadata: metadata_from_raw(raw.metadata)?,
             repair: repair_from_raw(raw.repair)?,
             audit: audit_from_raw(raw.audit)?,
+            server: server_from_raw(raw.server)?,
             limits,
             listen,
             region,
@@ -1111,6 +1194,11 @@ fn limits_from_raw(raw: RawLimits, storage: &StorageConfig) -> Result<LimitsConf
     limits.download_extra = download_extra;
     limits.stall_timeout = duration("stall_timeout", raw.stall_timeout, d.stall_timeout)?;
     limits.long_tail_grace = duration("long_tail_grace", raw.long_tail_grace, d.long_tail_grace)?;
+    limits.queue_wait = duration("queue_wait", raw.queue_wait, d.queue_wait)?;
+    limits.queue_depth = match raw.queue_depth {
+        Some(0) => return Err(ConfigError::new("limits.queue_depth", "must be at least 1")),
+        v => v.unwrap_or(d.queue_depth),
+    };
     Ok(limits)
 }
 
@@ -1363,6 +1451,7 @@ mod tests {
                 download_extra: 1,
                 stall_timeout: Duration::from_secs(1),
                 long_tail_grace: Duration::from_millis(500),
+                ..LimitsConfig::default()
             }
         );
         assert_eq!(c.nodes[0].failure_domain(), "domain:a");
@@ -1416,6 +1505,45 @@ mod tests {
         assert_eq!(c.metadata.snapshot_interval, m.snapshot_interval);
         assert_eq!(c.metadata.sync_timeout, m.sync_timeout);
         assert_eq!(c.audit, AuditConfig::default());
+        assert_eq!(c.server, ServerConfig::default());
+    }
+
+    #[test]
+    fn server_settings_and_their_bounds() {
+        let base = Config::embedded_default_text();
+        let c = Config::parse(
+            &format!(
+                "{base}\n[server]\nmax_client_connections = 8\nheader_timeout = \"5s\"\n\
+                 body_timeout = \"3s\"\nbody_min_rate = \"4KiB\""
+            ),
+            Path::new("/d"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.server,
+            ServerConfig {
+                max_client_connections: 8,
+                header_timeout: Duration::from_secs(5),
+                body_timeout: Duration::from_secs(3),
+                body_min_rate: 4096,
+            }
+        );
+        for (text, field) in [
+            (
+                "[server]\nmax_client_connections = 0",
+                "server.max_client_connections",
+            ),
+            (
+                "[server]\nheader_timeout = \"500ms\"",
+                "server.header_timeout",
+            ),
+            ("[server]\nbody_timeout = \"soon\"", "server.body_timeout"),
+            ("[limits]\nqueue_depth = 0", "limits.queue_depth"),
+            ("[limits]\nqueue_wait = \"0s\"", "limits.queue_wait"),
+        ] {
+            let e = Config::parse(&format!("{base}\n{text}"), Path::new("/d")).unwrap_err();
+            assert_eq!(e.field, field, "{text}");
+        }
     }
 
     #[test]

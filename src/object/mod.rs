@@ -122,6 +122,10 @@ pub enum ObjectError {
         nodes: usize,
         causes: String,
     },
+    /// The queue for node connections is full, or a request waited in it for
+    /// `limits.queue_wait`: the client should retry later.
+    #[error("gateway busy: {0}")]
+    Busy(String),
     #[error("segment {segment}: not enough intact pieces to read ({causes})")]
     NotEnoughPieces { segment: u32, causes: String },
     /// Sync replication: the write is committed but its metadata is not on the nodes yet.

@@ -9,6 +9,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
@@ -29,6 +30,87 @@ const MAX_CHUNK: usize = 16 << 20;
 /// Largest single PUT, as on AWS.
 pub const MAX_PUT_SIZE: u64 = 5 << 30;
 
+/// A request body with the `[server]` body limits: over every `body_timeout` window of time
+/// spent waiting for the client (time the gateway spends not reading, because it waits for
+/// nodes, does not count), the client must send at least `body_min_rate` bytes per second
+/// (at least one byte when the rate is 0), else the request ends with `RequestTimeout` and
+/// the connection is closed.
+pub struct RequestBody {
+    inner: Incoming,
+    window: Duration,
+    /// Bytes a window must bring.
+    needed: u64,
+    /// Time spent waiting for the client in the current window, and the bytes it brought.
+    waited: Duration,
+    got: u64,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limits: &crate::config::ServerConfig) -> RequestBody {
+        let needed = (limits.body_min_rate as f64 * limits.body_timeout.as_secs_f64()) as u64;
+        RequestBody {
+            inner,
+            window: limits.body_timeout,
+            needed: needed.max(1),
+            waited: Duration::ZERO,
+            got: 0,
+        }
+    }
+
+    /// The next frame, or `RequestTimeout` when the client is too slow.
+    pub async fn frame(&mut self) -> Option<Result<Frame<Bytes>, S3Error>> {
+        loop {
+            let left = self.window.saturating_sub(self.waited);
+            let started = tokio::time::Instant::now();
+            let r = tokio::time::timeout(left, self.inner.frame()).await;
+            self.waited += started.elapsed();
+            match r {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        self.got += d.len() as u64;
+                    }
+                    if let Err(e) = self.next_window() {
+                        return Some(Err(e));
+                    }
+                    return Some(Ok(frame));
+                }
+                Ok(Some(Err(e))) => {
+                    return Some(Err(S3Error::new(
+                        S3ErrorCode::IncompleteBody,
+                        format!("the request body could not be read completely: {e}"),
+                    )))
+                }
+                Ok(None) => return None,
+                Err(_) => {
+                    if let Err(e) = self.next_window() {
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// At the end of a window: fails when it brought too little, else starts the next one.
+    fn next_window(&mut self) -> Result<(), S3Error> {
+        if self.waited < self.window {
+            return Ok(());
+        }
+        if self.got < self.needed {
+            return Err(S3Error::new(
+                S3ErrorCode::RequestTimeout,
+                "Your socket connection to the server was not read from or written to within the timeout period.",
+            )
+            .with_header(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            ));
+        }
+        self.waited = Duration::ZERO;
+        self.got = 0;
+        Ok(())
+    }
+}
+
 /// Reads the request body into `tx`. `expected_len` is the decoded length the client
 /// declared (Content-Length, or x-amz-decoded-content-length for aws-chunked).
 ///
@@ -36,7 +118,7 @@ pub const MAX_PUT_SIZE: u64 = 5 << 30;
 /// a checksum even when the client sent none (multipart uploads created with an algorithm).
 /// The verified checksum travels with `BodyEvent::End`.
 pub async fn pump_request_body(
-    mut body: Incoming,
+    mut body: RequestBody,
     auth: &Verified,
     expected_len: Option<u64>,
     checksums: &ChecksumExpectation,
@@ -59,12 +141,7 @@ pub async fn pump_request_body(
     let mut total = 0u64;
     let mut decoded = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            S3Error::new(
-                S3ErrorCode::IncompleteBody,
-                format!("the request body could not be read completely: {e}"),
-            )
-        })?;
+        let frame = frame?;
         let Ok(data) = frame.into_data() else {
             continue; // HTTP trailers: aws-chunked carries its own
         };
@@ -135,16 +212,63 @@ pub async fn pump_request_body(
     Ok(())
 }
 
+/// Most bytes of an oversized small body read and discarded before the error is answered, and
+/// how long that may take: a client that sends the whole body before reading the answer then
+/// sees it, instead of a connection reset. Beyond either bound the answer goes out at once
+/// and the connection is closed.
+const DRAIN_MAX: u64 = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Reads a small request body (XML) fully, up to `limit` bytes, verifying the payload hash,
 /// Content-MD5 and, with `body_checksums`, any x-amz-checksum-* header or trailer.
 /// (CompleteMultipartUpload passes `false`: its checksum headers describe the object.)
+///
+/// A body over `limit` is answered with `MaxMessageLengthExceeded` promptly: at once when its
+/// declared length says so and it is large (or the client waits for `100 Continue`), else
+/// after the rest of it was drained within [`DRAIN_MAX`] and [`DRAIN_TIME`]; whenever
+/// bytes may be left unread, the answer closes the connection.
 pub async fn read_small_body(
-    body: Incoming,
+    body: RequestBody,
     auth: &Verified,
     headers: &http::HeaderMap,
     limit: usize,
     body_checksums: bool,
 ) -> Result<Vec<u8>, S3Error> {
+    let too_big = |close: bool| {
+        let e = S3Error::new(
+            S3ErrorCode::MaxMessageLengthExceeded,
+            "Your request was too big.",
+        )
+        .with_detail("MaxMessageLengthBytes", limit.to_string());
+        if close {
+            e.with_header(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            )
+        } else {
+            e
+        }
+    };
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let wire_len = number("content-length");
+    let declared = if auth.payload.is_streaming() {
+        number("x-amz-decoded-content-length").or(wire_len)
+    } else {
+        wire_len
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
+        let waits_for_continue = headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if waits_for_continue || wire_len.is_none_or(|n| n > DRAIN_MAX) {
+            return Err(too_big(true));
+        }
+    }
     let checksums = if body_checksums {
         super::checksum_headers::parse_request_checksums(headers)?
     } else {
@@ -153,25 +277,46 @@ pub async fn read_small_body(
     let md5 = super::headers::content_md5(headers)?;
     let (tx, mut rx) = mpsc::channel(4);
     let pump = pump_request_body(body, auth, None, &checksums, None, tx);
-    let collect = async {
+    // Owns the receiver: when it returns, the pump's sends fail and it stops reading.
+    let collect = async move {
         let mut out = Vec::new();
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                BodyEvent::Data(b) => {
-                    if out.len() + b.len() > limit {
-                        return Err(S3Error::new(
-                            S3ErrorCode::MaxMessageLengthExceeded,
-                            "Your request was too big.",
-                        ));
+        let mut drained = None::<(u64, tokio::time::Instant)>;
+        loop {
+            let ev = match drained {
+                None => rx.recv().await,
+                Some((_, deadline)) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(ev) => ev,
+                    Err(_) => return Err(too_big(true)),
+                },
+            };
+            match (ev, drained.as_mut()) {
+                (Some(BodyEvent::Data(b)), Some((n, _))) => {
+                    *n += b.len() as u64;
+                    if *n > DRAIN_MAX {
+                        return Err(too_big(true));
                     }
-                    out.extend_from_slice(&b);
                 }
-                BodyEvent::End(_) => return Ok(Some(out)),
+                (Some(BodyEvent::Data(b)), None) => {
+                    if out.len() + b.len() > limit {
+                        out = Vec::new();
+                        drained = Some((b.len() as u64, tokio::time::Instant::now() + DRAIN_TIME));
+                    } else {
+                        out.extend_from_slice(&b);
+                    }
+                }
+                (Some(BodyEvent::End(_)), None) => return Ok(Some(out)),
+                (Some(BodyEvent::End(_)), Some(_)) => return Err(too_big(false)),
+                (None, Some(_)) => return Err(too_big(true)),
+                (None, None) => return Ok(None),
             }
         }
-        Ok(None)
     };
     let (pumped, collected) = tokio::join!(pump, collect);
+    // An oversized body is the answer even when its end then failed a check.
+    let collected = match collected {
+        Err(e) if e.code == S3ErrorCode::MaxMessageLengthExceeded => return Err(e),
+        other => other,
+    };
     pumped?;
     let out = collected?
         .ok_or_else(|| S3Error::new(S3ErrorCode::IncompleteBody, "the request body ended early"))?;

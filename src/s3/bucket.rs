@@ -3,7 +3,7 @@
 use http::{HeaderValue, StatusCode};
 use hyper::body::Incoming;
 
-use super::body::read_small_body;
+use super::body::{read_small_body, RequestBody};
 use super::error::S3Error;
 use super::router::valid_bucket_name;
 use super::xml::{self, BucketEntry, Owner};
@@ -43,7 +43,7 @@ pub(super) async fn create_bucket(
     // The body may carry a CreateBucketConfiguration; any region is accepted, since this
     // gateway answers for whichever region the client signs with.
     let raw = read_small_body(
-        body,
+        RequestBody::new(body, &ctx.cfg.server),
         ctx.auth,
         &ctx.parts.headers,
         xml::read::MAX_XML_BODY,

@@ -131,6 +131,8 @@ s3_error_codes! {
         "A conflicting conditional operation is currently in progress against this resource. Try again.";
     PreconditionFailed => PRECONDITION_FAILED,
         "At least one of the pre-conditions you specified did not hold";
+    RequestHeaderSectionTooLarge => BAD_REQUEST,
+        "Your request header section exceeds the maximum allowed size.";
     RequestTimeTooSkewed => FORBIDDEN,
         "The difference between the request time and the current time is too large.";
     RequestTimeout => BAD_REQUEST,
@@ -186,6 +188,12 @@ impl S3Error {
     /// Adds an XML detail element after `<Message>` (e.g. `BucketName`, `Key`, `Condition`).
     pub fn with_detail(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.details.push((name, value.into()));
+        self
+    }
+
+    /// Records a server-side cause for the log (never sent to the client).
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
         self
     }
 
@@ -369,6 +377,7 @@ mod tests {
             (NotImplemented, 501),
             (NotModified, 304),
             (PreconditionFailed, 412),
+            (RequestHeaderSectionTooLarge, 400),
             (RequestTimeTooSkewed, 403),
             (ServiceUnavailable, 503),
             (SignatureDoesNotMatch, 403),

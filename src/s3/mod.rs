@@ -13,20 +13,19 @@ mod counting;
 pub mod error;
 mod headers;
 mod list;
+pub mod listener;
 mod multipart;
 mod object;
 pub mod router;
 mod tagging;
 pub mod xml;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use self::auth::{AuthError, Credentials, Verified};
@@ -44,6 +43,8 @@ pub struct S3Config {
     pub domains: Vec<String>,
     /// Counts the bytes exchanged with clients, when set.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Connection, head and body limits (`[server]`).
+    pub server: crate::config::ServerConfig,
 }
 
 #[derive(Clone)]
@@ -69,48 +70,32 @@ impl S3Service {
         }
     }
 
-    /// Serves S3 on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves S3 on `listener` until `shutdown` resolves, then lets in-flight requests finish
+    /// (see [`listener`] for the limits on clients).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
-            let svc = self.clone();
-            let service = hyper::service::service_fn(move |req| {
+        let server = &self.inner.1.server;
+        let opts = listener::ListenerOptions {
+            max_connections: server.max_client_connections,
+            header_timeout: server.header_timeout,
+            drain_timeout: std::time::Duration::from_secs(30),
+        };
+        let metrics = self.inner.1.metrics.clone();
+        let svc = self.clone();
+        listener::serve(
+            listener,
+            opts,
+            move |stream| counting::Counting::new(stream, metrics.clone()),
+            move |req, peer| {
                 let svc = svc.clone();
-                async move { Ok::<_, Infallible>(svc.handle(req, peer).await) }
-            });
-            let stream = counting::Counting::new(stream, self.inner.1.metrics.clone());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn.into_owned());
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            });
-        }
-        tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
-                tracing::warn!("in-flight requests did not finish within 30 s");
-            }
-        }
-        Ok(())
+                async move { svc.handle(req, peer).await }
+            },
+            shutdown,
+        )
+        .await
     }
 
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
@@ -158,6 +143,7 @@ impl S3Service {
         body: Incoming,
     ) -> Result<HttpResponse, S3Error> {
         let (layer, cfg) = &*self.inner;
+        check_header_section(parts)?;
         let query = Query::parse(parts.uri.query())?;
         let host = parts
             .headers
@@ -226,6 +212,34 @@ impl S3Service {
             ))),
         }
     }
+}
+
+/// What `503 SlowDown` suggests in `Retry-After`, in seconds.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// S3's limit on a request's headers and query string together (AWS documents 8 KiB for a
+/// PUT's headers and answers larger ones with `RequestHeaderSectionTooLarge`).
+pub const MAX_HEADER_SECTION: usize = 8 << 10;
+
+/// Refuses a request whose headers (names, values and their framing) and query string
+/// together exceed [`MAX_HEADER_SECTION`]. Its body is not read: the answer closes the
+/// connection.
+fn check_header_section(parts: &http::request::Parts) -> Result<(), S3Error> {
+    let headers: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    let size = headers + parts.uri.query().map_or(0, str::len);
+    if size <= MAX_HEADER_SECTION {
+        return Ok(());
+    }
+    Err(S3Error::new(
+        error::S3ErrorCode::RequestHeaderSectionTooLarge,
+        "Your request header section exceeds the maximum allowed size.",
+    )
+    .with_detail("MaxSizeAllowed", MAX_HEADER_SECTION.to_string())
+    .with_header(http::header::CONNECTION, HeaderValue::from_static("close")))
 }
 
 fn request_id() -> String {
@@ -312,6 +326,12 @@ pub(crate) fn object_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
             C::EntityTooSmall,
             format!("Your proposed upload is smaller than the minimum allowed object size. (part {n})"),
         ),
+        ObjectError::Busy(why) => S3Error::new(C::SlowDown, "Please reduce your request rate.")
+            .with_cause(why)
+            .with_header(
+                http::header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            ),
         e @ (ObjectError::NotEnoughDurable { .. }
         | ObjectError::NotEnoughNodes { .. }
         | ObjectError::NotEnoughPieces { .. }

@@ -6,7 +6,7 @@ use http::StatusCode;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
-use super::body::{pump_request_body, read_small_body};
+use super::body::{pump_request_body, read_small_body, RequestBody};
 use super::error::S3Error;
 use super::headers::{
     check_key, conditions, content_md5, copy_source, header_str, insert, system_meta,
@@ -170,7 +170,14 @@ pub(super) async fn upload_part(
     let md5 = content_md5(h)?;
     let (tx, rx) = mpsc::channel(2);
     let (pumped, stored) = tokio::join!(
-        pump_request_body(body, ctx.auth, expected_len, &checksums, algorithm, tx),
+        pump_request_body(
+            RequestBody::new(body, &ctx.cfg.server),
+            ctx.auth,
+            expected_len,
+            &checksums,
+            algorithm,
+            tx
+        ),
         ctx.layer.upload_part(bucket, key, id, number, rx, md5)
     );
     pumped?;
@@ -269,7 +276,7 @@ pub(super) async fn complete_upload(
         .await
         .map_err(|e| map(e, bucket, key, id))?;
     let raw = read_small_body(
-        body,
+        RequestBody::new(body, &ctx.cfg.server),
         ctx.auth,
         h,
         xml::read::MAX_COMPLETE_MULTIPART_BODY,

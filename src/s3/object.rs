@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
-use super::body::{pump_request_body, read_small_body, ResponseBody, MAX_PUT_SIZE};
+use super::body::{pump_request_body, read_small_body, RequestBody, ResponseBody, MAX_PUT_SIZE};
 use super::error::{S3Error, S3ErrorCode};
 use super::headers::{
     apply_response_overrides, check_key, conditions, content_md5, header_str, insert,
@@ -76,7 +76,14 @@ pub(super) async fn put_object(
     let checksums = crate::s3::checksum_headers::parse_request_checksums(h)?;
     let (tx, rx) = mpsc::channel(2);
     let (pumped, put) = tokio::join!(
-        pump_request_body(body, ctx.auth, expected_len, &checksums, None, tx),
+        pump_request_body(
+            RequestBody::new(body, &ctx.cfg.server),
+            ctx.auth,
+            expected_len,
+            &checksums,
+            None,
+            tx
+        ),
         ctx.layer.put_object(req, rx)
     );
     // A body failure explains a put failure, so it is reported first.
@@ -226,10 +233,10 @@ pub(super) async fn delete_objects(
     body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
     let raw = read_small_body(
-        body,
+        RequestBody::new(body, &ctx.cfg.server),
         ctx.auth,
         &ctx.parts.headers,
-        xml::read::MAX_XML_BODY,
+        xml::read::MAX_DELETE_BODY,
         true,
     )
     .await?;

@@ -3,7 +3,7 @@
 use http::StatusCode;
 use hyper::body::Incoming;
 
-use super::body::read_small_body;
+use super::body::{read_small_body, RequestBody};
 use super::error::{S3Error, S3ErrorCode};
 use super::headers::{check_key, check_tags, object_tag_limit};
 use super::xml::{self, Tag};
@@ -29,7 +29,7 @@ async fn read_tags(
     max: usize,
 ) -> Result<Vec<(String, String)>, S3Error> {
     let raw = read_small_body(
-        body,
+        RequestBody::new(body, &ctx.cfg.server),
         ctx.auth,
         &ctx.parts.headers,
         xml::read::MAX_XML_BODY,

@@ -95,6 +95,17 @@ pub struct Transfers {
     metrics: Arc<Metrics>,
     /// Streams being written, not yet in the metadata (see [`inflight`]).
     inflight: Arc<inflight::InFlight>,
+    /// Segment uploads waiting for connection slots (bounded by `limits.queue_depth`).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A place in the queue for connection slots; leaving it (drop) frees the place.
+pub(crate) struct Queued(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// One connection slot in use; dropping it frees the slot.
@@ -103,6 +114,13 @@ pub(crate) struct Conn {
     node: String,
     _global: Option<OwnedSemaphorePermit>,
     _node: Option<OwnedSemaphorePermit>,
+}
+
+impl Conn {
+    /// Takes the global slot out, to keep it while this connection's node slot is given back.
+    pub(crate) fn take_global(&mut self) -> Option<OwnedSemaphorePermit> {
+        self._global.take()
+    }
 }
 
 impl Drop for Conn {
@@ -151,7 +169,27 @@ impl Transfers {
             nodes,
             metrics,
             inflight: inflight::InFlight::new(),
+            queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
+    }
+
+    /// Joins the queue for connection slots, or `None` when `limits.queue_depth` requests
+    /// already wait.
+    pub(crate) fn join_queue(&self) -> Option<Queued> {
+        use std::sync::atomic::Ordering;
+        let mut n = self.queued.load(Ordering::Acquire);
+        loop {
+            if n >= self.limits.queue_depth {
+                return None;
+            }
+            match self
+                .queued
+                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(Queued(self.queued.clone())),
+                Err(now) => n = now,
+            }
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

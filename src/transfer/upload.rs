@@ -33,7 +33,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::health::Rank;
-use super::Transfers;
+use super::{Conn, Transfers};
 use crate::meta::PieceRecord;
 use crate::metrics::{NodeOp, Reason};
 use crate::nodes::NodeError;
@@ -44,8 +44,9 @@ const QUEUE_DEPTH: usize = 4;
 /// Bytes per segment upload kept for replaying pieces onto spare nodes, split over the pieces.
 const REPLAY_BUDGET: usize = 8 << 20;
 const REPLAY_MIN: usize = 256 << 10;
-/// How long a segment waits for a busy node's connection slot before giving up on it.
-const SLOT_WAIT: Duration = Duration::from_secs(60);
+/// A writer whose queue stays empty this long gives its connection slots back until its next
+/// record arrives (see `Job::next_msg`).
+const IDLE_RELEASE: Duration = Duration::from_millis(200);
 /// How long an aborted writer's possibly started commit is given to land before its piece is
 /// deleted.
 const COMMIT_SETTLE: Duration = Duration::from_secs(2);
@@ -207,14 +208,29 @@ impl SegmentUpload {
         let Target { success, floor } = target;
         let floor = floor.min(success);
         let shutting = || ObjectError::Internal("gateway is shutting down".into());
-        // The slots `success` pieces need, in one step (fair, and no two uploads can each hold
-        // half of what both need); then whatever else is free, up to `n`.
-        let mut global = t
-            .connections
-            .clone()
-            .acquire_many_owned(success as u32)
-            .await
-            .map_err(|_| shutting())?;
+        let wait = t.limits.queue_wait;
+        let busy_error = |why: String| ObjectError::Busy(why);
+        // The queue for connection slots: bounded in length and in time.
+        let Some(queued) = t.join_queue() else {
+            return Err(busy_error(format!(
+                "{} uploads already wait for node connections",
+                t.limits.queue_depth
+            )));
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        // The slots `success` pieces need, in one step (fair: first come, first served, and no
+        // two uploads can each hold half of what both need); then whatever else is free, up
+        // to `n`.
+        let all = t.connections.clone().acquire_many_owned(success as u32);
+        let mut global = match tokio::time::timeout_at(deadline, all).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(shutting()),
+            Err(_) => {
+                return Err(busy_error(format!(
+                    "no node connection free within {wait:?}"
+                )))
+            }
+        };
         let mut want = success;
         while want < n {
             match t.connections.clone().try_acquire_owned() {
@@ -271,7 +287,6 @@ impl SegmentUpload {
                 .chain(busy.drain(..))
                 .collect();
             all.sort_unstable();
-            let deadline = tokio::time::Instant::now() + SLOT_WAIT;
             for i in all {
                 if chosen.len() >= success || !room(&per_domain, i) {
                     rest.push_back(i);
@@ -287,6 +302,15 @@ impl SegmentUpload {
                 }
             }
         }
+        drop(queued);
+        if chosen.len() < floor && waited && chosen.len() + busy.len() >= floor {
+            // Nodes are there, only their connection slots stayed busy: the gateway is busy.
+            return Err(busy_error(format!(
+                "{} of {} nodes had no connection slot free within {wait:?}",
+                busy.len(),
+                t.node_count()
+            )));
+        }
         if chosen.len() < floor {
             let mut causes = Vec::new();
             for &i in &offline {
@@ -295,7 +319,7 @@ impl SegmentUpload {
             }
             for &i in &busy {
                 let wait = if waited {
-                    format!(" for {SLOT_WAIT:?}")
+                    format!(" for {wait:?}")
                 } else {
                     String::new()
                 };
@@ -707,9 +731,9 @@ struct Replay {
 impl Job {
     async fn run(
         self,
-        _global: OwnedSemaphorePermit,
+        global: OwnedSemaphorePermit,
         mut node: usize,
-        mut permit: OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
         header: Bytes,
         mut rx: mpsc::Receiver<Msg>,
     ) -> Result<usize, String> {
@@ -720,12 +744,11 @@ impl Job {
             commit: false,
         };
         let mut causes = Vec::new();
+        let mut conn = Some(self.t.conn(node, Some(global), permit));
         loop {
             self.state.node.store(node, Ordering::Relaxed);
             self.state.sent.store(0, Ordering::Relaxed);
-            let conn = self.t.conn(node, None, permit);
-            let r = self.attempt(node, &mut replay, &mut rx).await;
-            drop(conn);
+            let r = self.attempt(node, &mut replay, &mut rx, &mut conn).await;
             let node_id = self.t.slot(node).id().to_string();
             match r {
                 // The segment counts the bytes of kept pieces (it knows which are kept).
@@ -748,6 +771,17 @@ impl Job {
                         causes.push("too far into the piece to move it to a spare node".into());
                         return Err(causes.join("; "));
                     }
+                    // Keep the global slot for the spare (taken again, before any node slot,
+                    // when it was given back while idle).
+                    let global = match conn.as_mut().and_then(Conn::take_global) {
+                        Some(g) => g,
+                        None => match self.t.connections.clone().acquire_owned().await {
+                            Ok(g) => g,
+                            Err(_) => return Err("gateway is shutting down".into()),
+                        },
+                    };
+                    // The failed node's slot goes back before a spare's is taken.
+                    drop(conn.take());
                     let spare = self
                         .spares
                         .lock()
@@ -757,7 +791,7 @@ impl Job {
                         Some((next, p)) => {
                             tracing::info!(segment = self.segment, piece = self.number, failed = %node_id, spare = self.t.slot(next).id(), "moving piece to a spare node");
                             node = next;
-                            permit = p;
+                            conn = Some(self.t.conn(node, Some(global), p));
                         }
                         None => {
                             causes.push("no spare node left".into());
@@ -767,6 +801,36 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// The next message for the writer. A writer whose queue stays empty for [`IDLE_RELEASE`]
+    /// (the client is slower than the nodes) gives its connection slots back and takes them
+    /// again, global slot first, when the next message arrives: slots are held only while
+    /// bytes flow to the node.
+    async fn next_msg(
+        &self,
+        node: usize,
+        rx: &mut mpsc::Receiver<Msg>,
+        conn: &mut Option<Conn>,
+    ) -> Option<Msg> {
+        if conn.is_some() {
+            match tokio::time::timeout(IDLE_RELEASE, rx.recv()).await {
+                Ok(m) => return m,
+                Err(_) => *conn = None,
+            }
+        }
+        let m = rx.recv().await?;
+        let global = self.t.connections.clone().acquire_owned().await.ok()?;
+        let own = self
+            .t
+            .slot(node)
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .ok()?;
+        *conn = Some(self.t.conn(node, Some(global), own));
+        Some(m)
     }
 
     /// Counts what the failed attempt sent as waste (exactly once: `abandon` may be moving
@@ -812,6 +876,7 @@ impl Job {
         node: usize,
         replay: &mut Replay,
         rx: &mut mpsc::Receiver<Msg>,
+        conn: &mut Option<Conn>,
     ) -> Result<(), Attempt> {
         let t = &self.t;
         let store = t.slot(node).store.clone();
@@ -835,7 +900,7 @@ impl Job {
             let msg = if replay.commit {
                 Some(Msg::Commit)
             } else {
-                rx.recv().await
+                self.next_msg(node, rx, conn).await
             };
             match msg {
                 Some(Msg::Data(rec)) => {

@@ -107,7 +107,7 @@ fn bad(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
 }
 
-async fn read_response(s: &mut TcpStream, is_head: bool) -> std::io::Result<RawResponse> {
+pub async fn read_response(s: &mut TcpStream, is_head: bool) -> std::io::Result<RawResponse> {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {

@@ -26,6 +26,8 @@ use crate::s3::error::{S3Error, S3ErrorCode};
 pub const MAX_XML_BODY: usize = 1 << 20;
 /// Largest CompleteMultipartUpload body: 10,000 parts with a SHA-256 checksum each is ~1.7 MiB.
 pub const MAX_COMPLETE_MULTIPART_BODY: usize = 4 << 20;
+/// Largest DeleteObjects body: 1,000 keys of up to 1,024 bytes each, with room for escaping.
+pub const MAX_DELETE_BODY: usize = 2 << 20;
 /// DeleteObjects takes at most this many keys per request.
 pub const MAX_DELETE_OBJECTS: usize = 1000;
 /// A multipart upload has at most this many parts.
@@ -76,7 +78,7 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, 
 
 /// DeleteObjects body.
 pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
-    let root = parse_root(body, "Delete", MAX_XML_BODY)?;
+    let root = parse_root(body, "Delete", MAX_DELETE_BODY)?;
     let quiet = match root.optional_trimmed("Quiet")? {
         None => false,
         Some(q) => parse_bool(&q)?,
@@ -420,7 +422,7 @@ mod tests {
             code(parse_delete(objects(0).as_bytes())),
             S3ErrorCode::MalformedXML
         );
-        let huge = vec![b' '; MAX_XML_BODY + 1];
+        let huge = vec![b' '; MAX_DELETE_BODY + 1];
         assert_eq!(
             code(parse_delete(&huge)),
             S3ErrorCode::MaxMessageLengthExceeded

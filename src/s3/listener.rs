@@ -1,0 +1,276 @@
+//! The S3 listener's accept loop: HTTP/1.1 connections with a cap on how many are open, a
+//! deadline for every request head, a cap on a head's size, and graceful shutdown.
+//!
+//! Contract:
+//! - At most `max_connections` client connections are open. At the cap, the connection idle
+//!   the longest (no request in flight: a keep-alive connection between requests, or one
+//!   still sending its head) is closed to make room for the next one; when none is idle, new
+//!   connections wait in the kernel's listen backlog until one ends.
+//! - A request's line and headers must arrive within `header_timeout` of the connection
+//!   opening or of the previous response (hyper's header-read timeout, which on a keep-alive
+//!   connection also bounds the idle time): idle and half-sent heads are closed.
+//! - A head over [`MAX_HEAD_BYTES`] is refused by hyper itself (`431`, connection closed);
+//!   smaller heads over S3's 8 KiB are refused by the service with S3's own error.
+//! - On shutdown, no new connection is accepted, idle connections close at once, in-flight
+//!   requests get `drain_timeout` to finish.
+//!
+//! Memory: a connection's read buffer holds at most one head (≤ [`MAX_HEAD_BYTES`]) or one
+//! body frame, so connections cost at most `max_connections × MAX_HEAD_BYTES` in heads.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+/// The largest request head hyper reads at all; larger ones get a bare `431`. Heads between
+/// S3's 8 KiB and this get S3's `RequestHeaderSectionTooLarge`.
+pub const MAX_HEAD_BYTES: usize = 128 << 10;
+
+/// How the listener treats its clients.
+#[derive(Debug, Clone)]
+pub struct ListenerOptions {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub drain_timeout: Duration,
+}
+
+/// One open connection, as the accept loop sees it.
+struct ConnState {
+    /// Requests whose response has not been fully sent.
+    active: AtomicUsize,
+    /// When the connection last started or finished a request (ms since the listener began).
+    last_active: AtomicU64,
+    close: Notify,
+}
+
+struct Registry {
+    started: Instant,
+    conns: Mutex<HashMap<u64, Arc<ConnState>>>,
+}
+
+impl Registry {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Asks the connection idle the longest to close; false when none is idle.
+    fn close_idlest(&self) -> bool {
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let idlest = conns
+            .values()
+            .filter(|c| c.active.load(Ordering::Acquire) == 0)
+            .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
+        match idlest {
+            Some(c) => {
+                c.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Marks its connection busy while a response is being produced and sent.
+struct ActiveGuard {
+    conn: Arc<ConnState>,
+    registry: Arc<Registry>,
+}
+
+impl ActiveGuard {
+    fn new(conn: Arc<ConnState>, registry: Arc<Registry>) -> ActiveGuard {
+        conn.active.fetch_add(1, Ordering::AcqRel);
+        conn.last_active.store(registry.now_ms(), Ordering::Relaxed);
+        ActiveGuard { conn, registry }
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.conn
+            .last_active
+            .store(self.registry.now_ms(), Ordering::Relaxed);
+        self.conn.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its connection marked busy until it is sent or dropped.
+pub struct Tracked<B> {
+    inner: B,
+    _guard: ActiveGuard,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` resolves. `wrap` adapts each accepted stream
+/// (byte counting); `handle` answers one request.
+pub async fn serve<IO, H, Fut, B>(
+    listener: TcpListener,
+    opts: ListenerOptions,
+    wrap: impl Fn(tokio::net::TcpStream) -> IO,
+    handle: H,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let registry = Arc::new(Registry {
+        started: Instant::now(),
+        conns: Mutex::new(HashMap::new()),
+    });
+    let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    let mut tasks = JoinSet::new();
+    let mut next_id = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        while tasks.try_join_next().is_some() {}
+        // A connection slot first: at the cap, close the idlest connection and wait for its
+        // slot (or any other) to come back.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let closed_one = registry.close_idlest();
+                if !closed_one {
+                    tracing::debug!(
+                        max = opts.max_connections,
+                        "client connection cap reached with no idle connection; new connections wait"
+                    );
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let id = next_id;
+        next_id += 1;
+        let state = Arc::new(ConnState {
+            active: AtomicUsize::new(0),
+            last_active: AtomicU64::new(registry.now_ms()),
+            close: Notify::new(),
+        });
+        registry
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, state.clone());
+        let service = {
+            let (handle, state, registry) = (handle.clone(), state.clone(), registry.clone());
+            hyper::service::service_fn(move |req| {
+                let guard = ActiveGuard::new(state.clone(), registry.clone());
+                let fut = handle(req, peer);
+                async move {
+                    let resp = fut.await;
+                    Ok::<_, Infallible>(resp.map(|inner| Tracked {
+                        inner,
+                        _guard: guard,
+                    }))
+                }
+            })
+        };
+        let conn = builder.serve_connection(TokioIo::new(wrap(stream)), service);
+        let (registry, mut stop) = (registry.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            tokio::pin!(conn);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = state.close.notified(), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    _ = stop.changed(), if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            registry
+                .conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(opts.drain_timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "in-flight requests did not finish within {:?}",
+            opts.drain_timeout
+        );
+        tasks.abort_all();
+    }
+    Ok(())
+}
