@@ -131,6 +131,7 @@ struct RawLimits {
     long_tail_grace: Option<String>,
     queue_depth: Option<usize>,
     queue_wait: Option<String>,
+    memory: Option<ByteSize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -369,6 +370,11 @@ pub struct LimitsConfig {
     pub queue_depth: usize,
     /// The longest a request waits in that queue before `503 SlowDown`.
     pub queue_wait: Duration,
+    /// Memory for the buffers of uploads in progress (a body's batch being encoded, the
+    /// pieces' queues, what is kept to move a piece to a spare node): an upload reserves its
+    /// worst case before it buffers anything, waiting in the queue above when the budget is
+    /// spent.
+    pub memory: u64,
 }
 
 impl Default for LimitsConfig {
@@ -383,6 +389,7 @@ impl Default for LimitsConfig {
             long_tail_grace: Duration::from_secs(2),
             queue_depth: 1024,
             queue_wait: Duration::from_secs(120),
+            memory: 256 << 20,
         }
     }
 }
@@ -1195,6 +1202,13 @@ fn limits_from_raw(raw: RawLimits, storage: &StorageConfig) -> Result<LimitsConf
     limits.stall_timeout = duration("stall_timeout", raw.stall_timeout, d.stall_timeout)?;
     limits.long_tail_grace = duration("long_tail_grace", raw.long_tail_grace, d.long_tail_grace)?;
     limits.queue_wait = duration("queue_wait", raw.queue_wait, d.queue_wait)?;
+    limits.memory = match raw.memory {
+        None => d.memory,
+        Some(ByteSize(m)) if m < 16 << 20 => {
+            return Err(ConfigError::new("limits.memory", "must be at least 16MiB"))
+        }
+        Some(ByteSize(m)) => m,
+    };
     limits.queue_depth = match raw.queue_depth {
         Some(0) => return Err(ConfigError::new("limits.queue_depth", "must be at least 1")),
         v => v.unwrap_or(d.queue_depth),

@@ -451,6 +451,11 @@ pub enum MetaError {
     NotReplicated(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("metadata task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }

@@ -230,6 +230,11 @@ pub(crate) async fn store_body(
         md5 = md5_done;
         segments.push(seg);
     } else {
+        // The upload's buffers, reserved before any of them fills (see `limits.memory`).
+        let _memory = inner
+            .transfers
+            .reserve_memory(upload_memory(storage, inner.transfers.node_count()))
+            .await?;
         let mut index = 0u32;
         loop {
             let (seg, md5_back) = upload_segment(
@@ -399,6 +404,27 @@ impl Drop for Cleanup {
     }
 }
 
+/// Plaintext bytes per encode batch: [`BATCH_TARGET`], at least one stripe, whole blocks.
+fn batch_plain(storage: &crate::config::StorageConfig) -> usize {
+    let k = storage.scheme.minimum as usize;
+    let bs = storage.block_size as usize;
+    BATCH_TARGET.max(k * storage.chunk_size).div_ceil(bs) * bs
+}
+
+/// The most memory one body's upload holds at a time: its input (the batch being filled, one
+/// more body frame, the batch being encoded) and one segment upload's buffers.
+pub(crate) fn upload_memory(storage: &crate::config::StorageConfig, nodes: usize) -> usize {
+    let k = storage.scheme.minimum as usize;
+    let n = (storage.scheme.total as usize).min(nodes).max(k);
+    let batch = batch_plain(storage);
+    // Ciphertext (a tag per block) and a MAC per chunk: well under an eighth more.
+    let record = (batch + batch / 8).div_ceil(k);
+    2 * batch + MAX_FRAME + SegmentUpload::memory_bound(n, record)
+}
+
+/// The largest body frame the S3 listener hands over (its read buffer).
+const MAX_FRAME: usize = 128 << 10;
+
 /// Uploads one segment from `input`; returns its record and the running MD5.
 async fn upload_segment(
     inner: &Arc<Inner>,
@@ -414,7 +440,7 @@ async fn upload_segment(
     let k = scheme.minimum as usize;
     let n = (scheme.total as usize).min(inner.transfers.node_count());
     let bs = storage.block_size as usize;
-    let batch_plain = BATCH_TARGET.max(k * storage.chunk_size).div_ceil(bs) * bs;
+    let batch_plain = batch_plain(storage);
     let segment_size = storage.segment_size as usize;
 
     // First batch: decides the chunk size (small segments get a fitted one).

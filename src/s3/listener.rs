@@ -161,6 +161,8 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_timeout)
         .max_header_size(MAX_HEAD_BYTES)
+        // Also the largest body frame: what a connection buffers is bounded by it.
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;

@@ -97,6 +97,14 @@ pub struct Transfers {
     inflight: Arc<inflight::InFlight>,
     /// Segment uploads waiting for connection slots (bounded by `limits.queue_depth`).
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// `limits.memory`, in KiB.
+    memory: Arc<Semaphore>,
+    memory_kib: u32,
+}
+
+/// Memory reserved for one upload's buffers; dropping it gives it back.
+pub struct MemoryReservation {
+    _permit: OwnedSemaphorePermit,
 }
 
 /// A place in the queue for connection slots; leaving it (drop) frees the place.
@@ -154,6 +162,9 @@ impl Transfers {
                 }
             })
             .collect();
+        let memory_kib = u32::try_from(limits.memory / 1024)
+            .unwrap_or(u32::MAX)
+            .clamp(1, u32::MAX >> 4);
         let by_id = nodes
             .iter()
             .enumerate()
@@ -170,7 +181,40 @@ impl Transfers {
             metrics,
             inflight: inflight::InFlight::new(),
             queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            memory: Arc::new(Semaphore::new(memory_kib as usize)),
+            memory_kib,
         })
+    }
+
+    /// Reserves `bytes` of the upload memory budget (`limits.memory`; a request needing more
+    /// than all of it takes all of it), waiting in the queue for node connections: bounded by
+    /// `limits.queue_depth` and `limits.queue_wait`, beyond which the request is told to come
+    /// back later ([`ObjectError::Busy`]).
+    pub async fn reserve_memory(
+        &self,
+        bytes: usize,
+    ) -> Result<MemoryReservation, crate::object::ObjectError> {
+        use crate::object::ObjectError;
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.memory_kib);
+        let Some(queued) = self.join_queue() else {
+            return Err(ObjectError::Busy(format!(
+                "{} uploads already wait for memory or node connections",
+                self.limits.queue_depth
+            )));
+        };
+        let wait = self.limits.queue_wait;
+        let permit = self.memory.clone().acquire_many_owned(kib);
+        let r = match tokio::time::timeout(wait, permit).await {
+            Ok(Ok(p)) => Ok(MemoryReservation { _permit: p }),
+            Ok(Err(_)) => Err(ObjectError::Internal("gateway is shutting down".into())),
+            Err(_) => Err(ObjectError::Busy(format!(
+                "no upload memory free within {wait:?} (limits.memory)"
+            ))),
+        };
+        drop(queued);
+        r
     }
 
     /// Joins the queue for connection slots, or `None` when `limits.queue_depth` requests

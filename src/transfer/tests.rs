@@ -331,3 +331,40 @@ async fn pieces_respect_the_failure_domain_cap() {
     .expect("four pieces in three racks");
     assert!(err.to_string().contains("failure-domain"), "{err}");
 }
+
+#[tokio::test]
+async fn upload_memory_is_reserved_fairly_and_bounded_in_wait_and_depth() {
+    let limits = LimitsConfig {
+        memory: 16 << 20,
+        queue_depth: 2,
+        queue_wait: Duration::from_millis(300),
+        ..LimitsConfig::default()
+    };
+    let t = Transfers::new(
+        &crate::crypto::RootKey::generate().unwrap(),
+        Vec::new(),
+        limits,
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+    );
+    // More than the budget takes all of it.
+    let all = t.reserve_memory(64 << 20).await.unwrap();
+    // The next one waits, then is told to come back later.
+    let started = std::time::Instant::now();
+    let e = t.reserve_memory(1 << 20).await.err().unwrap();
+    assert!(matches!(e, crate::object::ObjectError::Busy(_)), "{e}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // Waiters beyond the queue's depth are refused at once.
+    let (t1, t2) = (t.clone(), t.clone());
+    let w1 = tokio::spawn(async move { t1.reserve_memory(8 << 20).await.map(|_| ()) });
+    let w2 = tokio::spawn(async move { t2.reserve_memory(8 << 20).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let e = t.reserve_memory(1 << 20).await.err().unwrap();
+    assert!(matches!(e, crate::object::ObjectError::Busy(_)), "{e}");
+    assert!(started.elapsed() < Duration::from_millis(100));
+    // Freed memory goes to the waiters (two halves of the budget).
+    drop(all);
+    w1.await.unwrap().unwrap();
+    w2.await.unwrap().unwrap();
+}

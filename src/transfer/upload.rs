@@ -193,6 +193,14 @@ pub struct SegmentUpload {
 }
 
 impl SegmentUpload {
+    /// The most memory the upload of one segment holds besides its input: for `n` pieces
+    /// whose records are `record_len` bytes, each writer's queue, the encoded batch being
+    /// handed out, and what is kept to move pieces to spare nodes.
+    pub fn memory_bound(n: usize, record_len: usize) -> usize {
+        let replay = REPLAY_BUDGET.max(REPLAY_MIN * n);
+        n * record_len * (QUEUE_DEPTH + 1) + replay
+    }
+
     /// Starts writers for up to `n` pieces (numbers `0..`) of segment `segment`, aiming at
     /// `success` durable pieces and accepting no fewer than `floor` (a degraded write, see
     /// [`Target`]); fails when fewer than `floor` nodes can take a piece. Every piece

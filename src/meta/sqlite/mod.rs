@@ -81,6 +81,7 @@ impl fmt::Debug for SqliteMeta {
 impl SqliteMeta {
     /// Opens the database at `path`, creating it (and its schema) if it does not exist.
     pub fn open(path: &Path) -> Result<SqliteMeta, MetaError> {
+        private_file(path)?;
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         let mode: String =
@@ -334,6 +335,44 @@ const PIECES_ON_NODE: &str = "SELECT p.stream_id, p.segment_idx, p.number
      FROM pieces AS p JOIN streams AS s ON s.stream_id = p.stream_id
      WHERE p.node = ?1 AND s.garbage = 0
      ORDER BY p.stream_id, p.segment_idx, p.number LIMIT ?2";
+
+/// Names, user metadata and tags are in the database: it is created (and kept) readable by
+/// its owner only. SQLite gives its `-wal` and `-shm` files the database file's mode.
+pub(crate) fn private_file(path: &Path) -> Result<(), MetaError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |source| MetaError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    // An existing database (and its -wal and -shm, which keep their mode once created) from
+    // before this rule, or copied in with a loose umask.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        let mode = match std::fs::metadata(&p) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        };
+        if mode & 0o077 != 0 {
+            tracing::info!(path = %p.display(), "metadata file was readable by others: mode set to 0600");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(io)?;
+        }
+    }
+    Ok(())
+}
 
 fn configure(conn: &Connection) -> Result<(), MetaError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;

@@ -218,6 +218,8 @@ impl SqliteMeta {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         src.busy_timeout(super::BUSY_TIMEOUT)?;
+        // An empty file is a valid destination for VACUUM INTO; this one is private.
+        super::private_file(dest)?;
         let dest_str = dest.to_str().ok_or_else(|| {
             MetaError::InvalidRecord(format!("{}: path is not UTF-8", dest.display()))
         })?;

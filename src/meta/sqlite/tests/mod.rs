@@ -568,3 +568,30 @@ fn readers_see_whole_objects_while_writing() {
     assert_eq!(meta.get_object("b", "hot").unwrap(), Some(hot(rounds)));
     assert!(meta.garbage(1000).unwrap().is_empty());
 }
+
+#[test]
+fn database_files_are_private_and_loose_ones_are_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    let mode = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::fs::metadata(std::path::PathBuf::from(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let meta = SqliteMeta::open(&path).unwrap();
+    meta.create_bucket("b", 1).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        assert_eq!(mode(suffix), 0o600, "meta.sqlite{suffix}");
+    }
+    drop(meta);
+    // A database copied in with a loose mode is tightened when opened.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let meta = SqliteMeta::open(&path).unwrap();
+    assert_eq!(mode(""), 0o600);
+    assert!(meta.get_bucket("b").unwrap().is_some());
+}
