@@ -580,3 +580,41 @@ async fn a_full_queue_answers_slow_down_with_retry_after() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn at_the_connection_cap_the_idlest_connection_makes_room() {
+    let gw = TestGateway::start_with(Opts {
+        tables: "[server]\nmax_client_connections = 4",
+        ..Opts::default()
+    })
+    .await;
+    // Four connections that send nothing (the header timeout is 30 s) fill the cap.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(gw.addr()).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A real client still gets in at once, several times over.
+    let c = gw.client();
+    let t = Instant::now();
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    for i in 0..3 {
+        let fresh = no_retry(&gw);
+        fresh
+            .put_object()
+            .bucket(BUCKET)
+            .key(format!("k{i}"))
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    // The oldest idle connection was the first to go.
+    let first = closed_within(&mut idle[0], Duration::from_secs(2)).await;
+    assert!(first.is_some(), "the idlest connection is still open");
+}

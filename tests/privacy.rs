@@ -141,3 +141,109 @@ async fn pieces_of_one_segment_have_different_names_on_every_node() {
         }
     }
 }
+
+/// Everything the gateway logs, at every level, while it serves signed, presigned, failing
+/// and multipart requests: neither the S3 secret key nor the root key appears in it.
+#[tokio::test]
+async fn no_secret_reaches_the_log_at_any_level() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Capture::default();
+    let writer = log.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("logs").send().await.unwrap();
+    for (key, len) in [("small", 100), ("big", 600_000)] {
+        c.put_object()
+            .bucket("logs")
+            .key(key)
+            .body(ByteStream::from(marker_body(len)))
+            .send()
+            .await
+            .unwrap();
+        c.get_object().bucket("logs").key(key).send().await.unwrap();
+    }
+    let presigned = c
+        .get_object()
+        .bucket("logs")
+        .key("big")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
+                60,
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let got = common::raw::fetch_url(gw.addr(), "GET", presigned.uri(), &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(got.status, 200);
+    // A wrong secret: the signature check fails and is logged.
+    let wrong = aws_sdk_s3::Client::from_conf(
+        c.config()
+            .to_builder()
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                common::ACCESS_KEY,
+                "wrong-secret-wrong-secret-wrong-secret00",
+                None,
+                None,
+                "test",
+            ))
+            .build(),
+    );
+    assert!(wrong.list_buckets().send().await.is_err());
+    let up = c
+        .create_multipart_upload()
+        .bucket("logs")
+        .key("mp")
+        .send()
+        .await
+        .unwrap();
+    c.abort_multipart_upload()
+        .bucket("logs")
+        .key("mp")
+        .upload_id(up.upload_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("DEBUG") || text.contains("TRACE"),
+        "nothing captured"
+    );
+    let root_key = std::fs::read_to_string(gw.dir.path().join("root.key")).unwrap();
+    let root_hex = root_key.lines().nth(1).unwrap().trim().to_string();
+    assert_eq!(root_hex.len(), 64);
+    for (what, secret) in [
+        ("S3 secret key", common::SECRET_KEY),
+        ("root key", root_hex.as_str()),
+    ] {
+        assert!(!text.contains(secret), "the {what} is in the log");
+        assert!(
+            !text
+                .to_ascii_lowercase()
+                .contains(&secret.to_ascii_lowercase()),
+            "the {what} is in the log"
+        );
+    }
+}

@@ -4,8 +4,9 @@
 //! Contract:
 //! - At most `max_connections` client connections are open. At the cap, the connection idle
 //!   the longest (no request in flight: a keep-alive connection between requests, or one
-//!   still sending its head) is closed to make room for the next one; when none is idle, new
-//!   connections wait in the kernel's listen backlog until one ends.
+//!   still sending its head) is closed outright to make room for a new one; when none is idle,
+//!   the new connection is accepted but not read until one ends (later ones wait in the
+//!   kernel's listen backlog).
 //! - A request's line and headers must arrive within `header_timeout` of the connection
 //!   opening or of the previous response (hyper's header-read timeout, which on a keep-alive
 //!   connection also bounds the idle time): idle and half-sent heads are closed.
@@ -55,6 +56,8 @@ struct ConnState {
     active: AtomicUsize,
     /// When the connection last started or finished a request (ms since the listener began).
     last_active: AtomicU64,
+    /// Set once the accept loop asked it to close (it is not asked twice).
+    closing: std::sync::atomic::AtomicBool,
     close: Notify,
 }
 
@@ -73,10 +76,11 @@ impl Registry {
         let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         let idlest = conns
             .values()
-            .filter(|c| c.active.load(Ordering::Acquire) == 0)
+            .filter(|c| c.active.load(Ordering::Acquire) == 0 && !c.closing.load(Ordering::Relaxed))
             .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
         match idlest {
             Some(c) => {
+                c.closing.store(true, Ordering::Relaxed);
                 c.close.notify_one();
                 true
             }
@@ -169,27 +173,6 @@ where
     tokio::pin!(shutdown);
     loop {
         while tasks.try_join_next().is_some() {}
-        // A connection slot first: at the cap, close the idlest connection and wait for its
-        // slot (or any other) to come back.
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                let closed_one = registry.close_idlest();
-                if !closed_one {
-                    tracing::debug!(
-                        max = opts.max_connections,
-                        "client connection cap reached with no idle connection; new connections wait"
-                    );
-                }
-                tokio::select! {
-                    p = slots.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                    _ = &mut shutdown => break,
-                }
-            }
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -202,12 +185,33 @@ where
             },
             _ = &mut shutdown => break,
         };
+        // A connection slot for it: at the cap, close the idlest connection and wait for its
+        // slot (or any other) to come back.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if !registry.close_idlest() {
+                    tracing::debug!(
+                        max = opts.max_connections,
+                        "client connection cap reached with no idle connection; the new one waits"
+                    );
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let id = next_id;
         next_id += 1;
         let state = Arc::new(ConnState {
             active: AtomicUsize::new(0),
             last_active: AtomicU64::new(registry.now_ms()),
+            closing: std::sync::atomic::AtomicBool::new(false),
             close: Notify::new(),
         });
         registry
@@ -243,6 +247,11 @@ where
                         break;
                     }
                     _ = state.close.notified(), if !closing => {
+                        // Idle (at most part of a head received): closed outright. A request
+                        // that began meanwhile is let finish.
+                        if state.active.load(Ordering::Acquire) == 0 {
+                            break;
+                        }
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
