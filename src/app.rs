@@ -21,7 +21,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -732,9 +731,8 @@ impl Gateway {
             layer.spawn_audit(AuditOptions::background(&cfg.audit), cfg.audit.interval);
         }
         layer.start_orphan_collection(Some(&cfg.data_dir));
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| AppError::Listen {
+        let listener =
+            crate::s3::listener::bind(cfg.listen).map_err(|source| AppError::Listen {
                 addr: cfg.listen,
                 source,
             })?;

@@ -41,6 +41,23 @@ use tokio::task::JoinSet;
 /// S3's 8 KiB and this get S3's `RequestHeaderSectionTooLarge`.
 pub const MAX_HEAD_BYTES: usize = 128 << 10;
 
+/// Connections the kernel completes before the gateway accepts them. Beyond it the kernel
+/// drops handshakes and clients retry them with backoff (up to a minute), so it is sized for
+/// bursts well past `max_client_connections` (Linux caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the S3 listener (address reuse on, so a restart never waits for old sockets).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// How the listener treats its clients.
 #[derive(Debug, Clone)]
 pub struct ListenerOptions {
