@@ -69,6 +69,16 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 mod piece;
 
+/// Runs the node server's parsers of a request target and a `Range` header over arbitrary
+/// input (the fuzz targets' entry point; never panics on any input).
+#[doc(hidden)]
+pub fn fuzz_request(target: &str, range: &str) {
+    if let Ok(uri) = target.parse::<Uri>() {
+        let _ = route(&uri);
+    }
+    let _ = piece::parse_range(range);
+}
+
 use piece::{fs_space, get_piece, put_piece, CountedBody};
 
 #[derive(Debug, Clone)]

@@ -11,6 +11,8 @@ pub mod checksum_headers;
 mod copy;
 mod counting;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod headers;
 mod list;
 pub mod listener;

@@ -103,7 +103,7 @@ pub(super) async fn put_object(
 
 /// Parses `Range: bytes=...`. Forms we cannot serve (several ranges, other units) and
 /// syntactically invalid values are ignored, as HTTP prescribes: the whole object is sent.
-fn parse_range(v: &str) -> Option<ByteRange> {
+pub(crate) fn parse_range(v: &str) -> Option<ByteRange> {
     let spec = v.trim().strip_prefix("bytes=")?.trim();
     if spec.contains(',') {
         return None;

@@ -231,7 +231,7 @@ pub(super) async fn get_piece(
 }
 
 /// `bytes=FIRST-LAST` or `bytes=FIRST-` (one range; suffix ranges are not used by the gateway).
-fn parse_range(v: &str) -> Option<(u64, Option<u64>)> {
+pub(crate) fn parse_range(v: &str) -> Option<(u64, Option<u64>)> {
     let (first, last) = v.trim().strip_prefix("bytes=")?.split_once('-')?;
     let first = first.trim().parse().ok()?;
     let last = match last.trim() {

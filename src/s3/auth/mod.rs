@@ -55,6 +55,18 @@ use http::request::Parts;
 pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use signing::ChunkSigning;
 
+/// A chunk-signing context with a fixed key, date and seed, for fuzzing the aws-chunked
+/// decoder's signed forms.
+#[doc(hidden)]
+pub fn fuzz_chunk_signing() -> ChunkSigning {
+    ChunkSigning::new(
+        signing::signing_key("fuzz-secret", "20130524", "us-east-1"),
+        "20130524T000000Z".to_owned(),
+        signing::scope("20130524", "us-east-1"),
+        [7; 32],
+    )
+}
+
 /// Verifies the signature of a request head (SigV2 or SigV4) against the single tenant's
 /// credentials. `vhost_bucket` is the bucket named by the Host header of a virtual-host-style
 /// request (SigV2 signs it as part of the resource), `None` for path style.

@@ -1,0 +1,6 @@
+#![no_main]
+//! See `gateway::s3::fuzz::xml`.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| gateway::s3::fuzz::xml(data));
