@@ -388,7 +388,7 @@ impl Default for LimitsConfig {
             stall_timeout: Duration::from_secs(5),
             long_tail_grace: Duration::from_secs(2),
             queue_depth: 1024,
-            queue_wait: Duration::from_secs(120),
+            queue_wait: Duration::from_secs(30),
             memory: 256 << 20,
         }
     }

@@ -311,13 +311,26 @@ pub async fn read_small_body(
             }
         }
     };
-    let (pumped, collected) = tokio::join!(pump, collect);
+    // The collector decides when to answer an oversized body: the pump (which may be waiting
+    // for a stalled client) is then dropped, not awaited.
+    tokio::pin!(pump);
+    tokio::pin!(collect);
+    let mut pumped = None;
+    let collected = loop {
+        tokio::select! {
+            r = &mut pump, if pumped.is_none() => pumped = Some(r),
+            c = &mut collect => break c,
+        }
+    };
     // An oversized body is the answer even when its end then failed a check.
     let collected = match collected {
         Err(e) if e.code == S3ErrorCode::MaxMessageLengthExceeded => return Err(e),
         other => other,
     };
-    pumped?;
+    match pumped {
+        Some(r) => r?,
+        None => pump.await?,
+    }
     let out = collected?
         .ok_or_else(|| S3Error::new(S3ErrorCode::IncompleteBody, "the request body ended early"))?;
     if let Some(expected) = md5 {

@@ -4,9 +4,10 @@
 //! Contract:
 //! - At most `max_connections` client connections are open. At the cap, the connection idle
 //!   the longest (no request in flight: a keep-alive connection between requests, or one
-//!   still sending its head) is closed outright to make room for a new one; when none is idle,
-//!   the new connection is accepted but not read until one ends (later ones wait in the
-//!   kernel's listen backlog).
+//!   still sending its head) is asked to close to make room for a new one (hyper's graceful
+//!   close, dropped after [`IDLE_CLOSE_LINGER`] so a last response can flush); when none is
+//!   idle, the new connection is accepted but not read, and the idlest is asked again every
+//!   100 ms (later connections wait in the kernel's listen backlog).
 //! - A request's line and headers must arrive within `header_timeout` of the connection
 //!   opening or of the previous response (hyper's header-read timeout, which on a keep-alive
 //!   connection also bounds the idle time): idle and half-sent heads are closed.
@@ -106,6 +107,25 @@ impl Registry {
     }
 }
 
+/// How long an idle connection asked to close may take to flush its last response.
+const IDLE_CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Removes a connection from the registry when its task ends.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
 /// Marks its connection busy while a response is being produced and sent.
 struct ActiveGuard {
     conn: Arc<ConnState>,
@@ -188,7 +208,7 @@ where
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
     tokio::pin!(shutdown);
-    loop {
+    'accept: loop {
         while tasks.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -204,21 +224,28 @@ where
         };
         // A connection slot for it: at the cap, close the idlest connection and wait for its
         // slot (or any other) to come back.
+        // Until one comes back, the idlest connection is asked again every 100 ms: a
+        // connection busy now may be idle a moment later.
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                if !registry.close_idlest() {
-                    tracing::debug!(
-                        max = opts.max_connections,
-                        "client connection cap reached with no idle connection; the new one waits"
-                    );
-                }
-                tokio::select! {
-                    p = slots.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                    _ = &mut shutdown => break,
+                let mut logged = false;
+                loop {
+                    if !registry.close_idlest() && !logged {
+                        logged = true;
+                        tracing::debug!(
+                            max = opts.max_connections,
+                            "client connection cap reached with no idle connection; the new one waits"
+                        );
+                    }
+                    tokio::select! {
+                        p = slots.clone().acquire_owned() => match p {
+                            Ok(p) => break p,
+                            Err(_) => return Ok(()),
+                        },
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = &mut shutdown => break 'accept,
+                    }
                 }
             }
         };
@@ -253,9 +280,18 @@ where
         let conn = builder.serve_connection(TokioIo::new(wrap(stream)), service);
         let (registry, mut stop) = (registry.clone(), stop_rx.clone());
         tasks.spawn(async move {
+            // Leaves the registry however the task ends (a panic included).
+            let _registered = Registered { registry, id };
             tokio::pin!(conn);
             let mut closing = false;
+            let mut deadline = None;
             loop {
+                let linger = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     r = conn.as_mut() => {
                         if let Err(e) = r {
@@ -264,25 +300,23 @@ where
                         break;
                     }
                     _ = state.close.notified(), if !closing => {
-                        // Idle (at most part of a head received): closed outright. A request
-                        // that began meanwhile is let finish.
-                        if state.active.load(Ordering::Acquire) == 0 {
-                            break;
-                        }
+                        // Idle: no request in flight, but the last response may still be
+                        // flushing, or part of a head may have arrived. Let hyper close it
+                        // cleanly, then drop it after a moment; a request that began
+                        // meanwhile is let finish.
                         closing = true;
                         conn.as_mut().graceful_shutdown();
+                        if state.active.load(Ordering::Acquire) == 0 {
+                            deadline = Some(tokio::time::Instant::now() + IDLE_CLOSE_LINGER);
+                        }
                     }
                     _ = stop.changed(), if !closing => {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
+                    _ = linger => break,
                 }
             }
-            registry
-                .conns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
             drop(permit);
         });
     }

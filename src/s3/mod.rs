@@ -219,12 +219,13 @@ impl S3Service {
 /// What `503 SlowDown` suggests in `Retry-After`, in seconds.
 const RETRY_AFTER_SECS: &str = "5";
 
-/// S3's limit on a request's headers and query string together (AWS documents 8 KiB for a
-/// PUT's headers and answers larger ones with `RequestHeaderSectionTooLarge`).
+/// S3's limit on a request's headers (AWS documents 8 KiB for a PUT's headers and answers
+/// larger ones with `RequestHeaderSectionTooLarge`); applied to every request.
 pub const MAX_HEADER_SECTION: usize = 8 << 10;
 
-/// Refuses a request whose headers (names, values and their framing) and query string
-/// together exceed [`MAX_HEADER_SECTION`]. Its body is not read: the answer closes the
+/// Refuses a request whose headers (names, values and their framing) exceed
+/// [`MAX_HEADER_SECTION`]. The query string does not count (a presigned URL carries its
+/// credentials, and a session token, there). Its body is not read: the answer closes the
 /// connection.
 fn check_header_section(parts: &http::request::Parts) -> Result<(), S3Error> {
     let headers: usize = parts
@@ -232,8 +233,7 @@ fn check_header_section(parts: &http::request::Parts) -> Result<(), S3Error> {
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    let size = headers + parts.uri.query().map_or(0, str::len);
-    if size <= MAX_HEADER_SECTION {
+    if headers <= MAX_HEADER_SECTION {
         return Ok(());
     }
     Err(S3Error::new(

@@ -47,6 +47,9 @@ const REPLAY_MIN: usize = 256 << 10;
 /// A writer whose queue stays empty this long gives its connection slots back until its next
 /// record arrives (see `Job::next_msg`).
 const IDLE_RELEASE: Duration = Duration::from_millis(200);
+/// How long a writer given back its slots waits to have them again before it goes on without
+/// (well under a node's one-minute body idle timeout).
+const REACQUIRE_WAIT: Duration = Duration::from_secs(2);
 /// How long an aborted writer's possibly started commit is given to land before its piece is
 /// deleted.
 const COMMIT_SETTLE: Duration = Duration::from_secs(2);
@@ -218,13 +221,16 @@ impl SegmentUpload {
         let shutting = || ObjectError::Internal("gateway is shutting down".into());
         let wait = t.limits.queue_wait;
         let busy_error = |why: String| ObjectError::Busy(why);
-        // The queue for connection slots: bounded in length and in time.
-        let Some(queued) = t.join_queue() else {
+        // The queue for connection slots: bounded in length and in time. A body's later
+        // segments are not refused for the queue's length (the body is under way and its
+        // earlier segments would be lost); they still wait their turn.
+        let queued = t.join_queue();
+        if queued.is_none() && segment == 0 {
             return Err(busy_error(format!(
                 "{} uploads already wait for node connections",
                 t.limits.queue_depth
             )));
-        };
+        }
         let deadline = tokio::time::Instant::now() + wait;
         // The slots `success` pieces need, in one step (fair: first come, first served, and no
         // two uploads can each hold half of what both need); then whatever else is free, up
@@ -828,16 +834,26 @@ impl Job {
             }
         }
         let m = rx.recv().await?;
-        let global = self.t.connections.clone().acquire_owned().await.ok()?;
-        let own = self
-            .t
-            .slot(node)
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .ok()?;
-        *conn = Some(self.t.conn(node, Some(global), own));
+        // The node stream is still open and its node drops it after a minute without data:
+        // a writer that cannot have its slots back within REACQUIRE_WAIT (every slot busy,
+        // new uploads queued first) goes on without them rather than lose its piece.
+        let slots = async {
+            let global = self.t.connections.clone().acquire_owned().await.ok()?;
+            let own = self
+                .t
+                .slot(node)
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .ok()?;
+            Some((global, own))
+        };
+        *conn = Some(match tokio::time::timeout(REACQUIRE_WAIT, slots).await {
+            Ok(Some((global, own))) => self.t.conn(node, Some(global), own),
+            Ok(None) => return None,
+            Err(_) => self.t.connect_exempt(node),
+        });
         Some(m)
     }
 
