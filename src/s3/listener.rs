@@ -4,8 +4,7 @@
 //! Contract:
 //! - At most `max_connections` client connections are open. At the cap, the connection idle
 //!   the longest (no request in flight: a keep-alive connection between requests, or one
-//!   still sending its head) is asked to close to make room for a new one (hyper's graceful
-//!   close, dropped after [`IDLE_CLOSE_LINGER`] so a last response can flush); when none is
+//!   still sending its head) is closed outright to make room for a new one; when none is
 //!   idle, the new connection is accepted but not read, and the idlest is asked again every
 //!   100 ms (later connections wait in the kernel's listen backlog).
 //! - A request's line and headers must arrive within `header_timeout` of the connection
@@ -106,9 +105,6 @@ impl Registry {
         }
     }
 }
-
-/// How long an idle connection asked to close may take to flush its last response.
-const IDLE_CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Removes a connection from the registry when its task ends.
 struct Registered {
@@ -284,14 +280,7 @@ where
             let _registered = Registered { registry, id };
             tokio::pin!(conn);
             let mut closing = false;
-            let mut deadline = None;
             loop {
-                let linger = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     r = conn.as_mut() => {
                         if let Err(e) = r {
@@ -300,21 +289,20 @@ where
                         break;
                     }
                     _ = state.close.notified(), if !closing => {
-                        // Idle: no request in flight, but the last response may still be
-                        // flushing, or part of a head may have arrived. Let hyper close it
-                        // cleanly, then drop it after a moment; a request that began
-                        // meanwhile is let finish.
+                        // Idle (at most part of a head received): closed outright, so its
+                        // slot is back at once. Its last response is out of the way: a
+                        // connection that just answered is the most recently active, asked
+                        // last. A request that began meanwhile is let finish.
+                        if state.active.load(Ordering::Acquire) == 0 {
+                            break;
+                        }
                         closing = true;
                         conn.as_mut().graceful_shutdown();
-                        if state.active.load(Ordering::Acquire) == 0 {
-                            deadline = Some(tokio::time::Instant::now() + IDLE_CLOSE_LINGER);
-                        }
                     }
                     _ = stop.changed(), if !closing => {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    _ = linger => break,
                 }
             }
             drop(permit);
