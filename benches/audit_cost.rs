@@ -22,7 +22,7 @@ use gateway::meta::Meta;
 use gateway::metrics::Metrics;
 use gateway::nodes::{DirNode, NodeStore};
 use gateway::object::audit::AuditOptions;
-use gateway::object::{BodyEvent, ObjectLayer, PutObject};
+use gateway::object::{BodyEvent, BodyReceiver, ObjectLayer, PutObject};
 use gateway::transfer::{NodeSpec, Transfers};
 use tokio::sync::mpsc;
 
@@ -56,7 +56,10 @@ async fn put(layer: &ObjectLayer, key: String, mb: usize, block: Bytes) {
         key,
         ..PutObject::default()
     };
-    layer.put_object(req, rx).await.expect("put");
+    layer
+        .put_object(req, BodyReceiver::new(rx, None))
+        .await
+        .expect("put");
     feeder.await.expect("feeder");
 }
 

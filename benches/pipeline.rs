@@ -13,7 +13,7 @@ use gateway::crypto::RootKey;
 use gateway::meta::Meta;
 use gateway::metrics::Metrics;
 use gateway::nodes::{DirNode, NodeStore};
-use gateway::object::{BodyEvent, ObjectLayer, PutObject};
+use gateway::object::{BodyEvent, BodyReceiver, ObjectLayer, PutObject};
 use gateway::transfer::{NodeSpec, Transfers};
 use tokio::sync::mpsc;
 
@@ -94,7 +94,7 @@ async fn run() {
                 key: "obj".into(),
                 ..PutObject::default()
             },
-            rx,
+            BodyReceiver::new(rx, None),
         )
         .await
         .expect("put");

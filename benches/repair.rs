@@ -19,7 +19,7 @@ use gateway::meta::Meta;
 use gateway::metrics::Metrics;
 use gateway::nodes::{DirNode, NodeStore};
 use gateway::object::repair::RepairOptions;
-use gateway::object::{BodyEvent, ObjectLayer, PutObject};
+use gateway::object::{BodyEvent, BodyReceiver, ObjectLayer, PutObject};
 use gateway::transfer::{NodeSpec, Transfers};
 use tokio::sync::mpsc;
 
@@ -98,7 +98,10 @@ async fn run() {
         key: "obj".into(),
         ..PutObject::default()
     };
-    layer.put_object(put, rx).await.expect("put");
+    layer
+        .put_object(put, BodyReceiver::new(rx, None))
+        .await
+        .expect("put");
     feeder.await.expect("feeder");
 
     // The first `lose` nodes are replaced by empty ones.

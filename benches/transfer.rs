@@ -42,7 +42,7 @@ use gateway::metrics::{Metrics, Reason};
 use gateway::nodes::protocol::NodeToken;
 use gateway::nodes::remote::{RemoteNode, RemoteOptions};
 use gateway::nodes::{DirNode, NodeStore};
-use gateway::object::{BodyEvent, ObjectLayer, PutObject};
+use gateway::object::{BodyEvent, BodyReceiver, ObjectLayer, PutObject};
 use gateway::transfer::{NodeSpec, Transfers};
 use tokio::sync::mpsc;
 
@@ -340,7 +340,7 @@ async fn measure(
                 key: "obj".into(),
                 ..PutObject::default()
             },
-            rx,
+            BodyReceiver::new(rx, None),
         )
         .await
         .expect("put");

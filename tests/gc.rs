@@ -317,7 +317,7 @@ async fn a_slow_upload_outlives_the_grace_period_unharmed() {
                     key: "k".into(),
                     ..Default::default()
                 },
-                rx,
+                gateway::object::BodyReceiver::new(rx, None),
             )
             .await
     });

@@ -618,3 +618,98 @@ async fn at_the_connection_cap_the_idlest_connection_makes_room() {
     let first = closed_within(&mut idle[0], Duration::from_secs(2)).await;
     assert!(first.is_some(), "the idlest connection is still open");
 }
+
+/// Sends a signed GET of `key` on a socket with a small receive buffer and reads only the
+/// response head: the client then takes nothing more.
+async fn start_stalled_get(gw: &TestGateway, key: &str) -> TcpStream {
+    let target = format!("/{BUCKET}/{key}");
+    let url = format!("http://{}{target}", gw.addr());
+    let mut headers = vec![("host".to_string(), gw.addr().to_string())];
+    headers.extend(raw::sign_headers(
+        "GET",
+        &url,
+        &headers,
+        Payload::Bytes(b""),
+        std::time::SystemTime::now(),
+    ));
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(gw.addr()).await.unwrap();
+    s.write_all(&raw::head("GET", &target, &headers))
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).await.unwrap(),
+            1,
+            "closed before the head"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    s
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_and_its_memory_freed() {
+    // The budget holds one large download: a second one waits for the first's memory.
+    let gw = TestGateway::start_with(Opts {
+        segment_size: "4MiB",
+        limits: "memory = \"24MiB\"\nqueue_wait = \"20s\"",
+        tables: "[server]\nbody_timeout = \"2s\"\nbody_min_rate = \"0\"",
+        ..Opts::default()
+    })
+    .await;
+    let c = gw.client();
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let body = data(24 << 20, 5);
+    c.put_object()
+        .bucket(BUCKET)
+        .key("big")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+
+    let mut stalled = start_stalled_get(&gw, "big").await;
+    let t = Instant::now();
+    let got = c
+        .get_object()
+        .bucket(BUCKET)
+        .key("big")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let waited = t.elapsed();
+    assert!(got == body, "the second download is not bit-exact");
+    // It waited for the stalled one's memory, which came back once the stalled client was
+    // disconnected (2 s without taking a frame, checked every second), not after the queue's
+    // 20 s.
+    assert!(
+        waited > Duration::from_millis(1500) && waited < Duration::from_secs(12),
+        "second download took {waited:?}"
+    );
+    // The stalled client got part of the object, then the connection ended.
+    let mut taken = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline.into(), stalled.read(&mut buf)).await {
+            Err(_) => panic!("the stalled connection is still open"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => taken += n,
+        }
+    }
+    assert!(
+        taken < body.len(),
+        "the stalled client got the whole object"
+    );
+}

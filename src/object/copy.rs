@@ -9,8 +9,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::conditions::{Conditions, Outcome};
-use super::put::store_body;
-use super::{now_ms, BodyEvent, ByteRange, ObjectError, ObjectLayer, PartOutcome};
+use super::put::{store_body, upload_memory};
+use super::{now_ms, BodyEvent, BodyReceiver, ByteRange, ObjectError, ObjectLayer, PartOutcome};
 use crate::checksum::{ChecksumAlgorithm, Hasher};
 use crate::meta::{ObjectRecord, Precondition, StoredChecksum};
 
@@ -136,11 +136,24 @@ impl ObjectLayer {
             .checksum_algorithm
             .and_then(ChecksumAlgorithm::from_id);
         let byte_range = range.map(|(a, b)| ByteRange::FromTo(a, b));
+        // Memory for the read and the write at once: reserving them one after the other could
+        // leave copies holding reads while waiting for writes nobody frees.
+        let (start, end) = range.map_or((0, src.size), |(a, b)| (a, b + 1));
+        let nodes = self.inner.transfers.node_count();
+        let memory = self
+            .inner
+            .transfers
+            .reserve_memory(
+                super::get::download_memory(&src, start, end)
+                    + upload_memory(&self.inner.storage, nodes, Some(end - start)),
+            )
+            .await?;
         // The version whose conditions and size were checked is the one copied.
         let mut got = self
             .read_object_in(src, byte_range, super::get::Lane::Copy)
             .await?;
         let (tx, rx) = mpsc::channel(2);
+        let rx = BodyReceiver::new(rx, Some(end - start));
         // Feed the decrypted source into a new stream; hash it if the upload wants checksums.
         let feed = async move {
             let mut hasher = algorithm.map(Hasher::new);
@@ -164,7 +177,7 @@ impl ObjectLayer {
             let _ = tx.send(BodyEvent::End(checksum)).await;
             Ok::<(), ObjectError>(())
         };
-        let (fed, stored) = tokio::join!(feed, store_body(&self.inner, rx));
+        let (fed, stored) = tokio::join!(feed, store_body(&self.inner, rx, Some(memory)));
         fed?;
         let body = stored?;
         self.commit_part(bucket, key, upload_id, number, body).await

@@ -5,8 +5,11 @@
 //! plaintext out. Faulty pieces found are handed to `Inner::report_faults` after each
 //! segment.
 //!
-//! Stripes are fetched in groups of about [`GROUP_BYTES`] of ciphertext, so memory per
-//! download is bounded by that, the output channel depth, and one AEAD block.
+//! Stripes are fetched in groups of about [`GROUP_BYTES`] of ciphertext and the plaintext
+//! leaves in frames of at most [`FRAME_BYTES`], [`OUT_FRAMES`] of them queued towards the
+//! client: [`download_memory`] bounds what one download holds, and that much of the memory
+//! budget (`limits.memory`) is reserved before it starts (waiting in the same bounded queue as
+//! uploads) and given back when the response body is dropped.
 
 use std::sync::Arc;
 
@@ -23,8 +26,11 @@ use crate::transfer::download::{Fetch, SegmentReads};
 
 /// Ciphertext bytes fetched per group of stripes.
 const GROUP_BYTES: u64 = 4 << 20;
-/// Depth of the plaintext channel towards the client.
-const OUT_DEPTH: usize = 2;
+/// The largest plaintext frame handed to the HTTP layer.
+const FRAME_BYTES: usize = 512 << 10;
+/// Frames queued towards the client (a group's worth: its decryption overlaps the client
+/// taking the previous group).
+const OUT_FRAMES: usize = 8;
 
 /// A requested byte range, as in an HTTP `Range: bytes=` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,45 +108,81 @@ impl ObjectLayer {
             Some(r) => r.resolve(record.size)?,
             None => (0, record.size),
         };
-        let (tx, mut rx) = mpsc::channel(OUT_DEPTH);
+        // A copy's caller reserved the memory of both its read and its write in one go.
+        let memory = match lane {
+            Lane::Client => {
+                let bytes = download_memory(&record, start, end);
+                if bytes > 0 {
+                    Some(Arc::new(self.inner.transfers.reserve_memory(bytes).await?))
+                } else {
+                    None
+                }
+            }
+            Lane::Copy => None,
+        };
+        let (tx, mut rx) = mpsc::channel(OUT_FRAMES);
         let inner = self.inner.clone();
         let rec = record.clone();
         let lease = ReadLease::new(
             &self.inner,
             record.parts.iter().map(|p| p.stream.stream_id).collect(),
         );
+        let held = memory.clone();
         tokio::spawn(async move {
-            let _lease = lease;
+            let (_lease, _memory) = (lease, held);
             if let Err(e) = stream_range(&inner, &rec, start, end, &tx, lane).await {
                 let _ = tx.send(Err(e)).await;
             }
         });
         // Peek at the first item to surface early failures as errors.
         let first = if end > start { rx.recv().await } else { None };
-        let (tx2, rx2) = mpsc::channel(OUT_DEPTH);
-        match first {
-            Some(Err(e)) => return Err(e),
-            Some(Ok(bytes)) => {
-                // Re-chain: first item, then the rest.
-                tokio::spawn(async move {
-                    if tx2.send(Ok(bytes)).await.is_err() {
-                        return;
-                    }
-                    while let Some(item) = rx.recv().await {
-                        if tx2.send(item).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-            None => drop(tx2),
+        if let Some(Err(e)) = first {
+            return Err(e);
         }
         Ok(GetOutcome {
             record,
             range: range.map(|_| (start, end)),
-            body: rx2,
+            body: BodyStream::new(first, rx, memory),
         })
     }
+}
+
+/// The most memory a download of `[start, end)` of `rec` holds at once: for its largest group
+/// of stripes the pieces read (up to `n` of them, one buffer each) and the ciphertext decoded
+/// from them, then the plaintext frames queued towards the client, one being peeked at and one
+/// the HTTP layer is writing. Zero when the range lies in inline segments only.
+pub(crate) fn download_memory(rec: &ObjectRecord, start: u64, end: u64) -> usize {
+    let mut group = 0u64;
+    let mut part_start = 0u64;
+    for part in &rec.parts {
+        let part_end = part_start + part.size;
+        let mut seg_start = part_start;
+        for seg in &part.stream.segments {
+            let seg_end = seg_start + seg.plain_size;
+            if seg_end > start && seg_start < end {
+                if let Placement::Pieces {
+                    k, n, chunk_size, ..
+                } = &seg.placement
+                {
+                    let (k, n) = (u64::from(*k).max(1), u64::from(*n));
+                    let stripe = k * u64::from(*chunk_size).max(1);
+                    // Whole blocks, with a tag each, cover the range: at most two more.
+                    let bs = u64::from(part.stream.block_size).max(1);
+                    let wanted = (end.min(seg_end) - start.max(seg_start)) / bs + 2;
+                    let cipher = wanted * (bs + TAG_LEN as u64);
+                    let stripes = (cipher.div_ceil(stripe) + 1).min((GROUP_BYTES / stripe).max(1));
+                    group = group.max(stripes * stripe * (n + k) / k);
+                }
+            }
+            seg_start = seg_end;
+        }
+        part_start = part_end;
+    }
+    if group == 0 {
+        return 0;
+    }
+    let frames = (OUT_FRAMES + 2) as u64 * (FRAME_BYTES as u64).min(end - start);
+    usize::try_from(group + frames).unwrap_or(usize::MAX)
 }
 
 type Tx = mpsc::Sender<Result<Bytes, ObjectError>>;
@@ -244,9 +286,14 @@ async fn read_segment(
                     "inline segment shorter than recorded".into(),
                 ));
             }
-            let out = decrypt.feed(&ct[c0..c1])?;
+            let mut frames = Frames::default();
+            decrypt.feed(&ct[c0..c1], &mut frames)?;
             decrypt.finish()?;
-            let _ = tx.send(Ok(Bytes::from(out))).await;
+            for frame in frames.take() {
+                if tx.send(Ok(frame)).await.is_err() {
+                    break; // the client went away
+                }
+            }
             return Ok(());
         }
         Placement::Pieces {
@@ -289,8 +336,8 @@ async fn read_segment(
             let stripe_start = g * layout.stripe_bytes();
             let skip = (c0.max(stripe_start) - stripe_start) as usize;
             let keep = (c1.min((g_end + 1) * layout.stripe_bytes()) - stripe_start) as usize;
-            let (d, out) =
-                tokio::task::spawn_blocking(move || -> (Decrypt, Result<Vec<u8>, ObjectError>) {
+            let (d, out) = tokio::task::spawn_blocking(
+                move || -> (Decrypt, Result<Vec<Bytes>, ObjectError>) {
                     let r = (|| {
                         let mut decoder = StripeDecoder::new(layout);
                         let mut cipher_bytes = Vec::with_capacity(stripes.count() * k * chunk_size);
@@ -300,16 +347,22 @@ async fn read_segment(
                             stripes.chunks_of(s, &mut chunks);
                             decoder.decode(&chunks, &mut cipher_bytes)?;
                         }
-                        decrypt.feed(&cipher_bytes[skip..keep])
+                        drop(chunks);
+                        drop(stripes);
+                        let mut frames = Frames::default();
+                        decrypt.feed(&cipher_bytes[skip..keep], &mut frames)?;
+                        Ok(frames.take())
                     })();
                     (decrypt, r)
-                })
-                .await
-                .map_err(|e| ObjectError::Internal(e.to_string()))?;
+                },
+            )
+            .await
+            .map_err(|e| ObjectError::Internal(e.to_string()))?;
             decrypt = d;
-            let out = out?;
-            if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
-                return Ok(()); // the client went away
+            for frame in out? {
+                if tx.send(Ok(frame)).await.is_err() {
+                    return Ok(()); // the client went away
+                }
             }
             g = g_end + 1;
         }
@@ -351,34 +404,208 @@ impl Decrypt {
         Ok(())
     }
 
-    fn feed(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ObjectError> {
-        self.carry.extend_from_slice(bytes);
-        let cbs = self.block_size as usize + TAG_LEN;
-        let mut out = Vec::new();
-        let mut used = 0;
+    /// Ciphertext length of the next block.
+    fn next_len(&self) -> usize {
+        if self.next_block + 1 == self.blocks {
+            self.last_len
+        } else {
+            self.block_size as usize + TAG_LEN
+        }
+    }
+
+    /// Decrypts the whole blocks `bytes` completes (with what the previous call left over)
+    /// into `out`; keeps a trailing partial block for the next call.
+    fn feed(&mut self, bytes: &[u8], out: &mut Frames) -> Result<(), ObjectError> {
+        let mut rest = bytes;
+        if !self.carry.is_empty() && self.next_block <= self.last_block {
+            let need = self.next_len();
+            let take = (need - self.carry.len().min(need)).min(rest.len());
+            self.carry.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.carry.len() < need {
+                return Ok(());
+            }
+            let block = std::mem::take(&mut self.carry);
+            self.open(&block, out)?;
+        }
         while self.next_block <= self.last_block {
-            let is_last = self.next_block + 1 == self.blocks;
-            let need = if is_last { self.last_len } else { cbs };
-            if self.carry.len() - used < need {
+            let need = self.next_len();
+            if rest.len() < need {
+                self.carry.extend_from_slice(rest);
                 break;
             }
-            let block_start = self.next_block * self.block_size;
-            let mut plain = Vec::with_capacity(need);
-            self.cipher.open(
-                self.next_block,
-                is_last,
-                &self.carry[used..used + need],
-                &mut plain,
-            )?;
-            let lo = self.a.saturating_sub(block_start) as usize;
-            let hi = (self.b - block_start).min(plain.len() as u64) as usize;
-            if lo < hi {
-                out.extend_from_slice(&plain[lo..hi]);
-            }
-            used += need;
-            self.next_block += 1;
+            self.open(&rest[..need], out)?;
+            rest = &rest[need..];
         }
-        self.carry.drain(..used);
-        Ok(out)
+        Ok(())
+    }
+
+    /// Opens the next block into `out`, keeping only its part within `[a, b)`.
+    fn open(&mut self, sealed: &[u8], out: &mut Frames) -> Result<(), ObjectError> {
+        let is_last = self.next_block + 1 == self.blocks;
+        let block_start = self.next_block * self.block_size;
+        let left = self.b.saturating_sub(self.a.max(block_start));
+        let frame = out.room(self.block_size as usize, left);
+        let at = frame.len();
+        self.cipher.open(self.next_block, is_last, sealed, frame)?;
+        let len = (frame.len() - at) as u64;
+        let lo = self.a.saturating_sub(block_start).min(len) as usize;
+        let hi = (self.b.saturating_sub(block_start)).min(len) as usize;
+        // Only the range's first and last blocks are trimmed.
+        frame.truncate(at + hi.max(lo));
+        frame.drain(at..at + lo);
+        self.next_block += 1;
+        Ok(())
+    }
+}
+
+/// Plaintext cut into frames of at most [`FRAME_BYTES`], each its own allocation (so a frame
+/// sent frees its memory once written, whatever the others do).
+#[derive(Default)]
+struct Frames {
+    done: Vec<Bytes>,
+    current: Vec<u8>,
+}
+
+impl Frames {
+    /// The frame to append up to `len` more bytes to, `left` being how many are still to come.
+    fn room(&mut self, len: usize, left: u64) -> &mut Vec<u8> {
+        if !self.current.is_empty() && self.current.len() + len > FRAME_BYTES {
+            let full = std::mem::take(&mut self.current);
+            self.done.push(Bytes::from(full));
+        }
+        if self.current.capacity() == 0 {
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(FRAME_BYTES);
+            self.current.reserve_exact(want.max(len));
+        }
+        &mut self.current
+    }
+
+    /// Every frame so far, the last one possibly short.
+    fn take(&mut self) -> Vec<Bytes> {
+        if !self.current.is_empty() {
+            let last = std::mem::take(&mut self.current);
+            self.done.push(Bytes::from(last));
+        }
+        std::mem::take(&mut self.done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SegmentKey;
+
+    /// A segment of `len` plaintext bytes sealed in blocks of `bs`.
+    fn sealed(len: usize, bs: usize) -> (Vec<u8>, Vec<u8>, Arc<BlockCipher>) {
+        let plain: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+        let key = SegmentKey::generate().unwrap();
+        let cipher = BlockCipher::new(CipherSuite::Aes256Gcm, &key, [3; 16], 0).unwrap();
+        let mut ct = Vec::new();
+        let count = plain.len().div_ceil(bs).max(1);
+        for i in 0..count {
+            let block = &plain[(i * bs).min(len)..((i + 1) * bs).min(len)];
+            cipher
+                .seal(i as u64, i + 1 == count, block, &mut ct)
+                .unwrap();
+        }
+        (plain, ct, Arc::new(cipher))
+    }
+
+    /// Decrypts `[a, b)` feeding the ciphertext in pieces of `step` bytes.
+    fn read(
+        ct: &[u8],
+        cipher: &Arc<BlockCipher>,
+        len: u64,
+        bs: u64,
+        a: u64,
+        b: u64,
+        step: usize,
+    ) -> Vec<u8> {
+        let blocks = plain_block_count(len, bs as u32);
+        let cipher_len = ciphertext_len(len, bs as u32);
+        let cbs = bs + TAG_LEN as u64;
+        let (b0, b1) = (a / bs, (b.max(a + 1) - 1) / bs);
+        let mut d = Decrypt {
+            cipher: cipher.clone(),
+            block_size: bs,
+            blocks,
+            next_block: b0,
+            last_block: b1,
+            last_len: (cipher_len - (blocks - 1) * cbs) as usize,
+            carry: Vec::new(),
+            a,
+            b,
+        };
+        let c0 = (b0 * cbs) as usize;
+        let c1 = (((b1 + 1) * cbs).min(cipher_len)) as usize;
+        let mut out = Vec::new();
+        for piece in ct[c0..c1].chunks(step) {
+            let mut frames = Frames::default();
+            d.feed(piece, &mut frames).unwrap();
+            for f in frames.take() {
+                assert!(f.len() <= FRAME_BYTES);
+                out.extend_from_slice(&f);
+            }
+        }
+        d.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn ranges_decrypt_exactly_whatever_the_pieces_fed() {
+        let bs = 4096u64;
+        let len = 10 * 4096 + 1234;
+        let (plain, ct, cipher) = sealed(len, bs as usize);
+        let ranges = [
+            (0, len as u64),
+            (1, 2),
+            (4095, 4097),
+            (4096, 8192),
+            (5000, len as u64),
+            (len as u64 - 1, len as u64),
+            (123, 41_000),
+        ];
+        for (a, b) in ranges {
+            for step in [1, 17, 4096 + TAG_LEN, 5000, 1 << 20] {
+                let got = read(&ct, &cipher, len as u64, bs, a, b, step);
+                assert_eq!(
+                    got,
+                    plain[a as usize..b as usize],
+                    "range {a}..{b} step {step}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_range_leaves_in_bounded_separate_frames() {
+        let bs = 65536u64;
+        let len = 3 << 20;
+        let (plain, ct, cipher) = sealed(len, bs as usize);
+        let got = read(&ct, &cipher, len as u64, bs, 10, len as u64 - 10, 1 << 22);
+        assert_eq!(got, plain[10..len - 10]);
+    }
+
+    #[test]
+    fn a_truncated_ciphertext_is_an_error_not_a_short_body() {
+        let bs = 4096u64;
+        let len = 3 * 4096;
+        let (_, ct, cipher) = sealed(len, bs as usize);
+        let blocks = plain_block_count(len as u64, bs as u32);
+        let mut d = Decrypt {
+            cipher,
+            block_size: bs,
+            blocks,
+            next_block: 0,
+            last_block: blocks - 1,
+            last_len: 4096 + TAG_LEN,
+            carry: Vec::new(),
+            a: 0,
+            b: len as u64,
+        };
+        let mut frames = Frames::default();
+        d.feed(&ct[..ct.len() - 1], &mut frames).unwrap();
+        assert!(d.finish().is_err());
     }
 }

@@ -64,14 +64,71 @@ pub enum BodyEvent {
     End(Option<StoredChecksum>),
 }
 
-pub type BodyReceiver = mpsc::Receiver<BodyEvent>;
+/// The receiving end of a body fed into a PUT, with the length the client declared (an upper
+/// bound the sender enforces: it fails the body rather than send more), which sizes the
+/// upload's memory reservation.
+pub struct BodyReceiver {
+    rx: mpsc::Receiver<BodyEvent>,
+    declared: Option<u64>,
+}
+
+impl BodyReceiver {
+    pub fn new(rx: mpsc::Receiver<BodyEvent>, declared: Option<u64>) -> BodyReceiver {
+        BodyReceiver { rx, declared }
+    }
+
+    pub async fn recv(&mut self) -> Option<BodyEvent> {
+        self.rx.recv().await
+    }
+
+    /// At most this many bytes will arrive, when the client declared a length.
+    pub fn declared(&self) -> Option<u64> {
+        self.declared
+    }
+}
 
 /// How long an upload waits for the next bytes of its body (S3 answers `RequestTimeout` after
 /// about 20 s of silence; this is more lenient).
 pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A stream of plaintext produced by a GET.
-pub type BodyStream = mpsc::Receiver<Result<Bytes, ObjectError>>;
+/// A stream of plaintext produced by a GET. It holds the download's share of the memory
+/// budget (`limits.memory`) until it is dropped, so the frames the HTTP layer still holds count.
+pub struct BodyStream {
+    first: Option<Result<Bytes, ObjectError>>,
+    rx: mpsc::Receiver<Result<Bytes, ObjectError>>,
+    _memory: Option<Arc<crate::transfer::MemoryReservation>>,
+}
+
+impl BodyStream {
+    pub(crate) fn new(
+        first: Option<Result<Bytes, ObjectError>>,
+        rx: mpsc::Receiver<Result<Bytes, ObjectError>>,
+        memory: Option<Arc<crate::transfer::MemoryReservation>>,
+    ) -> BodyStream {
+        BodyStream {
+            first,
+            rx,
+            _memory: memory,
+        }
+    }
+
+    pub async fn recv(&mut self) -> Option<Result<Bytes, ObjectError>> {
+        match self.first.take() {
+            Some(item) => Some(item),
+            None => self.rx.recv().await,
+        }
+    }
+
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, ObjectError>>> {
+        match self.first.take() {
+            Some(item) => std::task::Poll::Ready(Some(item)),
+            None => self.rx.poll_recv(cx),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {

@@ -117,7 +117,7 @@ impl ObjectLayer {
         expected_md5: Option<[u8; 16]>,
     ) -> Result<PartOutcome, ObjectError> {
         self.upload(bucket, key, upload_id).await?;
-        let body = store_body(&self.inner, body).await?;
+        let body = store_body(&self.inner, body, None).await?;
         if expected_md5.is_some_and(|m| m != body.md5) {
             return Err(ObjectError::BadDigest);
         }

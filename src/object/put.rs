@@ -140,7 +140,7 @@ impl ObjectLayer {
             // Early refusal saves the upload; the commit re-checks atomically.
             return Err(ObjectError::PreconditionFailed);
         }
-        let body = store_body(&self.inner, body).await?;
+        let body = store_body(&self.inner, body, None).await?;
         if req.expected_md5.is_some_and(|m| m != body.md5) {
             return Err(ObjectError::BadDigest);
         }
@@ -183,9 +183,12 @@ impl ObjectLayer {
 }
 
 /// Stores a body as a new stream: inline when small, else segment by segment on the nodes.
+/// `held` is the upload's share of the memory budget when the caller already reserved it (a
+/// copy reserves its read and its write together); else it is reserved here.
 pub(crate) async fn store_body(
     inner: &Arc<Inner>,
     body: BodyReceiver,
+    held: Option<crate::transfer::MemoryReservation>,
 ) -> Result<StoredBody, ObjectError> {
     let storage = &inner.storage;
     let mut stream_id = [0u8; 16];
@@ -230,11 +233,16 @@ pub(crate) async fn store_body(
         md5 = md5_done;
         segments.push(seg);
     } else {
-        // The upload's buffers, reserved before any of them fills (see `limits.memory`).
-        let _memory = inner
-            .transfers
-            .reserve_memory(upload_memory(storage, inner.transfers.node_count()))
-            .await?;
+        // The upload's buffers, reserved before any of them fills (see `limits.memory`),
+        // unless the caller reserved them with its own.
+        let _memory = match held {
+            Some(held) => held,
+            None => {
+                let nodes = inner.transfers.node_count();
+                let bytes = upload_memory(storage, nodes, input.rx.declared());
+                inner.transfers.reserve_memory(bytes).await?
+            }
+        };
         let mut index = 0u32;
         loop {
             let (seg, md5_back) = upload_segment(
@@ -412,14 +420,27 @@ fn batch_plain(storage: &crate::config::StorageConfig) -> usize {
 }
 
 /// The most memory one body's upload holds at a time: its input (the batch being filled, one
-/// more body frame, the batch being encoded) and one segment upload's buffers.
-pub(crate) fn upload_memory(storage: &crate::config::StorageConfig, nodes: usize) -> usize {
+/// more body frame, the batch being encoded) and one segment upload's buffers. A body declared
+/// shorter than a batch holds no more than itself in each of those places.
+pub(crate) fn upload_memory(
+    storage: &crate::config::StorageConfig,
+    nodes: usize,
+    declared: Option<u64>,
+) -> usize {
     let k = storage.scheme.minimum as usize;
     let n = (storage.scheme.total as usize).min(nodes).max(k);
     let batch = batch_plain(storage);
     // Ciphertext (a tag per block) and a MAC per chunk: well under an eighth more.
     let record = (batch + batch / 8).div_ceil(k);
-    2 * batch + MAX_FRAME + SegmentUpload::memory_bound(n, record)
+    let full = 2 * batch + MAX_FRAME + SegmentUpload::memory_bound(n, record);
+    match declared.and_then(|d| usize::try_from(d).ok()) {
+        Some(len) if len < batch => {
+            // Its pieces' records, queued towards the writers and kept for replay.
+            let records = n * (len + len / 8 + storage.block_size as usize).div_ceil(k);
+            (2 * len + MAX_FRAME + 2 * records).min(full)
+        }
+        _ => full,
+    }
 }
 
 /// The largest body frame the S3 listener hands over (its read buffer).
@@ -595,7 +616,9 @@ mod tests {
             key: "k".into(),
             ..PutObject::default()
         };
-        let r = layer.put_object(put, rx).await;
+        let r = layer
+            .put_object(put, super::BodyReceiver::new(rx, None))
+            .await;
         assert!(matches!(r, Err(ObjectError::BodyStalled)), "{r:?}");
         drop(tx);
         for _ in 0..100 {

@@ -12,6 +12,11 @@
 //!   connection also bounds the idle time): idle and half-sent heads are closed.
 //! - A head over [`MAX_HEAD_BYTES`] is refused by hyper itself (`431`, connection closed);
 //!   smaller heads over S3's 8 KiB are refused by the service with S3's own error.
+//! - A response must be taken by its client: each frame of it (at most 512 KiB) within
+//!   `response_timeout` plus its length at `response_min_rate` of being handed to the
+//!   connection, else the connection is closed and everything its request held (buffers, its
+//!   share of the memory budget) freed. Time the gateway spends producing the next frame does
+//!   not count.
 //! - On shutdown, no new connection is accepted, idle connections close at once, in-flight
 //!   requests get `drain_timeout` to finish.
 //!
@@ -63,6 +68,11 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub struct ListenerOptions {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// A frame of a response not taken by the client within this (plus its length at
+    /// `response_min_rate`) closes the connection.
+    pub response_timeout: Duration,
+    /// Bytes per second (0: only `response_timeout` counts).
+    pub response_min_rate: u64,
     /// How long in-flight requests may take to finish at shutdown.
     pub drain_timeout: Duration,
 }
@@ -76,16 +86,30 @@ struct ConnState {
     /// Set once the accept loop asked it to close (it is not asked twice).
     closing: std::sync::atomic::AtomicBool,
     close: Notify,
+    /// While the client has a response frame to take: by when (ms since the listener began)
+    /// it must have, or 0.
+    take_by: AtomicU64,
 }
 
 struct Registry {
     started: Instant,
     conns: Mutex<HashMap<u64, Arc<ConnState>>>,
+    response_timeout_ms: u64,
+    response_min_rate: u64,
 }
 
 impl Registry {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// When a client handed a frame of `len` bytes now must have taken it.
+    fn take_by(&self, len: usize) -> u64 {
+        let transfer_ms = match self.response_min_rate {
+            0 => 0,
+            rate => (len as u64).saturating_mul(1000) / rate,
+        };
+        self.now_ms() + self.response_timeout_ms + transfer_ms
     }
 
     /// Asks the connection idle the longest to close; false when none is idle.
@@ -138,6 +162,7 @@ impl ActiveGuard {
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
+        self.conn.take_by.store(0, Ordering::Relaxed);
         self.conn
             .last_active
             .store(self.registry.now_ms(), Ordering::Relaxed);
@@ -148,7 +173,7 @@ impl Drop for ActiveGuard {
 /// A response body that keeps its connection marked busy until it is sent or dropped.
 pub struct Tracked<B> {
     inner: B,
-    _guard: ActiveGuard,
+    guard: ActiveGuard,
 }
 
 impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
@@ -159,7 +184,18 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        // Asked for a frame: the previous one is taken. A frame handed over starts the
+        // client's clock; none (the gateway is still producing it) stops it.
+        let take_by = match &polled {
+            Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+                Some(data) if !data.is_empty() => self.guard.registry.take_by(data.len()),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        self.guard.conn.take_by.store(take_by, Ordering::Relaxed);
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -190,6 +226,8 @@ where
     let registry = Arc::new(Registry {
         started: Instant::now(),
         conns: Mutex::new(HashMap::new()),
+        response_timeout_ms: opts.response_timeout.as_millis() as u64,
+        response_min_rate: opts.response_min_rate,
     });
     let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -253,6 +291,7 @@ where
             last_active: AtomicU64::new(registry.now_ms()),
             closing: std::sync::atomic::AtomicBool::new(false),
             close: Notify::new(),
+            take_by: AtomicU64::new(0),
         });
         registry
             .conns
@@ -266,10 +305,7 @@ where
                 let fut = handle(req, peer);
                 async move {
                     let resp = fut.await;
-                    Ok::<_, Infallible>(resp.map(|inner| Tracked {
-                        inner,
-                        _guard: guard,
-                    }))
+                    Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, guard }))
                 }
             })
         };
@@ -277,11 +313,20 @@ where
         let (registry, mut stop) = (registry.clone(), stop_rx.clone());
         tasks.spawn(async move {
             // Leaves the registry however the task ends (a panic included).
-            let _registered = Registered { registry, id };
+            let registered = Registered { registry, id };
             tokio::pin!(conn);
             let mut closing = false;
+            let mut check = tokio::time::interval(Duration::from_secs(1));
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    _ = check.tick() => {
+                        let by = state.take_by.load(Ordering::Relaxed);
+                        if by != 0 && registered.registry.now_ms() > by {
+                            tracing::info!(%peer, "client did not take its response in time; connection closed");
+                            break;
+                        }
+                    }
                     r = conn.as_mut() => {
                         if let Err(e) = r {
                             tracing::debug!(%peer, error = %e, "client connection ended with an error");

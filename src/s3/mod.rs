@@ -83,6 +83,8 @@ impl S3Service {
         let opts = listener::ListenerOptions {
             max_connections: server.max_client_connections,
             header_timeout: server.header_timeout,
+            response_timeout: server.body_timeout,
+            response_min_rate: server.body_min_rate,
             drain_timeout: std::time::Duration::from_secs(30),
         };
         let metrics = self.inner.1.metrics.clone();

@@ -18,7 +18,7 @@ use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
 use crate::checksum::{ChecksumAlgorithm, ChecksumType};
 use crate::meta::UploadListQuery;
 use crate::object::multipart::MAX_PART_NUMBER;
-use crate::object::{CompletedPart, CreateUpload, ObjectError};
+use crate::object::{BodyReceiver, CompletedPart, CreateUpload, ObjectError};
 
 const MAX_LIST: usize = 1000;
 
@@ -178,7 +178,14 @@ pub(super) async fn upload_part(
             algorithm,
             tx
         ),
-        ctx.layer.upload_part(bucket, key, id, number, rx, md5)
+        ctx.layer.upload_part(
+            bucket,
+            key,
+            id,
+            number,
+            BodyReceiver::new(rx, expected_len),
+            md5
+        )
     );
     pumped?;
     let out = stored.map_err(|e| map(e, bucket, key, id))?;

@@ -13,7 +13,9 @@ use super::headers::{
 };
 use super::xml::{self, DeleteError, DeletedObject};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
-use crate::object::{part_range, ByteRange, ConditionOutcome, ObjectError, PutObject};
+use crate::object::{
+    part_range, BodyReceiver, ByteRange, ConditionOutcome, ObjectError, PutObject,
+};
 
 /// The decoded body length a PUT declares: `x-amz-decoded-content-length` for aws-chunked
 /// bodies, else Content-Length (MissingContentLength when neither, unless chunked transfer).
@@ -84,7 +86,8 @@ pub(super) async fn put_object(
             None,
             tx
         ),
-        ctx.layer.put_object(req, rx)
+        ctx.layer
+            .put_object(req, BodyReceiver::new(rx, expected_len))
     );
     // A body failure explains a put failure, so it is reported first.
     pumped?;

@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 use super::health::Rank;
 use super::Transfers;
 use crate::erasure::piece::verify_record;
-use crate::erasure::{Layout, PieceHeader, CHUNK_MAC_LEN, PIECE_HEADER_LEN};
+use crate::erasure::{Layout, PieceHeader, PIECE_HEADER_LEN};
 use crate::meta::PieceRecord;
 use crate::metrics::{NodeOp, Reason};
 use crate::nodes::NodeError;
@@ -150,6 +150,9 @@ impl Stripes {
 struct ReadFailure {
     fault: Option<FaultKind>,
     cause: String,
+    /// No connection slot came free in time: the gateway is overloaded, nothing is known
+    /// of the piece or its node.
+    busy: bool,
 }
 
 impl From<NodeError> for ReadFailure {
@@ -162,6 +165,7 @@ impl From<NodeError> for ReadFailure {
         ReadFailure {
             fault,
             cause: e.to_string(),
+            busy: false,
         }
     }
 }
@@ -242,8 +246,11 @@ impl Transfers {
             Err(ReadFailure {
                 fault: Some(kind),
                 cause,
+                ..
             }) => RangeCheck::Faulty { kind, cause },
-            Err(ReadFailure { fault: None, cause }) => RangeCheck::NodeFailed(cause),
+            Err(ReadFailure {
+                fault: None, cause, ..
+            }) => RangeCheck::NodeFailed(cause),
         }
     }
 
@@ -302,6 +309,7 @@ impl Transfers {
         }
         // Good chunks per stripe among the pieces read.
         let mut have = vec![0usize; count];
+        let mut busy = false;
         let mut got: Vec<PieceChunks> = Vec::with_capacity(k);
         let stall = self.limits.stall_timeout;
         let mut stall_at = tokio::time::Instant::now() + stall;
@@ -334,6 +342,11 @@ impl Transfers {
                                 });
                             }
                         }
+                        Err(failure) if failure.busy => {
+                            // Overload, not a fault: the piece stays a candidate.
+                            busy = true;
+                            causes.push(format!("piece {number} on node {node}: {}", failure.cause));
+                        }
                         Err(failure) => {
                             let cause = failure.cause;
                             tracing::warn!(node, piece = number, segment = f.segment, %cause, "piece unusable, trying another");
@@ -362,6 +375,13 @@ impl Transfers {
             .enumerate()
             .min_by_key(|&(_, &h)| h)
             .map_or((0, 0), |(s, &h)| (s, h));
+        if busy {
+            return Err(ObjectError::Busy(format!(
+                "reading stripe {}: {}",
+                g0 + worst as u64,
+                causes.join("; ")
+            )));
+        }
         Err(ObjectError::NotEnoughPieces {
             segment: f.segment,
             causes: format!(
@@ -398,7 +418,17 @@ impl Transfers {
         let conn = if exempt {
             self.connect_exempt(node)
         } else {
-            self.connect(node).await?
+            let wait = self.limits.queue_wait;
+            match tokio::time::timeout(wait, self.connect(node)).await {
+                Ok(conn) => conn?,
+                Err(_) => {
+                    return Err(ReadFailure {
+                        fault: None,
+                        cause: format!("no connection slot free within {wait:?}"),
+                        busy: true,
+                    })
+                }
+            }
         };
         self.pace_down(len).await;
         let started = Instant::now();
@@ -412,35 +442,41 @@ impl Transfers {
             return Err(ReadFailure {
                 fault: Some(FaultKind::Corrupt),
                 cause: format!("read {} of {len} bytes", bytes.len()),
+                busy: false,
             });
         }
         tokio::task::spawn_blocking(move || {
-            let mut body = &bytes[..];
+            // The chunks are compacted in place (each record's MAC dropped), so a read holds
+            // one buffer, not two.
+            let mut data = Vec::from(bytes);
             let mut damage = Vec::new();
+            let mut at = 0;
             if with_header {
-                match PieceHeader::decode(body) {
+                match PieceHeader::decode(&data) {
                     Ok(h) if h.chunk_size as usize == layout.chunk_size => {}
                     Ok(_) => damage.push("piece header disagrees with metadata".to_string()),
                     Err(e) => damage.push(e.to_string()),
                 }
-                body = &body[PIECE_HEADER_LEN..];
+                at = PIECE_HEADER_LEN;
             }
-            let cs = layout.chunk_size;
+            let (cs, rl) = (layout.chunk_size, rl as usize);
             let count = (g1 - g0 + 1) as usize;
-            let mut data = Vec::with_capacity(count * cs);
             let mut good = Vec::with_capacity(count);
             let mut bad_stripes = Vec::new();
-            for (i, rec) in body.chunks_exact(rl as usize).enumerate() {
+            for i in 0..count {
                 let stripe = g0 + i as u64;
-                if verify_record(&mac_key, number, stripe, rec) {
-                    data.extend_from_slice(&rec[..rec.len() - CHUNK_MAC_LEN]);
+                let rec = at + i * rl;
+                // `i * cs` never reaches past `rec`, nor its chunk past the next record.
+                if verify_record(&mac_key, number, stripe, &data[rec..rec + rl]) {
+                    data.copy_within(rec..rec + cs, i * cs);
                     good.push(true);
                 } else {
-                    data.resize(data.len() + cs, 0);
+                    data[i * cs..(i + 1) * cs].fill(0);
                     good.push(false);
                     bad_stripes.push(stripe.to_string());
                 }
             }
+            data.truncate(count * cs);
             match bad_stripes.len() {
                 0 => {}
                 1 => damage.push(format!(
@@ -463,6 +499,7 @@ impl Transfers {
         .map_err(|e| ReadFailure {
             fault: None,
             cause: e.to_string(),
+            busy: false,
         })
     }
 }

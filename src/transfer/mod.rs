@@ -186,8 +186,9 @@ impl Transfers {
         })
     }
 
-    /// Reserves `bytes` of the upload memory budget (`limits.memory`; a request needing more
-    /// than all of it takes all of it), waiting in the queue for node connections: bounded by
+    /// Reserves `bytes` of the memory budget for transfers (`limits.memory`, shared by uploads
+    /// and downloads; a request needing more than all of it takes all of it), waiting in the
+    /// queue for node connections: bounded by
     /// `limits.queue_depth` and `limits.queue_wait`, beyond which the request is told to come
     /// back later ([`ObjectError::Busy`]).
     pub async fn reserve_memory(
@@ -200,7 +201,7 @@ impl Transfers {
             .clamp(1, self.memory_kib);
         let Some(queued) = self.join_queue() else {
             return Err(ObjectError::Busy(format!(
-                "{} uploads already wait for memory or node connections",
+                "{} requests already wait for memory or node connections",
                 self.limits.queue_depth
             )));
         };
@@ -210,7 +211,7 @@ impl Transfers {
             Ok(Ok(p)) => Ok(MemoryReservation { _permit: p }),
             Ok(Err(_)) => Err(ObjectError::Internal("gateway is shutting down".into())),
             Err(_) => Err(ObjectError::Busy(format!(
-                "no upload memory free within {wait:?} (limits.memory)"
+                "no transfer memory free within {wait:?} (limits.memory)"
             ))),
         };
         drop(queued);

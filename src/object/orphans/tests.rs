@@ -77,7 +77,10 @@ impl Fixture {
             key: key.into(),
             ..PutObject::default()
         };
-        self.layer.put_object(req, rx).await.unwrap();
+        self.layer
+            .put_object(req, crate::object::BodyReceiver::new(rx, None))
+            .await
+            .unwrap();
     }
 
     async fn get(&self, key: &str) -> Vec<u8> {
