@@ -181,7 +181,9 @@ pub(crate) fn download_memory(rec: &ObjectRecord, start: u64, end: u64) -> usize
     if group == 0 {
         return 0;
     }
-    let frames = (OUT_FRAMES + 2) as u64 * (FRAME_BYTES as u64).min(end - start);
+    // Every plaintext byte is in at most one frame.
+    let frames = ((OUT_FRAMES + 2) * FRAME_BYTES) as u64;
+    let frames = frames.min(end - start + FRAME_BYTES as u64);
     usize::try_from(group + frames).unwrap_or(usize::MAX)
 }
 

@@ -420,8 +420,9 @@ fn batch_plain(storage: &crate::config::StorageConfig) -> usize {
 }
 
 /// The most memory one body's upload holds at a time: its input (the batch being filled, one
-/// more body frame, the batch being encoded) and one segment upload's buffers. A body declared
-/// shorter than a batch holds no more than itself in each of those places.
+/// more body frame, the batch being encoded) and one segment upload's buffers. A body of a
+/// declared length holds no more than itself in the input, nor more than its pieces' records
+/// in the writers' queues and in what they keep for replay.
 pub(crate) fn upload_memory(
     storage: &crate::config::StorageConfig,
     nodes: usize,
@@ -434,12 +435,16 @@ pub(crate) fn upload_memory(
     let record = (batch + batch / 8).div_ceil(k);
     let full = 2 * batch + MAX_FRAME + SegmentUpload::memory_bound(n, record);
     match declared.and_then(|d| usize::try_from(d).ok()) {
-        Some(len) if len < batch => {
-            // Its pieces' records, queued towards the writers and kept for replay.
-            let records = n * (len + len / 8 + storage.block_size as usize).div_ceil(k);
-            (2 * len + MAX_FRAME + 2 * records).min(full)
+        Some(len) => {
+            let input = 2 * len.min(batch) + MAX_FRAME;
+            let pieces = len
+                .saturating_add(len / 8)
+                .saturating_add(storage.block_size as usize)
+                .div_ceil(k)
+                .saturating_mul(n);
+            input.saturating_add(pieces.saturating_mul(2)).min(full)
         }
-        _ => full,
+        None => full,
     }
 }
 
@@ -575,6 +580,22 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::nodes::DirNode;
     use crate::transfer::{NodeSpec, Transfers};
+
+    #[test]
+    fn upload_memory_follows_the_declared_length_up_to_the_worst_case() {
+        let storage = StorageConfig::default();
+        let full = upload_memory(&storage, 6, None);
+        let small = upload_memory(&storage, 6, Some(4096));
+        let mid = upload_memory(&storage, 6, Some(2 << 20));
+        assert!(small < 512 << 10, "{small}");
+        assert!(small < mid && mid < full, "{small} {mid} {full}");
+        // Never more than the worst case, whatever is declared.
+        assert_eq!(upload_memory(&storage, 6, Some(5 << 30)), full);
+        assert_eq!(upload_memory(&storage, 6, Some(u64::MAX)), full);
+        // What a body holds: itself twice in the input, its pieces twice in the writers.
+        let pieces = 6 * (2 << 20) * 9 / 8 / 4;
+        assert!(mid >= 2 * (1 << 20) + 2 * pieces, "{mid}");
+    }
 
     /// A client that goes quiet mid-body: the upload ends with `BodyStalled` (S3
     /// RequestTimeout) and gives back its connection slots instead of holding them forever.
