@@ -365,15 +365,16 @@ pub struct LimitsConfig {
     /// Once `success` pieces of a segment have taken their data, how long the encoder waits for
     /// a lagging piece before cancelling it as long tail.
     pub long_tail_grace: Duration,
-    /// Requests waiting for node connections at once (a fair queue); beyond it, new ones are
-    /// answered `503 SlowDown` at once.
+    /// Requests waiting for memory or node connections at once (a fair queue); beyond it, new
+    /// ones are answered `503 SlowDown` at once.
     pub queue_depth: usize,
-    /// The longest a request waits in that queue before `503 SlowDown`.
+    /// How long the memory queue may stand still (no reservation granted or given back), or
+    /// a request wait for a node connection slot, before `503 SlowDown`.
     pub queue_wait: Duration,
-    /// Memory for the buffers of uploads in progress (a body's batch being encoded, the
-    /// pieces' queues, what is kept to move a piece to a spare node): an upload reserves its
-    /// worst case before it buffers anything, waiting in the queue above when the budget is
-    /// spent.
+    /// Memory for the buffers of transfers in progress (an upload's batch being encoded, its
+    /// pieces' queues, what is kept to move a piece to a spare node; a download's group of
+    /// stripes and plaintext frames): each reserves its worst case before it buffers
+    /// anything, waiting in the queue above when the budget is spent.
     pub memory: u64,
 }
 

@@ -100,11 +100,21 @@ pub struct Transfers {
     /// `limits.memory`, in KiB.
     memory: Arc<Semaphore>,
     memory_kib: u32,
+    /// Counts reservations granted and given back: the memory queue moving.
+    memory_moves: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Memory reserved for one upload's buffers; dropping it gives it back.
+/// Memory reserved for one transfer's buffers; dropping it gives it back.
 pub struct MemoryReservation {
     _permit: OwnedSemaphorePermit,
+    moves: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for MemoryReservation {
+    fn drop(&mut self) {
+        self.moves
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A place in the queue for connection slots; leaving it (drop) frees the place.
@@ -183,14 +193,16 @@ impl Transfers {
             queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             memory: Arc::new(Semaphore::new(memory_kib as usize)),
             memory_kib,
+            memory_moves: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
     }
 
     /// Reserves `bytes` of the memory budget for transfers (`limits.memory`, shared by uploads
     /// and downloads; a request needing more than all of it takes all of it), waiting in the
     /// queue for node connections: bounded by
-    /// `limits.queue_depth` and `limits.queue_wait`, beyond which the request is told to come
-    /// back later ([`ObjectError::Busy`]).
+    /// `limits.queue_depth`, and told to come back later ([`ObjectError::Busy`]) when the
+    /// queue has not moved (no reservation granted or given back) for `limits.queue_wait`. A
+    /// queue that moves is waited through: a backlog finishes rather than fails.
     pub async fn reserve_memory(
         &self,
         bytes: usize,
@@ -205,14 +217,31 @@ impl Transfers {
                 self.limits.queue_depth
             )));
         };
+        use std::sync::atomic::Ordering;
         let wait = self.limits.queue_wait;
         let permit = self.memory.clone().acquire_many_owned(kib);
-        let r = match tokio::time::timeout(wait, permit).await {
-            Ok(Ok(p)) => Ok(MemoryReservation { _permit: p }),
-            Ok(Err(_)) => Err(ObjectError::Internal("gateway is shutting down".into())),
-            Err(_) => Err(ObjectError::Busy(format!(
-                "no transfer memory free within {wait:?} (limits.memory)"
-            ))),
+        tokio::pin!(permit);
+        let mut seen = self.memory_moves.load(Ordering::Relaxed);
+        let r = loop {
+            match tokio::time::timeout(wait, &mut permit).await {
+                Ok(Ok(p)) => {
+                    self.memory_moves.fetch_add(1, Ordering::Relaxed);
+                    break Ok(MemoryReservation {
+                        _permit: p,
+                        moves: self.memory_moves.clone(),
+                    });
+                }
+                Ok(Err(_)) => break Err(ObjectError::Internal("gateway is shutting down".into())),
+                Err(_) => {
+                    let now = self.memory_moves.load(Ordering::Relaxed);
+                    if now == seen {
+                        break Err(ObjectError::Busy(format!(
+                            "the queue for transfer memory (limits.memory) has not moved for {wait:?}"
+                        )));
+                    }
+                    seen = now;
+                }
+            }
         };
         drop(queued);
         r

@@ -368,3 +368,38 @@ async fn upload_memory_is_reserved_fairly_and_bounded_in_wait_and_depth() {
     w1.await.unwrap().unwrap();
     w2.await.unwrap().unwrap();
 }
+
+/// A queue that moves is waited through, however long past `queue_wait`; one that stands
+/// still for `queue_wait` is refused. (Paused clock: the timings are exact.)
+#[tokio::test(start_paused = true)]
+async fn a_moving_memory_queue_is_waited_through() {
+    let limits = LimitsConfig {
+        memory: 16 << 20,
+        queue_wait: Duration::from_millis(300),
+        ..LimitsConfig::default()
+    };
+    let t = Transfers::new(
+        &crate::crypto::RootKey::generate().unwrap(),
+        Vec::new(),
+        limits,
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+    );
+    let r1 = t.reserve_memory(8 << 20).await.unwrap();
+    let r2 = t.reserve_memory(8 << 20).await.unwrap();
+    let t1 = t.clone();
+    let started = tokio::time::Instant::now();
+    let whole = tokio::spawn(async move { t1.reserve_memory(16 << 20).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(r1);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    drop(r2);
+    whole.await.unwrap().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    // Standing still: refused after `queue_wait`.
+    let _all = t.reserve_memory(16 << 20).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let e = t.reserve_memory(1 << 20).await.err().unwrap();
+    assert!(matches!(e, crate::object::ObjectError::Busy(_)), "{e}");
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+}
