@@ -478,10 +478,11 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// The window over which a request body's rate is measured: a body that brings fewer than
     /// `body_min_rate` bytes per second over one (counting only the time the gateway waits
-    /// for the client) ends with `RequestTimeout`.
+    /// for the client) ends with `RequestTimeout`. Responses alike: a client that takes fewer
+    /// over a window in which the gateway waits for it has its connection closed.
     pub body_timeout: Duration,
-    /// Bytes per second a request body must average over `body_timeout`; 0 only ends bodies
-    /// that send nothing for a whole window.
+    /// Bytes per second a request body (or a response) must average over `body_timeout`; 0
+    /// only ends those that move nothing for a whole window.
     pub body_min_rate: u64,
 }
 

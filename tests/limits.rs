@@ -691,8 +691,8 @@ async fn a_client_that_stops_reading_is_disconnected_and_its_memory_freed() {
     let waited = t.elapsed();
     assert!(got == body, "the second download is not bit-exact");
     // It waited for the stalled one's memory, which came back once the stalled client was
-    // disconnected (2 s without taking a frame, checked every second), not after the queue's
-    // 20 s.
+    // disconnected (a 2 s window in which it took nothing, checked every second), not after
+    // the queue's 20 s.
     assert!(
         waited > Duration::from_millis(1500) && waited < Duration::from_secs(12),
         "second download took {waited:?}"

@@ -139,13 +139,21 @@ impl ObjectLayer {
         // Memory for the read and the write at once: reserving them one after the other could
         // leave copies holding reads while waiting for writes nobody frees.
         let (start, end) = range.map_or((0, src.size), |(a, b)| (a, b + 1));
+        // The source's pieces stay while the copy waits for memory (see `read_object_in`).
+        let _lease = super::ReadLease::new(
+            &self.inner,
+            src.parts.iter().map(|p| p.stream.stream_id).collect(),
+        );
         let nodes = self.inner.transfers.node_count();
         let memory = self
             .inner
             .transfers
             .reserve_memory(
                 super::get::download_memory(&src, start, end)
-                    + upload_memory(&self.inner.storage, nodes, Some(end - start)),
+                    + upload_memory(&self.inner.storage, nodes, Some(end - start))
+                    // The frames in the feed and its channel are the read's, not the body
+                    // frames the upload counts.
+                    + 3 * super::get::FRAME_BYTES,
             )
             .await?;
         // The version whose conditions and size were checked is the one copied.

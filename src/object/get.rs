@@ -27,7 +27,7 @@ use crate::transfer::download::{Fetch, SegmentReads};
 /// Ciphertext bytes fetched per group of stripes.
 const GROUP_BYTES: u64 = 4 << 20;
 /// The largest plaintext frame handed to the HTTP layer.
-const FRAME_BYTES: usize = 512 << 10;
+pub(crate) const FRAME_BYTES: usize = 512 << 10;
 /// Frames queued towards the client (a group's worth: its decryption overlaps the client
 /// taking the previous group).
 const OUT_FRAMES: usize = 8;
@@ -108,6 +108,12 @@ impl ObjectLayer {
             Some(r) => r.resolve(record.size)?,
             None => (0, record.size),
         };
+        // Leased before any wait: garbage collection must not take the bodies' pieces while
+        // the download waits for memory (however long the queue takes).
+        let lease = ReadLease::new(
+            &self.inner,
+            record.parts.iter().map(|p| p.stream.stream_id).collect(),
+        );
         // A copy's caller reserved the memory of both its read and its write in one go.
         let memory = match lane {
             Lane::Client => {
@@ -123,10 +129,6 @@ impl ObjectLayer {
         let (tx, mut rx) = mpsc::channel(OUT_FRAMES);
         let inner = self.inner.clone();
         let rec = record.clone();
-        let lease = ReadLease::new(
-            &self.inner,
-            record.parts.iter().map(|p| p.stream.stream_id).collect(),
-        );
         let held = memory.clone();
         tokio::spawn(async move {
             let (_lease, _memory) = (lease, held);
@@ -152,7 +154,7 @@ impl ObjectLayer {
 /// from them, then the plaintext frames queued towards the client, one being peeked at and one
 /// the HTTP layer is writing. Zero when the range lies in inline segments only.
 pub(crate) fn download_memory(rec: &ObjectRecord, start: u64, end: u64) -> usize {
-    let mut group = 0u64;
+    let mut most = 0u64;
     let mut part_start = 0u64;
     for part in &rec.parts {
         let part_end = part_start + part.size;
@@ -171,20 +173,19 @@ pub(crate) fn download_memory(rec: &ObjectRecord, start: u64, end: u64) -> usize
                     let wanted = (end.min(seg_end) - start.max(seg_start)) / bs + 2;
                     let cipher = wanted * (bs + TAG_LEN as u64);
                     let stripes = (cipher.div_ceil(stripe) + 1).min((GROUP_BYTES / stripe).max(1));
-                    group = group.max(stripes * stripe * (n + k) / k);
+                    // A block over a frame's size makes its frames that large, and a partial
+                    // block waits in the carry.
+                    let frame = (FRAME_BYTES as u64).max(bs);
+                    let frames = ((OUT_FRAMES + 2) as u64 * frame).min(end - start + frame);
+                    let held = stripes * stripe * (n + k) / k + bs + TAG_LEN as u64 + frames;
+                    most = most.max(held);
                 }
             }
             seg_start = seg_end;
         }
         part_start = part_end;
     }
-    if group == 0 {
-        return 0;
-    }
-    // Every plaintext byte is in at most one frame.
-    let frames = ((OUT_FRAMES + 2) * FRAME_BYTES) as u64;
-    let frames = frames.min(end - start + FRAME_BYTES as u64);
-    usize::try_from(group + frames).unwrap_or(usize::MAX)
+    usize::try_from(most).unwrap_or(usize::MAX)
 }
 
 type Tx = mpsc::Sender<Result<Bytes, ObjectError>>;

@@ -12,11 +12,12 @@
 //!   connection also bounds the idle time): idle and half-sent heads are closed.
 //! - A head over [`MAX_HEAD_BYTES`] is refused by hyper itself (`431`, connection closed);
 //!   smaller heads over S3's 8 KiB are refused by the service with S3's own error.
-//! - A response must be taken by its client: each frame of it (at most 512 KiB) within
-//!   `response_timeout` plus its length at `response_min_rate` of being handed to the
-//!   connection, else the connection is closed and everything its request held (buffers, its
-//!   share of the memory budget) freed. Time the gateway spends producing the next frame does
-//!   not count.
+//! - A response must be taken by its client like a request body is sent: over every
+//!   `response_timeout` window during which the connection holds a frame for the client, at
+//!   least `response_min_rate` bytes per second of it (at least one byte) must leave, else the
+//!   connection is closed (checked every second) and everything its request held (buffers,
+//!   its share of the memory budget) freed. Time the gateway spends producing the next frame
+//!   does not count.
 //! - On shutdown, no new connection is accepted, idle connections close at once, in-flight
 //!   requests get `drain_timeout` to finish.
 //!
@@ -68,10 +69,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub struct ListenerOptions {
     pub max_connections: usize,
     pub header_timeout: Duration,
-    /// A frame of a response not taken by the client within this (plus its length at
-    /// `response_min_rate`) closes the connection.
+    /// The window over which a client must take `response_min_rate` of a response.
     pub response_timeout: Duration,
-    /// Bytes per second (0: only `response_timeout` counts).
+    /// Bytes per second (0: at least one byte per window).
     pub response_min_rate: u64,
     /// How long in-flight requests may take to finish at shutdown.
     pub drain_timeout: Duration,
@@ -86,9 +86,10 @@ struct ConnState {
     /// Set once the accept loop asked it to close (it is not asked twice).
     closing: std::sync::atomic::AtomicBool,
     close: Notify,
-    /// While the client has a response frame to take: by when (ms since the listener began)
-    /// it must have, or 0.
-    take_by: AtomicU64,
+    /// Whether a response frame is waiting for the client to take it.
+    waiting_client: std::sync::atomic::AtomicBool,
+    /// Bytes written to the client so far.
+    written: AtomicU64,
 }
 
 struct Registry {
@@ -103,13 +104,13 @@ impl Registry {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// When a client handed a frame of `len` bytes now must have taken it.
-    fn take_by(&self, len: usize) -> u64 {
-        let transfer_ms = match self.response_min_rate {
-            0 => 0,
-            rate => (len as u64).saturating_mul(1000) / rate,
-        };
-        self.now_ms() + self.response_timeout_ms + transfer_ms
+    /// Bytes a client must take of a response over each window.
+    fn window_bytes(&self) -> u64 {
+        (self
+            .response_min_rate
+            .saturating_mul(self.response_timeout_ms)
+            / 1000)
+            .max(1)
     }
 
     /// Asks the connection idle the longest to close; false when none is idle.
@@ -162,7 +163,7 @@ impl ActiveGuard {
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.conn.take_by.store(0, Ordering::Relaxed);
+        self.conn.waiting_client.store(false, Ordering::Relaxed);
         self.conn
             .last_active
             .store(self.registry.now_ms(), Ordering::Relaxed);
@@ -185,16 +186,14 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        // Asked for a frame: the previous one is taken. A frame handed over starts the
-        // client's clock; none (the gateway is still producing it) stops it.
-        let take_by = match &polled {
-            Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
-                Some(data) if !data.is_empty() => self.guard.registry.take_by(data.len()),
-                _ => 0,
-            },
-            _ => 0,
-        };
-        self.guard.conn.take_by.store(take_by, Ordering::Relaxed);
+        // A frame handed over starts (or keeps) the client's clock; none (the gateway is still
+        // producing it, or the body ended) stops it.
+        let waiting = matches!(&polled, Poll::Ready(Some(Ok(frame)))
+            if frame.data_ref().is_some_and(|d| !d.is_empty()));
+        self.guard
+            .conn
+            .waiting_client
+            .store(waiting, Ordering::Relaxed);
         polled
     }
 
@@ -204,6 +203,64 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A connection's stream, counting what it writes to the client (for the response rate).
+struct Progress<IO> {
+    io: IO,
+    conn: Arc<ConnState>,
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Progress<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> Progress<IO> {
+    fn count(&self, r: &Poll<std::io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = r {
+            self.conn.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Progress<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.count(&r);
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.count(&r);
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -291,7 +348,8 @@ where
             last_active: AtomicU64::new(registry.now_ms()),
             closing: std::sync::atomic::AtomicBool::new(false),
             close: Notify::new(),
-            take_by: AtomicU64::new(0),
+            waiting_client: std::sync::atomic::AtomicBool::new(false),
+            written: AtomicU64::new(0),
         });
         registry
             .conns
@@ -309,7 +367,11 @@ where
                 }
             })
         };
-        let conn = builder.serve_connection(TokioIo::new(wrap(stream)), service);
+        let io = Progress {
+            io: wrap(stream),
+            conn: state.clone(),
+        };
+        let conn = builder.serve_connection(TokioIo::new(io), service);
         let (registry, mut stop) = (registry.clone(), stop_rx.clone());
         tasks.spawn(async move {
             // Leaves the registry however the task ends (a panic included).
@@ -317,14 +379,30 @@ where
             tokio::pin!(conn);
             let mut closing = false;
             let mut check = tokio::time::interval(Duration::from_secs(1));
+            let mut window: Option<(u64, u64)> = None;
             check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = check.tick() => {
-                        let by = state.take_by.load(Ordering::Relaxed);
-                        if by != 0 && registered.registry.now_ms() > by {
-                            tracing::info!(%peer, "client did not take its response in time; connection closed");
-                            break;
+                        // A window opens when the client is found holding up a frame and
+                        // closes (judged) after `response_timeout`; the gateway producing
+                        // resets it.
+                        let registry = &registered.registry;
+                        if !state.waiting_client.load(Ordering::Relaxed) {
+                            window = None;
+                            continue;
+                        }
+                        let (now, written) = (registry.now_ms(), state.written.load(Ordering::Relaxed));
+                        match window {
+                            None => window = Some((now, written)),
+                            Some((since, from)) if now - since >= registry.response_timeout_ms => {
+                                if written - from < registry.window_bytes() {
+                                    tracing::info!(%peer, "client took too little of its response in time; connection closed");
+                                    break;
+                                }
+                                window = Some((now, written));
+                            }
+                            Some(_) => {}
                         }
                     }
                     r = conn.as_mut() => {

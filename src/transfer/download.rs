@@ -309,7 +309,8 @@ impl Transfers {
         }
         // Good chunks per stripe among the pieces read.
         let mut have = vec![0usize; count];
-        let mut busy = false;
+        // Reads that found no connection slot in time.
+        let mut busy = 0usize;
         let mut got: Vec<PieceChunks> = Vec::with_capacity(k);
         let stall = self.limits.stall_timeout;
         let mut stall_at = tokio::time::Instant::now() + stall;
@@ -343,8 +344,9 @@ impl Transfers {
                             }
                         }
                         Err(failure) if failure.busy => {
-                            // Overload, not a fault: the piece stays a candidate.
-                            busy = true;
+                            // Overload, not a fault: the piece is not excluded from the
+                            // segment's later groups.
+                            busy += 1;
                             causes.push(format!("piece {number} on node {node}: {}", failure.cause));
                         }
                         Err(failure) => {
@@ -375,7 +377,9 @@ impl Transfers {
             .enumerate()
             .min_by_key(|&(_, &h)| h)
             .map_or((0, 0), |(s, &h)| (s, h));
-        if busy {
+        // Overload only when the reads that waited in vain could have made up the shortfall;
+        // pieces really missing or corrupt beyond that are reported as such.
+        if busy > 0 && busy >= k.saturating_sub(fewest) {
             return Err(ObjectError::Busy(format!(
                 "reading stripe {}: {}",
                 g0 + worst as u64,
