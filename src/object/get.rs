@@ -264,21 +264,9 @@ async fn read_segment(
     let cipher = Arc::new(BlockCipher::new(suite, &key, stream_id, seg.index)?);
     let bs = u64::from(stream.block_size);
     let cbs = bs + TAG_LEN as u64;
-    let blocks = plain_block_count(seg.plain_size, stream.block_size);
     let cipher_len = ciphertext_len(seg.plain_size, stream.block_size);
-    let (b0, b1) = (a / bs, (b.max(a + 1) - 1) / bs);
-
-    let mut decrypt = Decrypt {
-        cipher,
-        block_size: bs,
-        blocks,
-        next_block: b0,
-        last_block: b1,
-        last_len: (cipher_len - (blocks - 1) * cbs) as usize,
-        carry: Vec::new(),
-        a,
-        b,
-    };
+    let mut decrypt = Decrypt::new(cipher, stream.block_size, seg.plain_size, a, b);
+    let (b0, b1) = (decrypt.next_block, decrypt.last_block);
 
     let (k, n, chunk_size, pieces) = match &seg.placement {
         Placement::Inline(ct) => {
@@ -394,6 +382,24 @@ struct Decrypt {
 }
 
 impl Decrypt {
+    /// Decrypts the blocks holding plaintext `[a, b)` of a segment of `plain_size` bytes.
+    fn new(cipher: Arc<BlockCipher>, block_size: u32, plain_size: u64, a: u64, b: u64) -> Decrypt {
+        let bs = u64::from(block_size);
+        let blocks = plain_block_count(plain_size, block_size);
+        let cipher_len = ciphertext_len(plain_size, block_size);
+        Decrypt {
+            cipher,
+            block_size: bs,
+            blocks,
+            next_block: a / bs,
+            last_block: (b.max(a + 1) - 1) / bs,
+            last_len: (cipher_len - (blocks - 1) * (bs + TAG_LEN as u64)) as usize,
+            carry: Vec::new(),
+            a,
+            b,
+        }
+    }
+
     /// Every requested block was decrypted (a short stored ciphertext is an error, never a
     /// silently shorter body).
     fn finish(&self) -> Result<(), ObjectError> {
@@ -525,21 +531,10 @@ mod tests {
         b: u64,
         step: usize,
     ) -> Vec<u8> {
-        let blocks = plain_block_count(len, bs as u32);
         let cipher_len = ciphertext_len(len, bs as u32);
         let cbs = bs + TAG_LEN as u64;
-        let (b0, b1) = (a / bs, (b.max(a + 1) - 1) / bs);
-        let mut d = Decrypt {
-            cipher: cipher.clone(),
-            block_size: bs,
-            blocks,
-            next_block: b0,
-            last_block: b1,
-            last_len: (cipher_len - (blocks - 1) * cbs) as usize,
-            carry: Vec::new(),
-            a,
-            b,
-        };
+        let mut d = Decrypt::new(cipher.clone(), bs as u32, len, a, b);
+        let (b0, b1) = (d.next_block, d.last_block);
         let c0 = (b0 * cbs) as usize;
         let c1 = (((b1 + 1) * cbs).min(cipher_len)) as usize;
         let mut out = Vec::new();
@@ -595,18 +590,7 @@ mod tests {
         let bs = 4096u64;
         let len = 3 * 4096;
         let (_, ct, cipher) = sealed(len, bs as usize);
-        let blocks = plain_block_count(len as u64, bs as u32);
-        let mut d = Decrypt {
-            cipher,
-            block_size: bs,
-            blocks,
-            next_block: 0,
-            last_block: blocks - 1,
-            last_len: 4096 + TAG_LEN,
-            carry: Vec::new(),
-            a: 0,
-            b: len as u64,
-        };
+        let mut d = Decrypt::new(cipher, bs as u32, len as u64, 0, len as u64);
         let mut frames = Frames::default();
         d.feed(&ct[..ct.len() - 1], &mut frames).unwrap();
         assert!(d.finish().is_err());

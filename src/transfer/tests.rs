@@ -340,13 +340,7 @@ async fn upload_memory_is_reserved_fairly_and_bounded_in_wait_and_depth() {
         queue_wait: Duration::from_millis(300),
         ..LimitsConfig::default()
     };
-    let t = Transfers::new(
-        &crate::crypto::RootKey::generate().unwrap(),
-        Vec::new(),
-        limits,
-        None,
-        Arc::new(crate::metrics::Metrics::new()),
-    );
+    let t = without_nodes(limits);
     // More than the budget takes all of it.
     let all = t.reserve_memory(64 << 20).await.unwrap();
     // The next one waits, then is told to come back later.
@@ -378,13 +372,7 @@ async fn a_moving_memory_queue_is_waited_through() {
         queue_wait: Duration::from_millis(300),
         ..LimitsConfig::default()
     };
-    let t = Transfers::new(
-        &crate::crypto::RootKey::generate().unwrap(),
-        Vec::new(),
-        limits,
-        None,
-        Arc::new(crate::metrics::Metrics::new()),
-    );
+    let t = without_nodes(limits);
     let r1 = t.reserve_memory(8 << 20).await.unwrap();
     let r2 = t.reserve_memory(8 << 20).await.unwrap();
     let t1 = t.clone();
@@ -402,4 +390,15 @@ async fn a_moving_memory_queue_is_waited_through() {
     let e = t.reserve_memory(1 << 20).await.err().unwrap();
     assert!(matches!(e, crate::object::ObjectError::Busy(_)), "{e}");
     assert_eq!(started.elapsed(), Duration::from_millis(300));
+}
+
+/// Transfers over no nodes: the memory budget and its queue alone.
+fn without_nodes(limits: LimitsConfig) -> Arc<Transfers> {
+    Transfers::new(
+        &crate::crypto::RootKey::generate().unwrap(),
+        Vec::new(),
+        limits,
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+    )
 }
