@@ -14,6 +14,8 @@ pub mod config_edit;
 pub mod key_backup;
 pub mod lock;
 pub mod maintenance;
+#[cfg(unix)]
+pub mod notify;
 pub mod recover;
 
 use std::io::Write;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{
     AdminError, AdminServer, AdminSource, AuditStats, FindingCount, HealthReport, HealthyCount,
@@ -45,6 +48,7 @@ use crate::object::ObjectLayer;
 use crate::replication::{ReplicationError, Replicator};
 use crate::s3::auth::Credentials;
 use crate::s3::{S3Config, S3Service};
+use crate::tls::{reloadable_server_config, ReloadableCert};
 use crate::transfer::{NodeSpec, Transfers};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +83,9 @@ pub enum AppError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     Backup(#[from] crate::crypto::backup::BackupError),
+    /// The S3 listener's certificate or key (a configuration mistake).
+    #[error("server.tls_cert/tls_key: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -92,6 +99,26 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AppError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Reads and checks the configuration file `prepare` would use, creating nothing (for a
+/// reload).
+pub fn load_config(data_dir: &Path, config_file: Option<&Path>) -> Result<Config, AppError> {
+    let path = match config_file {
+        Some(p) => p.to_path_buf(),
+        None => data_dir.join(CONFIG_FILE),
+    };
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    Ok(Config::parse(&text, data_dir)?)
+}
+
+/// What a reload did (see [`Gateway::reload`]).
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// What now runs with the file's settings.
+    pub applied: Vec<String>,
+    /// Settings that differ in the file from what runs, and take effect only at a restart.
+    pub need_restart: Vec<&'static str>,
 }
 
 /// Everything needed to start.
@@ -278,7 +305,7 @@ fn open_remote(
     };
     if let Some(ca) = &r.ca_file {
         // An unreadable trust file is a configuration mistake, not an offline node.
-        crate::nodes::tls::client_config(Some(ca))
+        crate::tls::client_config(Some(ca))
             .map_err(|e| ConfigError::new(format!("nodes[{index}].ca_file"), e.to_string()))?;
     }
     let opts = RemoteOptions {
@@ -653,6 +680,10 @@ impl AdminSource for AdminView {
 /// A running gateway.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The configuration it started with (command-line overrides applied).
+    config: Config,
+    /// The S3 listener's certificate when it serves TLS.
+    tls: Option<Arc<ReloadableCert>>,
     /// Where the admin listener (metrics, stats) listens, when enabled.
     pub admin_addr: Option<SocketAddr>,
     pub layer: ObjectLayer,
@@ -731,6 +762,18 @@ impl Gateway {
             layer.spawn_audit(AuditOptions::background(&cfg.audit), cfg.audit.interval);
         }
         layer.start_orphan_collection(Some(&cfg.data_dir));
+        // Loaded before anything listens: a certificate that does not load stops the start.
+        let tls = match &cfg.server.tls {
+            Some(files) => Some(ReloadableCert::load(files)?),
+            None => None,
+        };
+        let acceptor = match &tls {
+            Some(cert) => Some(TlsAcceptor::from(reloadable_server_config(
+                cert.clone(),
+                &[b"http/1.1"],
+            )?)),
+            None => None,
+        };
         let listener =
             crate::s3::listener::bind(cfg.listen).map_err(|source| AppError::Listen {
                 addr: cfg.listen,
@@ -751,11 +794,13 @@ impl Gateway {
             },
         );
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(service.serve(listener, async {
+        let task = tokio::spawn(service.serve(listener, acceptor, async {
             let _ = rx.await;
         }));
         Ok(Gateway {
             addr,
+            config: cfg.clone(),
+            tls,
             admin_addr: admin.as_ref().map(|a| a.addr()),
             admin,
             transfers,
@@ -764,6 +809,81 @@ impl Gateway {
             shutdown: Some(tx),
             task,
         })
+    }
+
+    /// `https` when the S3 listener serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Applies what can change while serving (SIGHUP) from `fresh`, the configuration file
+    /// read again: the S3 listener's certificate and key are re-read from their files, and the
+    /// node byte rates (`limits.upload_rate`, `download_rate`) take the file's values. Every
+    /// other difference from the configuration the gateway started with is reported as
+    /// needing a restart. A certificate pair that does not load is an error and changes
+    /// nothing: the pair and the rates in use stay.
+    pub fn reload(&self, fresh: &Config) -> Result<Reloaded, AppError> {
+        let old = &self.config;
+        let mut r = Reloaded::default();
+        if fresh.server.tls == old.server.tls {
+            if let Some(cert) = &self.tls {
+                cert.reload()?;
+                r.applied
+                    .push(format!("TLS certificate {}", cert.files().cert.display()));
+            }
+        } else {
+            r.need_restart.push("server.tls_cert/tls_key");
+        }
+        let running = self.transfers.limits();
+        let (up, down) = (fresh.limits.upload_rate, fresh.limits.download_rate);
+        if (up, down) != (running.upload_rate, running.download_rate) {
+            self.transfers.set_rates(up, down);
+            let show = |r: Option<u64>| r.map_or("unlimited".to_string(), |r| format!("{r} B/s"));
+            r.applied.push(format!(
+                "limits.upload_rate {}, limits.download_rate {}",
+                show(up),
+                show(down)
+            ));
+        }
+        let without_rates = |l: &crate::config::LimitsConfig| crate::config::LimitsConfig {
+            upload_rate: None,
+            download_rate: None,
+            ..l.clone()
+        };
+        let without_tls = |s: &crate::config::ServerConfig| crate::config::ServerConfig {
+            tls: None,
+            ..s.clone()
+        };
+        let changed = [
+            ("listen", fresh.listen != old.listen),
+            ("admin_listen", fresh.admin_listen != old.admin_listen),
+            ("region", fresh.region != old.region),
+            ("key_file", fresh.key_file != old.key_file),
+            (
+                "credentials_file",
+                fresh.credentials_file != old.credentials_file,
+            ),
+            ("storage", fresh.storage != old.storage),
+            ("nodes", fresh.nodes != old.nodes),
+            ("metadata", fresh.metadata != old.metadata),
+            ("repair", fresh.repair != old.repair),
+            ("audit", fresh.audit != old.audit),
+            (
+                "limits (other than the rates)",
+                without_rates(&fresh.limits) != without_rates(&old.limits),
+            ),
+            (
+                "server (other than tls_cert/tls_key)",
+                without_tls(&fresh.server) != without_tls(&old.server),
+            ),
+        ];
+        r.need_restart
+            .extend(changed.iter().filter(|(_, c)| *c).map(|(name, _)| *name));
+        Ok(r)
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits.

@@ -14,6 +14,7 @@ use crate::crypto::CipherSuite;
 use crate::erasure::Scheme;
 use crate::nodes::protocol::NodeToken;
 use crate::nodes::remote::{validate_address, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
+use crate::tls::TlsFiles;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7778";
@@ -72,6 +73,9 @@ struct RawServer {
     header_timeout: Option<String>,
     body_timeout: Option<String>,
     body_min_rate: Option<ByteSize>,
+    drain_timeout: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -326,7 +330,7 @@ pub enum RemoteToken {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
     pub id: String,
     pub kind: NodeKind,
@@ -395,7 +399,7 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
     pub scheme: Scheme,
     /// Plaintext bytes per segment; a multiple of `block_size`.
@@ -448,7 +452,7 @@ impl Default for StorageConfig {
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -484,6 +488,12 @@ pub struct ServerConfig {
     /// Bytes per second a request body (or a response) must average over `body_timeout`; 0
     /// only ends those that move nothing for a whole window.
     pub body_min_rate: u64,
+    /// At shutdown (SIGTERM, Ctrl-C), how long requests in flight may take to finish before
+    /// their connections are cut. Acknowledged writes are durable whatever happens.
+    pub drain_timeout: Duration,
+    /// Serve S3 over TLS only (https://) with this certificate chain and key (PEM); re-read on
+    /// SIGHUP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -493,11 +503,16 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(20),
             body_min_rate: 1024,
+            drain_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
 
-fn server_from_raw(raw: RawServer) -> Result<ServerConfig, ConfigError> {
+fn server_from_raw(
+    raw: RawServer,
+    resolve: impl Fn(PathBuf) -> PathBuf,
+) -> Result<ServerConfig, ConfigError> {
     let d = ServerConfig::default();
     let duration = |name: &str, v: Option<String>, default: Duration| match v {
         None => Ok(default),
@@ -526,6 +541,26 @@ fn server_from_raw(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         header_timeout: duration("header_timeout", raw.header_timeout, d.header_timeout)?,
         body_timeout: duration("body_timeout", raw.body_timeout, d.body_timeout)?,
         body_min_rate: raw.body_min_rate.map_or(d.body_min_rate, |b| b.0),
+        drain_timeout: duration("drain_timeout", raw.drain_timeout, d.drain_timeout)?,
+        tls: match (raw.tls_cert, raw.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: resolve(cert),
+                key: resolve(key),
+            }),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "server.tls_key",
+                    "missing: tls_cert needs its private key",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "server.tls_cert",
+                    "missing: tls_key needs its certificate",
+                ))
+            }
+        },
     })
 }
 
@@ -658,7 +693,7 @@ pub enum ReplicationMode {
 }
 
 /// `[metadata]`: replication of the metadata to the nodes (see `replication`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetadataConfig {
     pub replication: ReplicationMode,
     /// Async mode: a committed change reaches the nodes within about this long.
@@ -892,7 +927,7 @@ impl Config {
             metadata: metadata_from_raw(raw.metadata)?,
             repair: repair_from_raw(raw.repair)?,
             audit: audit_from_raw(raw.audit)?,
-            server: server_from_raw(raw.server)?,
+            server: server_from_raw(raw.server, resolve)?,
             limits,
             listen,
             region,
@@ -1530,7 +1565,8 @@ mod tests {
         let c = Config::parse(
             &format!(
                 "{base}\n[server]\nmax_client_connections = 8\nheader_timeout = \"5s\"\n\
-                 body_timeout = \"3s\"\nbody_min_rate = \"4KiB\""
+                 body_timeout = \"3s\"\nbody_min_rate = \"4KiB\"\ndrain_timeout = \"2m\"\n\
+                 tls_cert = \"tls/cert.pem\"\ntls_key = \"/etc/gw/key.pem\""
             ),
             Path::new("/d"),
         )
@@ -1542,6 +1578,12 @@ mod tests {
                 header_timeout: Duration::from_secs(5),
                 body_timeout: Duration::from_secs(3),
                 body_min_rate: 4096,
+                drain_timeout: Duration::from_secs(120),
+                // Relative to the data directory, like every path of the file.
+                tls: Some(TlsFiles {
+                    cert: PathBuf::from("/d/tls/cert.pem"),
+                    key: PathBuf::from("/etc/gw/key.pem"),
+                }),
             }
         );
         for (text, field) in [
@@ -1554,6 +1596,9 @@ mod tests {
                 "server.header_timeout",
             ),
             ("[server]\nbody_timeout = \"soon\"", "server.body_timeout"),
+            ("[server]\ndrain_timeout = \"0s\"", "server.drain_timeout"),
+            ("[server]\ntls_cert = \"c.pem\"", "server.tls_key"),
+            ("[server]\ntls_key = \"k.pem\"", "server.tls_cert"),
             ("[limits]\nqueue_depth = 0", "limits.queue_depth"),
             ("[limits]\nqueue_wait = \"0s\"", "limits.queue_wait"),
         ] {

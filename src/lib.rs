@@ -18,4 +18,5 @@ pub mod nodes;
 pub mod object;
 pub mod replication;
 pub mod s3;
+pub mod tls;
 pub mod transfer;

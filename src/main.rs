@@ -13,7 +13,7 @@ use gateway::config::ConfigError;
 use gateway::crypto::backup::{write_new_private, Installed};
 use gateway::nodes::protocol::TokenError;
 use gateway::nodes::server::{NodeServer, NodeServerError, NodeServerOptions};
-use gateway::nodes::tls::TlsFiles;
+use gateway::tls::TlsFiles;
 
 #[derive(Parser)]
 #[command(
@@ -22,8 +22,52 @@ use gateway::nodes::tls::TlsFiles;
     about = "Self-hosted S3 gateway: end-to-end encrypted, erasure-coded storage"
 )]
 struct Cli {
+    /// Log line format on stderr: `text` (coloured only on a terminal, and never with
+    /// NO_COLOR set) or `json` (one object per line, for journald and log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GATEWAY_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the stderr logger: `GATEWAY_LOG` filters (default `info`); colour only when stderr
+/// is a terminal and NO_COLOR is unset, so files and journald get plain text.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init()
+        }
+    }
+}
+
+/// One line for a failure: the error and its causes, each cause only when the text so far
+/// does not already say it (most errors here print their source themselves, so anyhow's `{:#}`
+/// would repeat it: "cannot listen on X: Address in use: Address in use").
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 #[derive(Subcommand)]
@@ -228,13 +272,7 @@ enum NodeCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -254,12 +292,13 @@ fn main() -> ExitCode {
                 e.downcast_ref::<NodeServerError>(),
             ) {
                 (Some(AppError::Config(_)), _) => 2,
+                (Some(AppError::Tls(_)), _) => 2,
                 (_, Some(NodeServerError::Token(TokenError::Malformed { .. }))) => 2,
                 // A certificate or key that cannot be used is a configuration mistake too.
                 (_, Some(NodeServerError::Tls(_))) => 2,
                 _ => 1,
             };
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::from(code)
         }
     }
@@ -289,35 +328,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 );
             }
-            let cfg = &mut prepared.config;
-            if let Some(addr) = listen {
-                cfg.listen = addr;
-            }
-            match admin_listen.as_deref() {
-                None => {}
-                Some("off") => cfg.admin_listen = None,
-                Some(a) => {
-                    cfg.admin_listen = Some(a.parse().map_err(|_| {
-                        AppError::Config(ConfigError::new(
-                            "--admin-listen",
-                            format!("{a:?} is not an address like 127.0.0.1:7778 or \"off\""),
-                        ))
-                    })?)
-                }
-            }
-            if let Some(n) = max_connections {
-                cfg.limits.max_connections = n;
-            }
-            if let Some(n) = max_connections_per_node {
-                cfg.limits.max_connections_per_node = n;
-            }
-            if let Some(r) = upload_rate {
-                cfg.limits.upload_rate = (r > 0).then_some(r);
-            }
-            if let Some(r) = download_rate {
-                cfg.limits.download_rate = (r > 0).then_some(r);
-            }
-            cfg.check_overrides().map_err(AppError::Config)?;
+            let overrides = RunOverrides {
+                listen,
+                admin_listen,
+                max_connections,
+                max_connections_per_node,
+                upload_rate,
+                download_rate,
+            };
+            overrides.apply(&mut prepared.config)?;
             if prepared.created_config {
                 println!(
                     "created a new gateway in {} (back up {} — without it the data cannot be read)",
@@ -330,7 +349,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut lock = DataDirLock::acquire(&prepared.config.data_dir)?;
             let mut gw = Gateway::start(&prepared).await?;
             lock.record_listeners(gw.addr, gw.admin_addr)?;
-            println!("gateway listening on http://{}", gw.addr);
+            println!("gateway listening on {}://{}", gw.scheme(), gw.addr);
             println!("  access key: {}", prepared.credentials.access_key);
             if prepared.credentials_from_env {
                 println!("  secret key: from GATEWAY_SECRET_KEY");
@@ -348,11 +367,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 prepared.config.storage.scheme,
                 prepared.config.nodes.len()
             );
-            tokio::select! {
-                r = gw.wait() => r?,
-                _ = shutdown_signal() => {
-                    tracing::info!("shutting down");
-                    gw.stop().await?;
+            let mut signals = Signals::new()?;
+            tracing::info!(
+                s3 = %format!("{}://{}", gw.scheme(), gw.addr),
+                admin = ?gw.admin_addr,
+                "serving"
+            );
+            tell_manager(&format!(
+                "READY=1\nSTATUS=serving S3 on {}://{}",
+                gw.scheme(),
+                gw.addr
+            ));
+            loop {
+                tokio::select! {
+                    r = gw.wait() => {
+                        r?;
+                        break;
+                    }
+                    signal = signals.next() => match signal {
+                        Signal::Reload => {
+                            tell_manager("RELOADING=1\nSTATUS=reloading");
+                            let fresh = gateway::app::load_config(&data_dir, config.as_deref())
+                                .and_then(|mut fresh| overrides.apply(&mut fresh).map(|()| fresh));
+                            match fresh.and_then(|fresh| gw.reload(&fresh)) {
+                                Ok(r) => {
+                                    if r.applied.is_empty() {
+                                        tracing::info!("SIGHUP: nothing to reload");
+                                    } else {
+                                        tracing::info!(reloaded = %r.applied.join("; "), "SIGHUP: reloaded");
+                                    }
+                                    if !r.need_restart.is_empty() {
+                                        tracing::warn!(
+                                            changed = %r.need_restart.join(", "),
+                                            "SIGHUP: these settings changed in the configuration file and take effect at the next restart"
+                                        );
+                                    }
+                                }
+                                Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed; the settings in use stay"),
+                            }
+                            tell_manager(&format!(
+                                "READY=1\nSTATUS=serving S3 on {}://{}",
+                                gw.scheme(),
+                                gw.addr
+                            ));
+                        }
+                        Signal::Stop => {
+                            tracing::info!(
+                                "shutting down: no new connections; requests in flight get up to {:?}",
+                                prepared.config.server.drain_timeout
+                            );
+                            tell_manager("STOPPING=1\nSTATUS=draining requests in flight");
+                            gw.stop().await?;
+                            break;
+                        }
+                    }
                 }
             }
             Ok(())
@@ -556,11 +624,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     swept.files, swept.bytes
                 );
             }
-            tokio::select! {
-                _ = server.wait() => {}
-                _ = shutdown_signal() => {
-                    tracing::info!("shutting down");
-                    server.stop().await;
+            let mut signals = Signals::new()?;
+            tell_manager(&format!(
+                "READY=1\nSTATUS=serving pieces on {scheme}://{}",
+                server.addr()
+            ));
+            loop {
+                tokio::select! {
+                    _ = server.wait() => break,
+                    signal = signals.next() => match signal {
+                        Signal::Reload => match server.reload_tls() {
+                            Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                            Ok(false) => tracing::info!("SIGHUP: nothing to reload (no TLS)"),
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed; the certificate in use stays"),
+                        },
+                        Signal::Stop => {
+                            tracing::info!("shutting down");
+                            tell_manager("STOPPING=1");
+                            server.stop().await;
+                            break;
+                        }
+                    }
                 }
             }
             Ok(())
@@ -619,17 +703,132 @@ fn run_key(command: KeyCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// `gateway run` flags that override the configuration file, applied at start and again to
+/// the file read at a reload.
+struct RunOverrides {
+    listen: Option<SocketAddr>,
+    admin_listen: Option<String>,
+    max_connections: Option<usize>,
+    max_connections_per_node: Option<usize>,
+    upload_rate: Option<u64>,
+    download_rate: Option<u64>,
+}
+
+impl RunOverrides {
+    fn apply(&self, cfg: &mut gateway::config::Config) -> Result<(), AppError> {
+        if let Some(addr) = self.listen {
+            cfg.listen = addr;
+        }
+        match self.admin_listen.as_deref() {
+            None => {}
+            Some("off") => cfg.admin_listen = None,
+            Some(a) => {
+                cfg.admin_listen = Some(a.parse().map_err(|_| {
+                    AppError::Config(ConfigError::new(
+                        "--admin-listen",
+                        format!("{a:?} is not an address like 127.0.0.1:7778 or \"off\""),
+                    ))
+                })?)
             }
-            return;
+        }
+        if let Some(n) = self.max_connections {
+            cfg.limits.max_connections = n;
+        }
+        if let Some(n) = self.max_connections_per_node {
+            cfg.limits.max_connections_per_node = n;
+        }
+        if let Some(r) = self.upload_rate {
+            cfg.limits.upload_rate = (r > 0).then_some(r);
+        }
+        if let Some(r) = self.download_rate {
+            cfg.limits.download_rate = (r > 0).then_some(r);
+        }
+        cfg.check_overrides().map_err(AppError::Config)
+    }
+}
+
+/// What a signal asks of a server.
+enum Signal {
+    /// SIGINT (Ctrl-C) or SIGTERM: stop accepting, drain, exit.
+    Stop,
+    /// SIGHUP: re-read what can change while serving.
+    Reload,
+}
+
+/// The signals a server answers.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                hup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Tells the service manager (systemd, `Type=notify`) about a state change; a manager that
+/// cannot be reached is logged, never fatal.
+fn tell_manager(state: &str) {
+    #[cfg(unix)]
+    if let Err(e) = gateway::app::notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+    #[cfg(not(unix))]
+    let _ = state;
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on 127.0.0.1:1: {source}")]
+    struct SaysItsSource {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("admin listener")]
+    struct Quiet(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_line_says_each_cause_once() {
+        let in_use = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let e = anyhow::Error::new(SaysItsSource { source: in_use() });
+        let line = error_line(&e);
+        assert_eq!(line.matches(&in_use().to_string()).count(), 1, "{line}");
+        // A cause the message leaves out is still named.
+        let e = anyhow::Error::new(Quiet(in_use()));
+        assert_eq!(error_line(&e), format!("admin listener: {}", in_use()));
+        let e = anyhow::anyhow!("plain");
+        assert_eq!(error_line(&e), "plain");
+    }
 }

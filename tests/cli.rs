@@ -15,6 +15,14 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
+#[path = "common/raw.rs"]
+#[allow(dead_code)]
+mod raw;
+
+/// The credentials `raw` signs with: the environment credentials of these tests.
+const ACCESS_KEY: &str = ENV_ACCESS;
+const SECRET_KEY: &str = ENV_SECRET;
+
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const ENV_ACCESS: &str = "CLIENVACCESSKEY00001";
 const ENV_SECRET: &str = "cli-env-secret+with/chars000000000000000";
@@ -652,4 +660,452 @@ async fn key_export_and_import_restore_the_root_key() {
     let got = c.get_object().bucket("keys").key("k").send().await.unwrap();
     assert!(got.body.collect().await.unwrap().into_bytes()[..] == body[..]);
     gw.stop();
+}
+
+/// A stand-in for systemd's notification socket: the datagrams `gateway` sends to
+/// `NOTIFY_SOCKET`.
+#[cfg(unix)]
+struct Manager {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+#[cfg(unix)]
+impl Manager {
+    fn new() -> Manager {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        Manager {
+            _dir: dir,
+            path,
+            socket,
+        }
+    }
+
+    fn env(&self) -> (&'static str, &str) {
+        ("NOTIFY_SOCKET", self.path.to_str().unwrap())
+    }
+
+    /// The next datagram, within `limit`.
+    fn next(&self, limit: Duration) -> String {
+        self.socket.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = self
+            .socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification within {limit:?}: {e}"));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+#[cfg(unix)]
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} failed");
+}
+
+/// An aws-sdk-s3 client over HTTPS that trusts exactly the certificate in `ca_pem`.
+fn tls_client(endpoint: &str, access: &str, secret: &str, ca_pem: &Path) -> Client {
+    use aws_smithy_http_client::tls;
+    let trust = tls::TrustStore::empty().with_pem_certificate(std::fs::read(ca_pem).unwrap());
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(
+            tls::TlsContext::builder()
+                .with_trust_store(trust)
+                .build()
+                .unwrap(),
+        )
+        .build_https();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(access, secret, None, None, "cli-tls"))
+        .force_path_style(true)
+        .retry_config(RetryConfig::disabled())
+        .http_client(http)
+        .build();
+    Client::from_conf(conf)
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// Under a service manager: READY=1 only once S3 answers; with `[server] tls_cert`/`tls_key`
+/// S3 is served over HTTPS only; SIGHUP re-reads the certificate (RELOADING=1, then READY=1)
+/// and new connections get the new one, a broken pair is refused and the old one stays;
+/// SIGTERM sends STOPPING=1 and exits 0.
+#[cfg(unix)]
+#[tokio::test]
+async fn https_with_certificate_reload_and_service_notifications() {
+    let d = dirs();
+    let env = [
+        ("GATEWAY_ACCESS_KEY", ENV_ACCESS),
+        ("GATEWAY_SECRET_KEY", ENV_SECRET),
+    ];
+    start(&d.data, &d.log, &env).stop();
+    let tls_dir = d.data.join("tls");
+    std::fs::create_dir(&tls_dir).unwrap();
+    let install = |cert: &str, key: &str| {
+        std::fs::copy(fixture(cert), tls_dir.join("cert.pem")).unwrap();
+        std::fs::copy(fixture(key), tls_dir.join("key.pem")).unwrap();
+    };
+    install("node-cert.pem", "node-key.pem");
+    let mut config = std::fs::read_to_string(d.data.join("config.toml")).unwrap();
+    config.push_str("\n[server]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n");
+    std::fs::write(d.data.join("config.toml"), config).unwrap();
+
+    let manager = Manager::new();
+    let mut env = env.to_vec();
+    env.push(manager.env());
+    let mut gw = start(&d.data, &d.log, &env);
+    let ready = manager.next(START_TIMEOUT);
+    assert!(ready.contains("READY=1"), "{ready}");
+    let port = gw
+        .endpoint
+        .strip_prefix("https://127.0.0.1:")
+        .unwrap_or_else(|| panic!("listening line: {:?}", gw.stdout));
+    let url = |host: &str| format!("https://{host}:{port}");
+
+    // Over HTTPS, by IP address and by name, with a client trusting exactly this certificate.
+    let c = tls_client(
+        &url("127.0.0.1"),
+        ENV_ACCESS,
+        ENV_SECRET,
+        &fixture("node-cert.pem"),
+    );
+    c.create_bucket().bucket("tls").send().await.unwrap();
+    let body = b"over TLS ".repeat(200_000);
+    c.put_object()
+        .bucket("tls")
+        .key("k")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let c = tls_client(
+        &url("localhost"),
+        ENV_ACCESS,
+        ENV_SECRET,
+        &fixture("node-cert.pem"),
+    );
+    let got = c.get_object().bucket("tls").key("k").send().await.unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes()[..] == body[..]);
+    // Plain HTTP on the TLS port gets no S3 answer.
+    let plain = client(&format!("http://127.0.0.1:{port}"), ENV_ACCESS, ENV_SECRET);
+    assert!(plain.list_buckets().send().await.is_err());
+    // A client trusting another certificate refuses the gateway's.
+    let other = tls_client(
+        &url("127.0.0.1"),
+        ENV_ACCESS,
+        ENV_SECRET,
+        &fixture("other-cert.pem"),
+    );
+    assert!(other.list_buckets().send().await.is_err());
+
+    // SIGHUP with a new pair, a node upload rate and another region in the file: new
+    // connections get the new certificate, the rate applies at once (the stats report it),
+    // and the region is named as needing a restart (and is not applied).
+    install("other-cert.pem", "other-key.pem");
+    let config_file = d.data.join("config.toml");
+    let config = std::fs::read_to_string(&config_file).unwrap();
+    std::fs::write(
+        &config_file,
+        format!("region = \"eu-west-1\"\n{config}\n[limits]\nupload_rate = \"5MiB\"\n"),
+    )
+    .unwrap();
+    let stats = |admin: String| async move {
+        let text = reqwest_like_get(&admin, "/v1/stats").await;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let before = stats(gw.admin.clone()).await;
+    assert!(
+        before["limits"]["upload_bytes_per_sec"].is_null(),
+        "{before}"
+    );
+    signal(&gw.child, "-HUP");
+    let reloading = manager.next(Duration::from_secs(10));
+    assert!(reloading.contains("RELOADING=1"), "{reloading}");
+    let ready = manager.next(Duration::from_secs(10));
+    assert!(ready.contains("READY=1"), "{ready}");
+    let after = stats(gw.admin.clone()).await;
+    assert_eq!(after["limits"]["upload_bytes_per_sec"], 5 << 20, "{after}");
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("next restart") && l.contains("region")),
+        "{log}"
+    );
+    let other = tls_client(
+        &url("127.0.0.1"),
+        ENV_ACCESS,
+        ENV_SECRET,
+        &fixture("other-cert.pem"),
+    );
+    // Still signed for us-east-1: the region is not applied before a restart.
+    other
+        .head_object()
+        .bucket("tls")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    let old = tls_client(
+        &url("127.0.0.1"),
+        ENV_ACCESS,
+        ENV_SECRET,
+        &fixture("node-cert.pem"),
+    );
+    assert!(old
+        .head_object()
+        .bucket("tls")
+        .key("k")
+        .send()
+        .await
+        .is_err());
+
+    // SIGHUP with a broken pair (a certificate without its key): refused, logged, and the
+    // pair in use stays.
+    std::fs::copy(fixture("node-cert.pem"), tls_dir.join("cert.pem")).unwrap();
+    signal(&gw.child, "-HUP");
+    assert!(manager
+        .next(Duration::from_secs(10))
+        .contains("RELOADING=1"));
+    assert!(manager.next(Duration::from_secs(10)).contains("READY=1"));
+    let other = tls_client(
+        &url("127.0.0.1"),
+        ENV_ACCESS,
+        ENV_SECRET,
+        &fixture("other-cert.pem"),
+    );
+    other
+        .head_object()
+        .bucket("tls")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(log.contains("reload failed"), "{log}");
+
+    // SIGTERM: STOPPING=1 and a clean exit.
+    signal(&gw.child, "-TERM");
+    let stopping = manager.next(Duration::from_secs(10));
+    assert!(stopping.contains("STOPPING=1"), "{stopping}");
+    let status = wait_exit(&mut gw.child, Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+}
+
+/// A certificate file that cannot be used is a configuration mistake: exit status 2 and one
+/// line naming the file, before anything listens.
+#[test]
+fn an_unusable_certificate_exits_2_naming_the_file() {
+    let d = dirs();
+    start(&d.data, &d.log, &[]).stop();
+    let mut config = std::fs::read_to_string(d.data.join("config.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
+        fixture("node-cert.pem"),
+        fixture("other-key.pem")
+    ));
+    std::fs::write(d.data.join("config.toml"), config).unwrap();
+    let mut child = command(&d.data, &[])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&d.log).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(2));
+    let err = std::fs::read_to_string(&d.log).unwrap();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("other-key.pem"), "{err}");
+}
+
+/// SIGTERM while an upload is in flight: new connections are refused, the upload in flight
+/// finishes and is acknowledged, the process exits 0, and after a restart the object reads
+/// back exactly. The error line on a port in use is printed once.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_an_upload_in_flight_and_loses_no_acknowledged_write() {
+    use tokio::io::AsyncWriteExt;
+    let d = dirs();
+    let env = [
+        ("GATEWAY_ACCESS_KEY", ENV_ACCESS),
+        ("GATEWAY_SECRET_KEY", ENV_SECRET),
+    ];
+    let manager = Manager::new();
+    let mut with_manager = env.to_vec();
+    with_manager.push(manager.env());
+    let mut gw = start(&d.data, &d.log, &with_manager);
+    assert!(manager.next(START_TIMEOUT).contains("READY=1"));
+    let addr: std::net::SocketAddr = gw
+        .endpoint
+        .strip_prefix("http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    client(&gw.endpoint, ENV_ACCESS, ENV_SECRET)
+        .create_bucket()
+        .bucket("drain")
+        .send()
+        .await
+        .unwrap();
+
+    // A second gateway on the same port: one error line, the cause said once.
+    let mut second = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--data-dir"])
+        .arg(d.data.join("other"))
+        .args(["--listen", &addr.to_string(), "--admin-listen", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.data.join("second.log")).unwrap())
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        wait_exit(&mut second, Duration::from_secs(60)).code(),
+        Some(1)
+    );
+    let err = std::fs::read_to_string(d.data.join("second.log")).unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("cannot listen on"), "{line}");
+    assert_eq!(line.matches("in use").count(), 1, "{line}");
+
+    // Half of a 6 MiB upload, then SIGTERM.
+    let body: Vec<u8> = (0..6u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let target = "/drain/in-flight";
+    let url = format!("http://{addr}{target}");
+    let mut headers = vec![
+        ("host".to_string(), addr.to_string()),
+        ("content-length".to_string(), body.len().to_string()),
+    ];
+    headers.extend(raw::sign_headers(
+        "PUT",
+        &url,
+        &headers,
+        raw::Payload::Unsigned,
+        std::time::SystemTime::now(),
+    ));
+    let mut put = tokio::net::TcpStream::connect(addr).await.unwrap();
+    put.write_all(&raw::head("PUT", target, &headers))
+        .await
+        .unwrap();
+    let half = body.len() / 2;
+    put.write_all(&body[..half]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&gw.child, "-TERM");
+    assert!(manager.next(Duration::from_secs(10)).contains("STOPPING=1"));
+
+    // New connections are no longer served once the drain began (refused, or closed
+    // unanswered), while the upload is still in flight.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let served = match tokio::net::TcpStream::connect(addr).await {
+            Err(_) => false,
+            Ok(mut s) => {
+                let head = raw::head("GET", "/", &[("host".to_string(), addr.to_string())]);
+                let _ = s.write_all(&head).await;
+                let answer =
+                    tokio::time::timeout(Duration::from_secs(2), raw::read_response(&mut s, false));
+                matches!(answer.await, Ok(Ok(_)))
+            }
+        };
+        if !served {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new connections still served 10 s into the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The upload in flight finishes and is acknowledged.
+    put.write_all(&body[half..]).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), raw::read_response(&mut put, false))
+        .await
+        .expect("no answer to the upload in flight")
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body_text());
+    let status = wait_exit(&mut gw.child, Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    drop(gw);
+
+    // Acknowledged means durable: it is there after a restart.
+    let gw = start(&d.data, &d.log, &env);
+    let c = client(&gw.endpoint, ENV_ACCESS, ENV_SECRET);
+    let got = c
+        .get_object()
+        .bucket("drain")
+        .key("in-flight")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.body.collect().await.unwrap().into_bytes()[..] == body[..]);
+}
+
+/// Logs written to a file carry no ANSI colour codes; `--log-format json` writes one JSON
+/// object per line.
+#[test]
+fn logs_to_a_file_are_plain_and_json_on_request() {
+    let d = dirs();
+    let env = [("GATEWAY_LOG", "info")];
+    start(&d.data, &d.log, &env).stop();
+    let text = std::fs::read_to_string(&d.log).unwrap();
+    assert!(!text.is_empty());
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI codes in a log file: {text:?}"
+    );
+
+    let json_log = d.data.join("json.log");
+    let mut child = command(&d.data, &env)
+        .arg("--log-format")
+        .arg("json")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&json_log).unwrap())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) for a log line, then stop it.
+    let deadline = Instant::now() + START_TIMEOUT;
+    while std::fs::read_to_string(&json_log)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no JSON log line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&json_log).unwrap();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
+    }
 }

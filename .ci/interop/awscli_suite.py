@@ -4,7 +4,8 @@ mb; cp of a 30 MiB file up (multipart) and down (parallel ranged GETs); sync up 
 tree with nested directories, a 0-byte file and unicode, space and symbol names; uploads on a
 single connection after a 0-byte PUT (Expect: 100-continue); ls --recursive; s3api tagging,
 copy-object (COPY, and REPLACE onto itself), head-object, list-object-versions; cp over https
-through the TLS proxy (aws-chunked bodies with trailing checksums); rm --recursive and rb.
+to a gateway serving TLS itself (aws-chunked bodies with trailing checksums); rm --recursive
+and rb.
 Output contract: see common.py.
 """
 
@@ -50,7 +51,7 @@ def aws(*args, check=True, tls=False, config_file=None):
     label = "aws " + " ".join(words[at : at + 2])
     cmd_env = env if config_file is None else {**env, "AWS_CONFIG_FILE": str(config_file)}
     if tls:
-        expect(gw.tls_endpoint, "no TLS endpoint: the driver could not start the TLS proxy")
+        expect(gw.tls_endpoint, "no TLS endpoint: the driver could not start the TLS gateway")
         target = ["--endpoint-url", gw.tls_endpoint, "--ca-bundle", gw.ca_bundle]
     else:
         target = ["--endpoint-url", gw.endpoint]
@@ -239,6 +240,8 @@ def list_object_versions():
 
 
 def tls_cp():
+    # The TLS gateway is a second gateway (own data directory): its bucket is made here.
+    aws("s3", "mb", f"s3://{BUCKET}", tls=True)
     # Over https the CLI streams parts as aws-chunked bodies with a trailing checksum.
     up = aws("--debug", "s3", "cp", big, f"s3://{BUCKET}/tls/big.bin", tls=True)
     expect(

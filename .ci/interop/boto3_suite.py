@@ -3,8 +3,9 @@ behaviour: request checksums and response validation `when_supported`), retries 
 see NO_RETRIES), and awscrt installed as `boto3[crt]` gives it: put/get with every checksum
 algorithm; no whole-object checksum on a ranged GET; multipart with CRC32 checksums
 (composite) and the managed transfer; GetObject partNumber; copy_object; upload_part_copy with
-ranges; presigned PUT and GET (boto3's default, SigV2 and SigV4); over https through the TLS
-proxy, put_object and upload_part with trailing checksums (STREAMING-UNSIGNED-PAYLOAD-TRAILER);
+ranges; presigned PUT and GET (boto3's default, SigV2 and SigV4); over https to a gateway
+serving TLS itself, put_object and upload_part with trailing checksums
+(STREAMING-UNSIGNED-PAYLOAD-TRAILER);
 tagging; a list_objects_v2 paginator over 2 500 keys; delete_objects of 1 000 keys; a
 conditional-put race. Output contract: see common.py.
 """
@@ -38,7 +39,7 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1})
 def client(config=None, tls=False):
     config = NO_RETRIES.merge(config) if config else NO_RETRIES
     if tls:
-        expect(gw.tls_endpoint, "no TLS endpoint: the driver could not start the TLS proxy")
+        expect(gw.tls_endpoint, "no TLS endpoint: the driver could not start the TLS gateway")
     return boto3.session.Session().client(
         "s3",
         endpoint_url=gw.tls_endpoint if tls else gw.endpoint,
@@ -419,6 +420,12 @@ def conditional_put_race():
 
 
 suite.check("create_bucket", create_bucket)
+def tls_bucket():
+    # The TLS gateway is a second gateway (own data directory): its bucket is made here.
+    client(tls=True).create_bucket(Bucket=BUCKET)
+
+
+suite.check("TLS: create the bucket over https", tls_bucket)
 for algo in ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]:
     suite.check(f"put_object/get_object ChecksumAlgorithm={algo}", put_get_with_checksum(algo))
 suite.check("ranged get_object returns no whole-object checksum", ranged_get_has_no_whole_checksum)
@@ -437,6 +444,12 @@ suite.check(
 suite.check(
     "presigned PUT and GET, signature_version=s3 (SigV2)", presigned(Config(signature_version="s3"), "v2")
 )
+def tls_bucket():
+    # The TLS gateway is a second gateway (own data directory): its bucket is made here.
+    client(tls=True).create_bucket(Bucket=BUCKET)
+
+
+suite.check("TLS: create the bucket over https", tls_bucket)
 for algo in ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]:
     suite.check(
         f"TLS: put_object {algo} as a trailing checksum (UNSIGNED-PAYLOAD-TRAILER)",

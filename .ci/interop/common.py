@@ -8,7 +8,8 @@ the suite.
 
 The driver (run.sh) passes the gateway in the environment: GW_ENDPOINT, GW_ACCESS_KEY,
 GW_SECRET_KEY, GW_WORK (an empty scratch directory owned by this suite), and GW_TLS_ENDPOINT
-with GW_CA_BUNDLE (the gateway behind a TLS proxy with a self-signed certificate).
+with GW_CA_BUNDLE (a second gateway, own data directory and same credentials, serving S3 over
+TLS with a self-signed certificate).
 """
 
 import hashlib
@@ -51,7 +52,7 @@ class Gateway:
         self.access_key = os.environ["GW_ACCESS_KEY"]
         self.secret_key = os.environ["GW_SECRET_KEY"]
         self.work = Path(os.environ["GW_WORK"])
-        # The same gateway behind a TLS-terminating proxy; empty if the driver could not start it.
+        # A second gateway serving TLS itself (its own buckets); empty if the driver could not start it.
         self.tls_endpoint = os.environ.get("GW_TLS_ENDPOINT", "")
         self.ca_bundle = os.environ.get("GW_CA_BUNDLE", "")
 

@@ -3,7 +3,9 @@ environment as remote `gw:` (type s3, provider Other): sync of a tree with small
 three 20 MiB files with a 5 MiB upload cutoff and chunk size (multipart), a second sync that
 must transfer nothing, check --download, server-side copy (with a 5 MiB copy cutoff, so large
 files go through UploadPartCopy) and move within the gateway, a modtime update (touch: a
-CopyObject REPLACE of an object onto itself), and purge of a directory and of the bucket.
+CopyObject REPLACE of an object onto itself), and purge of a directory and of the bucket; then
+the same tree synced over https to a gateway serving TLS itself (--ca-cert: the certificate is
+checked), checked with --download, and refused without the certificate.
 
 rclone runs with --retries 1 --low-level-retries 1: a request the gateway gets wrong must show
 up here, not be hidden by a retry. Output contract: see common.py.
@@ -151,5 +153,46 @@ suite.check("check --download", check_download)
 suite.check("server-side copy dir -> dir2 (5M copy cutoff: UploadPartCopy)", server_side_copy)
 suite.check("server-side move dir2 -> dir3", server_side_move)
 suite.check("touch sets a new modtime (CopyObject REPLACE onto itself)", touch_modtime)
+def tls_env(ca_cert):
+    e = dict(env, RCLONE_CONFIG_GWTLS_TYPE="s3", RCLONE_CONFIG_GWTLS_PROVIDER="Other")
+    e.update(
+        RCLONE_CONFIG_GWTLS_ENDPOINT=gw.tls_endpoint,
+        RCLONE_CONFIG_GWTLS_ACCESS_KEY_ID=gw.access_key,
+        RCLONE_CONFIG_GWTLS_SECRET_ACCESS_KEY=gw.secret_key,
+        RCLONE_CONFIG_GWTLS_REGION=REGION,
+    )
+    if ca_cert:
+        e["RCLONE_CA_CERT"] = gw.ca_bundle
+    return e
+
+
+def tls_rclone(*args, ca_cert=True, check=True):
+    label = "rclone (https) " + " ".join(str(a) for a in args[:3])
+    argv = [rclone_bin, "--config", "", *args, "--retries", "1", "--low-level-retries", "1"]
+    proc = run(argv, label, env=tls_env(ca_cert), check=False)
+    if check and proc.returncode != 0:
+        raise CommandFailed(f"{label}: exit {proc.returncode}: {one_line(proc.stderr, 1500)}")
+    return proc
+
+
+def tls_sync():
+    expect(gw.tls_endpoint, "no TLS endpoint: the driver could not start the TLS gateway")
+    tls_rclone("mkdir", f"gwtls:{BUCKET}")
+    tls_rclone("sync", src, f"gwtls:{BUCKET}/dir", *MULTIPART)
+    tls_rclone("check", "--download", src, f"gwtls:{BUCKET}/dir")
+    out = tls_rclone("lsf", "-R", "--files-only", f"gwtls:{BUCKET}/dir").stdout
+    listed = sorted(line for line in out.splitlines() if line)
+    expect_eq(listed, local_files, "files listed over https")
+
+
+def tls_refused_without_the_certificate():
+    expect(gw.tls_endpoint, "no TLS endpoint: the driver could not start the TLS gateway")
+    proc = tls_rclone("lsd", "gwtls:", ca_cert=False, check=False)
+    expect(proc.returncode != 0, "rclone listed over https without trusting the certificate")
+    expect("certificate" in proc.stderr, f"no certificate error: {one_line(proc.stderr, 300)}")
+
+
 suite.check("purge a directory, then the bucket", purge)
+suite.check("TLS: sync up and check --download over https (--ca-cert)", tls_sync)
+suite.check("TLS: an untrusted certificate is refused", tls_refused_without_the_certificate)
 suite.finish()

@@ -42,7 +42,7 @@ fi
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/gateway-interop.XXXXXX")"
 gw_pid=""
-proxy_pid=""
+tls_pid=""
 # Stops a child: SIGTERM, up to 10 s for it to exit, then SIGKILL. Never waits unbounded.
 stop_process() {
     local pid="$1"
@@ -56,7 +56,7 @@ stop_process() {
     wait "$pid" 2>/dev/null || true
 }
 cleanup() {
-    stop_process "$proxy_pid"
+    stop_process "$tls_pid"
     stop_process "$gw_pid"
     if [ "${INTEROP_KEEP:-0}" = 1 ]; then
         echo "interop: kept $tmp" >&2
@@ -148,32 +148,40 @@ if [ -z "$access_key" ] || [ -z "$secret_key" ]; then
 fi
 echo "interop: gateway $GATEWAY_BIN on http://127.0.0.1:$port (data in $data)"
 
-# The same gateway behind a TLS-terminating proxy (a self-signed certificate for 127.0.0.1):
-# over https, botocore and awscli send trailing checksums (STREAMING-UNSIGNED-PAYLOAD-TRAILER).
+# A second gateway serving S3 over TLS itself ([server] tls_cert/tls_key, a self-signed
+# certificate for 127.0.0.1 made here), with the same credentials: over https, botocore and
+# awscli send streaming bodies as aws-chunked with trailing checksums
+# (STREAMING-UNSIGNED-PAYLOAD-TRAILER), and rclone checks the certificate against --ca-cert.
 # Any failure here leaves GW_TLS_ENDPOINT empty, and the suites report their TLS checks failed.
 tls_endpoint=""
+tls_data="$tmp/tls-data"
+mkdir -p "$tls_data"
 if timeout 60 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
     -keyout "$tmp/tls-key.pem" -out "$tmp/tls-cert.pem" -days 2 -subj /CN=127.0.0.1 \
     -addext "subjectAltName=IP:127.0.0.1" >"$tmp/openssl.log" 2>&1; then
-    : >"$tmp/proxy.out"
-    "$venv/bin/python" .ci/interop/tls_proxy.py "$tmp/tls-cert.pem" "$tmp/tls-key.pem" "$port" \
-        >"$tmp/proxy.out" 2>"$tmp/proxy.log" </dev/null &
-    proxy_pid=$!
-    for _ in $(seq 1 100); do
-        tls_port="$(sed -n 's#^tls proxy listening on 127\.0\.0\.1:\([0-9][0-9]*\)$#\1#p' "$tmp/proxy.out")"
+    sed -e '/^listen = /d' "$data/config.toml" >"$tls_data/config.toml"
+    printf '\n[server]\ntls_cert = "%s"\ntls_key = "%s"\n' "$tmp/tls-cert.pem" "$tmp/tls-key.pem" \
+        >>"$tls_data/config.toml"
+    : >"$tmp/tls-gateway.out"
+    env GATEWAY_ACCESS_KEY="$access_key" GATEWAY_SECRET_KEY="$secret_key" \
+        "$GATEWAY_BIN" run --data-dir "$tls_data" --listen 127.0.0.1:0 --admin-listen off \
+        >"$tmp/tls-gateway.out" 2>"$tmp/tls-gateway.log" </dev/null &
+    tls_pid=$!
+    for _ in $(seq 1 300); do
+        tls_port="$(sed -n 's#^gateway listening on https://127\.0\.0\.1:\([0-9][0-9]*\)$#\1#p' "$tmp/tls-gateway.out")"
         if [ -n "$tls_port" ]; then
             tls_endpoint="https://127.0.0.1:$tls_port"
             break
         fi
-        kill -0 "$proxy_pid" 2>/dev/null || break
+        kill -0 "$tls_pid" 2>/dev/null || break
         sleep 0.1
     done
 fi
 if [ -n "$tls_endpoint" ]; then
-    echo "interop: TLS proxy on $tls_endpoint"
+    echo "interop: TLS gateway on $tls_endpoint"
 else
-    echo "interop: no TLS proxy (openssl or the proxy failed):" >&2
-    cat "$tmp/openssl.log" "$tmp/proxy.log" >&2 2>/dev/null || true
+    echo "interop: no TLS gateway (openssl or the gateway failed):" >&2
+    cat "$tmp/openssl.log" "$tmp/tls-gateway.log" >&2 2>/dev/null || true
 fi
 
 total_passed=0

@@ -20,7 +20,6 @@ pub mod protocol;
 pub mod remote;
 pub mod s3;
 pub mod server;
-pub mod tls;
 
 use std::future::Future;
 use std::pin::Pin;

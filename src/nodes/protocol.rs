@@ -44,7 +44,7 @@
 //! Transport: a node started with a certificate (`--tls-cert`/`--tls-key`) speaks only TLS 1.2
 //! or 1.3 (ALPN `h2` and `http/1.1`), and the gateway reaches it at `https://host:port`,
 //! verifying the certificate against its configured CA file (or the system roots) and the host
-//! in the address (see [`super::tls`]). TLS adds confidentiality and integrity of every request
+//! in the address (see [`crate::tls`]). TLS adds confidentiality and integrity of every request
 //! and answer, bodies included, and authenticates the node to the gateway, so no one without
 //! the node's key can read, alter, replay or answer in its place. The same HMAC is sent inside
 //! TLS unchanged: TLS does not authenticate the gateway (no client certificates).

@@ -56,8 +56,8 @@ use super::protocol::{
     digest_trailers, list_target, piece_target, status_target, unix_now, NodeStatus, NodeToken,
     PieceList, DATE_HEADER, DIGEST_TRAILER, MAX_LIST_LIMIT,
 };
-use super::tls::{client_config, TlsError};
 use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter};
+use crate::tls::{client_config, TlsError};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);

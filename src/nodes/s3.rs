@@ -304,7 +304,7 @@ fn check_options(opts: &S3Options) -> Result<(), String> {
 /// an empty root store rather than reading the system's.
 fn tls_config(endpoint: &Endpoint, opts: &S3Options) -> Result<rustls::ClientConfig, String> {
     if endpoint.https {
-        return super::tls::client_config(opts.ca_file.as_deref()).map_err(|e| e.to_string());
+        return crate::tls::client_config(opts.ca_file.as_deref()).map_err(|e| e.to_string());
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)

@@ -1,6 +1,6 @@
 //! `gateway node run`: one [`DirNode`] served over HTTP/1.1 and h2c, or, with a certificate,
 //! only over TLS with HTTP/1.1 and h2 (see [`super::protocol`] for the endpoints and the
-//! authentication, [`super::tls`] for the TLS settings).
+//! authentication, [`crate::tls`] for the TLS settings).
 //!
 //! Guarantees:
 //! - With TLS, a bad or unreadable certificate or key stops [`NodeServer::start`] with an error
@@ -50,8 +50,8 @@ use super::protocol::{
     unix_now, NodeStatus, NodeToken, PieceList, TokenError, API_PREFIX, DATE_HEADER,
     DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, PROTOCOL_VERSION,
 };
-use super::tls::{server_config, TlsError, TlsFiles};
 use super::{DirNode, NodeError, NodeStore, PieceId};
+use crate::tls::{reloadable_server_config, ReloadableCert, TlsError, TlsFiles, NODE_ALPN};
 
 /// The default token file inside the node directory.
 pub const TOKEN_FILE: &str = "token";
@@ -115,6 +115,7 @@ pub enum NodeServerError {
 /// A running node server.
 pub struct NodeServer {
     addr: SocketAddr,
+    cert: Option<Arc<ReloadableCert>>,
     token_file: PathBuf,
     token_created: bool,
     stale_temp_removed: TempSweep,
@@ -126,9 +127,13 @@ impl NodeServer {
     /// Loads the TLS certificate and key (when set), opens (or initialises) the directory,
     /// loads or creates the token, removes stale temp files, binds and starts serving.
     pub async fn start(opts: &NodeServerOptions) -> Result<NodeServer, NodeServerError> {
-        let tls = match &opts.tls {
-            Some(files) => Some(TlsAcceptor::from(
-                server_config(files).map_err(NodeServerError::Tls)?,
+        let cert = match &opts.tls {
+            Some(files) => Some(ReloadableCert::load(files).map_err(NodeServerError::Tls)?),
+            None => None,
+        };
+        let tls = match &cert {
+            Some(cert) => Some(TlsAcceptor::from(
+                reloadable_server_config(cert.clone(), NODE_ALPN).map_err(NodeServerError::Tls)?,
             )),
             None => None,
         };
@@ -163,6 +168,7 @@ impl NodeServer {
         let task = tokio::spawn(serve(listener, state, tls, rx));
         Ok(NodeServer {
             addr,
+            cert,
             token_file,
             token_created,
             stale_temp_removed,
@@ -177,6 +183,15 @@ impl NodeServer {
 
     pub fn token_file(&self) -> &Path {
         &self.token_file
+    }
+
+    /// Re-reads the TLS certificate and key (SIGHUP); on an error the pair in use stays.
+    /// Returns whether there was one to reload.
+    pub fn reload_tls(&self) -> Result<bool, NodeServerError> {
+        match &self.cert {
+            Some(cert) => cert.reload().map(|()| true).map_err(NodeServerError::Tls),
+            None => Ok(false),
+        }
     }
 
     /// Whether this start created the token file.

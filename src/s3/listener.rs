@@ -18,6 +18,8 @@
 //!   connection is closed (checked every second) and everything its request held (buffers,
 //!   its share of the memory budget) freed. Time the gateway spends producing the next frame
 //!   does not count.
+//! - With TLS, the handshake is part of the head: it must finish within `header_timeout`, and
+//!   a connection still in it counts as idle.
 //! - On shutdown, no new connection is accepted, idle connections close at once, in-flight
 //!   requests get `drain_timeout` to finish.
 //!
@@ -39,9 +41,11 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// The largest request head hyper reads at all; larger ones get a bare `431`. Heads between
 /// S3's 8 KiB and this get S3's `RequestHeaderSectionTooLarge`.
@@ -264,17 +268,83 @@ impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Progress<IO> {
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` resolves. `wrap` adapts each accepted stream
-/// (byte counting); `handle` answers one request.
-pub async fn serve<IO, H, Fut, B>(
+/// An accepted client connection: plain TCP, or TLS over it.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(s) => s.is_write_vectored(),
+            ClientStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` resolves, over TLS when `tls` is set. `wrap`
+/// adapts each accepted stream (byte counting); `handle` answers one request.
+pub async fn serve<IO, W, H, Fut, B>(
     listener: TcpListener,
     opts: ListenerOptions,
-    wrap: impl Fn(tokio::net::TcpStream) -> IO,
+    tls: Option<TlsAcceptor>,
+    wrap: W,
     handle: H,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    W: Fn(ClientStream) -> IO + Clone + Send + 'static,
     H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body<Data = Bytes> + Unpin + Send + 'static,
@@ -367,15 +437,39 @@ where
                 }
             })
         };
-        let io = Progress {
-            io: wrap(stream),
-            conn: state.clone(),
-        };
-        let conn = builder.serve_connection(TokioIo::new(io), service);
         let (registry, mut stop) = (registry.clone(), stop_rx.clone());
+        let (builder, tls, wrap) = (builder.clone(), tls.clone(), wrap.clone());
+        let header_timeout = opts.header_timeout;
         tasks.spawn(async move {
             // Leaves the registry however the task ends (a panic included).
             let registered = Registered { registry, id };
+            let stream = match tls {
+                None => ClientStream::Plain(stream),
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                    tokio::select! {
+                        r = handshake => match r {
+                            Ok(Ok(s)) => ClientStream::Tls(Box::new(s)),
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "no TLS handshake within the header timeout; connection closed");
+                                return;
+                            }
+                        },
+                        // Idle until it has spoken: closed to make room, or at shutdown.
+                        _ = state.close.notified() => return,
+                        _ = stop.changed() => return,
+                    }
+                }
+            };
+            let io = Progress {
+                io: wrap(stream),
+                conn: state.clone(),
+            };
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
             let mut closing = false;
             let mut check = tokio::time::interval(Duration::from_secs(1));

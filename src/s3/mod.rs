@@ -72,11 +72,12 @@ impl S3Service {
         }
     }
 
-    /// Serves S3 on `listener` until `shutdown` resolves, then lets in-flight requests finish
-    /// (see [`listener`] for the limits on clients).
+    /// Serves S3 on `listener` (over TLS with `tls`) until `shutdown` resolves, then lets
+    /// in-flight requests finish (see [`listener`] for the limits on clients).
     pub async fn serve(
         self,
         listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
         let server = &self.inner.1.server;
@@ -85,13 +86,14 @@ impl S3Service {
             header_timeout: server.header_timeout,
             response_timeout: server.body_timeout,
             response_min_rate: server.body_min_rate,
-            drain_timeout: std::time::Duration::from_secs(30),
+            drain_timeout: server.drain_timeout,
         };
         let metrics = self.inner.1.metrics.clone();
         let svc = self.clone();
         listener::serve(
             listener,
             opts,
+            tls,
             move |stream| counting::Counting::new(stream, metrics.clone()),
             move |req, peer| {
                 let svc = svc.clone();

@@ -10,7 +10,7 @@
 //! both (the audit): each request reserves one request and its bytes at once and waits for
 //! the slower bucket, so both bounds hold at every instant.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -61,6 +61,50 @@ impl TokenBucket {
         let wait = self.reserve(n, Instant::now());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A byte rate shared by every transfer that can be changed while they run (a SIGHUP reload);
+/// `None` is unlimited. A change applies to reservations made after it (with a fresh burst);
+/// waits already reserved stand.
+#[derive(Debug)]
+pub struct Rate(RwLock<Option<(u64, Arc<TokenBucket>)>>);
+
+impl Rate {
+    pub fn new(rate: Option<u64>) -> Rate {
+        Rate(RwLock::new(
+            rate.map(|r| (r, Arc::new(TokenBucket::new(r)))),
+        ))
+    }
+
+    /// The rate in force, in bytes per second.
+    pub fn get(&self) -> Option<u64> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(r, _)| *r)
+    }
+
+    /// Sets a new rate; setting the one in force changes nothing.
+    pub fn set(&self, rate: Option<u64>) {
+        let mut current = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().map(|(r, _)| *r) != rate {
+            *current = rate.map(|r| (r, Arc::new(TokenBucket::new(r))));
+        }
+    }
+
+    /// Waits until `n` more bytes fit the rate in force.
+    pub async fn take(&self, n: u64) {
+        let bucket = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(_, b)| b.clone());
+        if let Some(b) = bucket {
+            b.take(n).await;
         }
     }
 }
@@ -212,5 +256,31 @@ mod tests {
         // 8 MiB at 4 MiB/s, less the initial burst (1 MiB).
         let took = t0.elapsed().as_secs_f64();
         assert!((1.70..=1.80).contains(&took), "{took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_can_be_changed_and_lifted_while_in_use() {
+        let rate = Rate::new(Some(1 << 20));
+        assert_eq!(rate.get(), Some(1 << 20));
+        // 1 MiB/s with a 256 KiB burst: 2.25 MiB more take 2 s.
+        let t = Instant::now();
+        rate.take(256 << 10).await;
+        rate.take(2 << 20).await;
+        let slow = t.elapsed();
+        assert!((slow.as_secs_f64() - 2.0).abs() < 0.01, "{slow:?}");
+        // Four times the rate (a fresh, full burst of 1 MiB): 2 MiB more take 0.25 s.
+        rate.set(Some(4 << 20));
+        assert_eq!(rate.get(), Some(4 << 20));
+        let t = Instant::now();
+        rate.take(1 << 20).await;
+        rate.take(1 << 20).await;
+        let fast = t.elapsed();
+        assert!((fast.as_secs_f64() - 0.25).abs() < 0.01, "{fast:?}");
+        // Unlimited: no wait at all.
+        rate.set(None);
+        assert_eq!(rate.get(), None);
+        let t = Instant::now();
+        rate.take(1 << 40).await;
+        assert_eq!(t.elapsed(), Duration::ZERO);
     }
 }

@@ -34,7 +34,7 @@ use crate::crypto::RootKey;
 use crate::metrics::{Metrics, NodeOp, Reason};
 use crate::nodes::{NodeError, NodeStore, PieceId};
 use health::{Health, HealthView, Rank};
-use limits::TokenBucket;
+use limits::Rate;
 
 pub use download::{FaultKind, PieceFault};
 pub use upload::{SegmentUpload, Target, UploadedSegment};
@@ -90,8 +90,8 @@ pub struct Transfers {
     limits: LimitsConfig,
     pub(crate) max_per_domain: Option<usize>,
     connections: Arc<Semaphore>,
-    up: Option<TokenBucket>,
-    down: Option<TokenBucket>,
+    up: Rate,
+    down: Rate,
     metrics: Arc<Metrics>,
     /// Streams being written, not yet in the metadata (see [`inflight`]).
     inflight: Arc<inflight::InFlight>,
@@ -183,8 +183,8 @@ impl Transfers {
         Arc::new(Transfers {
             by_id,
             connections: Arc::new(Semaphore::new(limits.max_connections)),
-            up: limits.upload_rate.map(TokenBucket::new),
-            down: limits.download_rate.map(TokenBucket::new),
+            up: Rate::new(limits.upload_rate),
+            down: Rate::new(limits.download_rate),
             max_per_domain: max_per_domain.map(usize::from),
             limits,
             nodes,
@@ -270,8 +270,13 @@ impl Transfers {
         &self.metrics
     }
 
-    pub fn limits(&self) -> &LimitsConfig {
-        &self.limits
+    /// The limits in force (the rates as last set).
+    pub fn limits(&self) -> LimitsConfig {
+        LimitsConfig {
+            upload_rate: self.up.get(),
+            download_rate: self.down.get(),
+            ..self.limits.clone()
+        }
     }
 
     pub fn node_count(&self) -> usize {
@@ -419,15 +424,17 @@ impl Transfers {
     }
 
     pub(crate) async fn pace_up(&self, bytes: u64) {
-        if let Some(b) = &self.up {
-            b.take(bytes).await;
-        }
+        self.up.take(bytes).await;
     }
 
     pub(crate) async fn pace_down(&self, bytes: u64) {
-        if let Some(b) = &self.down {
-            b.take(bytes).await;
-        }
+        self.down.take(bytes).await;
+    }
+
+    /// Changes the node byte rates while transfers run (a reload); `None` is unlimited.
+    pub fn set_rates(&self, upload: Option<u64>, download: Option<u64>) {
+        self.up.set(upload);
+        self.down.set(download);
     }
 
     /// Deletes a piece by node id (garbage collection, failed uploads). Deletes move no piece

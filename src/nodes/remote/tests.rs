@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::nodes::server::{NodeServer, NodeServerOptions};
-use crate::nodes::tls::TlsFiles;
+use crate::tls::TlsFiles;
 use http_body_util::BodyExt;
 
 mod tls;
@@ -59,7 +59,7 @@ impl Fixture {
         let address = format!("{scheme}://{}", self.server().addr());
         let mut opts = RemoteOptions::new(address, self.token());
         if self.tls {
-            opts.ca_file = Some(crate::nodes::tls::tests::fixture("node-cert.pem"));
+            opts.ca_file = Some(crate::tls::tests::fixture("node-cert.pem"));
         }
         opts
     }

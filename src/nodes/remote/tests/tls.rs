@@ -6,8 +6,8 @@ use tokio::net::TcpStream;
 
 use super::*;
 use crate::nodes::server::{NodeServerError, TLS_HANDSHAKE_TIMEOUT};
-use crate::nodes::tls::tests::{fixture, node_files};
-use crate::nodes::tls::TlsError;
+use crate::tls::tests::{fixture, node_files};
+use crate::tls::TlsError;
 
 async fn tls_fixture() -> Fixture {
     Fixture::start_with(0, Some(node_files())).await

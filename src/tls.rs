@@ -1,4 +1,5 @@
-//! TLS settings for node connections, loaded from PEM files.
+//! TLS settings, loaded from PEM files: the S3 listener's and the node servers' certificates,
+//! and what node clients trust.
 //!
 //! - [`server_config`]: a `gateway node` server's certificate chain and private key. The chain
 //!   is every `CERTIFICATE` block of the cert file, leaf first; the key is the first private key
@@ -11,15 +12,21 @@
 //!   against the address (a DNS name or an IP address in the certificate's SAN). The config
 //!   sets no ALPN: the connector that uses it does.
 //!
-//! Both use the aws-lc-rs provider with rustls's safe defaults (TLS 1.3 and 1.2). Loading is
+//! - [`ReloadableCert`] and [`reloadable_server_config`]: the S3 listener's certificate, read
+//!   like the node server's and replaceable while serving (SIGHUP): a reload that fails keeps
+//!   the certificate in use, and new handshakes get the new one at once.
+//!
+//! All use the aws-lc-rs provider with rustls's safe defaults (TLS 1.3 and 1.2). Loading is
 //! synchronous file I/O, meant for startup. Every error names the file it concerns.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// A server's certificate chain and private key, as PEM files.
@@ -73,30 +80,94 @@ pub enum TlsError {
     Setup(#[source] rustls::Error),
 }
 
-/// The node server's TLS configuration (see the module doc).
+/// The node server's TLS configuration (see the module doc), over a fixed certificate.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    reloadable_server_config(ReloadableCert::load(files)?, NODE_ALPN)
+}
+
+/// What a node server offers: HTTP/2 first.
+pub const NODE_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// A certificate and key that can be re-read from their files while a server uses them.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    files: TlsFiles,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadableCert {
+    /// Reads the pair (errors as for [`server_config`]).
+    pub fn load(files: &TlsFiles) -> Result<Arc<ReloadableCert>, TlsError> {
+        Ok(Arc::new(ReloadableCert {
+            files: files.clone(),
+            current: RwLock::new(certified_key(files)?),
+        }))
+    }
+
+    /// Re-reads the files; on an error the certificate in use stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = certified_key(&self.files)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// The leaf certificate in use (DER).
+    pub fn leaf(&self) -> Option<CertificateDer<'static>> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        current.cert.first().cloned()
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+fn certified_key(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = read_certificates(&files.cert)?;
     let key = read_private_key(&files.key)?;
-    let provider = provider();
-    // Parsed once on its own so an unusable key is reported against the key file alone.
-    provider
+    let signing = provider()
         .key_provider
-        .load_private_key(key.clone_key())
+        .load_private_key(key)
         .map_err(|source| TlsError::Rejected {
             path: files.key.clone(),
             source,
         })?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Setup)?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|source| TlsError::Mismatch {
+    let certified = CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        // A key type that cannot say its public key is taken, as rustls itself does.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(Arc::new(certified))
+        }
+        Err(source) => Err(TlsError::Mismatch {
             cert: files.cert.clone(),
             key: files.key.clone(),
             source,
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }),
+    }
+}
+
+/// A server configuration presenting `cert`'s current certificate, offering `alpn` in order.
+pub fn reloadable_server_config(
+    cert: Arc<ReloadableCert>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Setup)?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 
@@ -278,5 +349,41 @@ pub(crate) mod tests {
             names(&e, path);
             assert!(e.to_string().contains(check), "{e}");
         }
+    }
+
+    #[test]
+    fn a_reload_swaps_the_certificate_and_a_failed_one_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        let install = |cert: &str, key: &str| {
+            std::fs::copy(fixture(cert), &files.cert).unwrap();
+            std::fs::copy(fixture(key), &files.key).unwrap();
+        };
+        let der = |name: &str| {
+            CertificateDer::pem_file_iter(fixture(name))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+        };
+        install("node-cert.pem", "node-key.pem");
+        let cert = ReloadableCert::load(&files).unwrap();
+        assert_eq!(cert.leaf().unwrap(), der("node-cert.pem"));
+        reloadable_server_config(cert.clone(), &[b"http/1.1"]).unwrap();
+
+        install("other-cert.pem", "other-key.pem");
+        cert.reload().unwrap();
+        assert_eq!(cert.leaf().unwrap(), der("other-cert.pem"));
+
+        // Half-replaced (new certificate, old key) and then missing: refused, the last good
+        // pair stays in use.
+        std::fs::copy(fixture("node-cert.pem"), &files.cert).unwrap();
+        assert!(matches!(cert.reload(), Err(TlsError::Mismatch { .. })));
+        std::fs::remove_file(&files.key).unwrap();
+        assert!(matches!(cert.reload(), Err(TlsError::Read { .. })));
+        assert_eq!(cert.leaf().unwrap(), der("other-cert.pem"));
     }
 }
