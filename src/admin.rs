@@ -8,6 +8,14 @@
 //! - `/v1/stats`: the [`StatsReport`] as JSON, computed on demand by the [`AdminSource`]; a
 //!   source error is 500 with its message, a report not ready within [`STATS_TIMEOUT`] is 504.
 //! - `/healthz`: `ok`.
+//! - `/` (with `/status.js` and `/status.css`): the status page, self-contained (no resource
+//!   from elsewhere: the machines are often offline), refreshed every [`HISTORY_INTERVAL`]
+//!   from the two endpoints below; a strict `Content-Security-Policy` keeps it to its own
+//!   files.
+//! - `/v1/history`: the traffic counters sampled every [`HISTORY_INTERVAL`] over the last hour
+//!   (at most [`HISTORY_SAMPLES`] samples, oldest first), as JSON
+//!   `{"interval_ms": N, "columns": [...], "samples": [[unix_ms, node_up, node_down, s3_in,
+//!   s3_out], ...]}`; the page plots their differences as rates.
 //!
 //! The listener has no authentication: it must never share the S3 port (where `/metrics` is a
 //! bucket name, a check left to the configuration), and [`AdminServer::start`] logs a warning
@@ -18,11 +26,12 @@
 //! [`fetch_stats`] never waits longer than [`FETCH_TIMEOUT`] in total and reads at most
 //! [`MAX_REPORT_BYTES`] of body.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -61,6 +70,54 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(40);
 /// The largest `/v1/stats` body [`fetch_stats`] accepts.
 pub const MAX_REPORT_BYTES: usize = 16 << 20;
+
+/// How often the traffic counters are sampled for the status page's plots.
+pub const HISTORY_INTERVAL: Duration = Duration::from_secs(5);
+/// Samples kept: one hour of intervals, and the sample the first one starts from.
+pub const HISTORY_SAMPLES: usize = 721;
+
+/// The sampled traffic counters (see the module doc).
+#[derive(Debug, Default)]
+struct History {
+    samples: Mutex<VecDeque<[u64; 5]>>,
+}
+
+impl History {
+    fn record(&self, metrics: &Metrics) {
+        let t = metrics.snapshot();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let sample = [
+            now,
+            t.node_sent_total(),
+            t.node_received_total(),
+            t.s3_received_bytes,
+            t.s3_sent_bytes,
+        ];
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        if samples.len() == HISTORY_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+    }
+
+    fn json(&self) -> Vec<u8> {
+        let samples: Vec<[u64; 5]> = self
+            .samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let doc = serde_json::json!({
+            "interval_ms": HISTORY_INTERVAL.as_millis() as u64,
+            "columns": ["unix_ms", "node_up_bytes", "node_down_bytes", "s3_in_bytes", "s3_out_bytes"],
+            "samples": samples,
+        });
+        doc.to_string().into_bytes()
+    }
+}
 
 /// What the admin listener reports; implemented by the running gateway.
 pub trait AdminSource: Send + Sync + 'static {
@@ -170,8 +227,13 @@ async fn serve(
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
     let mut conns = JoinSet::new();
+    let history = Arc::new(History::default());
+    // The first tick is at once: the plots start from the counters at start.
+    let mut sample = tokio::time::interval(HISTORY_INTERVAL);
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = sample.tick() => history.record(source.metrics()),
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -182,10 +244,10 @@ async fn serve(
                         continue;
                     }
                 };
-                let source = source.clone();
+                let (source, history) = (source.clone(), history.clone());
                 let service = hyper::service::service_fn(move |req| {
-                    let source = source.clone();
-                    async move { Ok::<_, Infallible>(handle(source.as_ref(), req).await) }
+                    let (source, history) = (source.clone(), history.clone());
+                    async move { Ok::<_, Infallible>(handle(source.as_ref(), &history, req).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
@@ -215,13 +277,28 @@ enum Route {
     Metrics,
     Stats,
     Health,
+    History,
+    Page(&'static str, &'static str),
 }
 
-async fn handle(source: &dyn AdminSource, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The status page's files (src/admin/status/).
+const STATUS_HTML: &str = include_str!("admin/status/index.html");
+const STATUS_JS: &str = include_str!("admin/status/status.js");
+const STATUS_CSS: &str = include_str!("admin/status/status.css");
+
+async fn handle(
+    source: &dyn AdminSource,
+    history: &History,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let route = match req.uri().path() {
         "/metrics" => Route::Metrics,
         "/v1/stats" => Route::Stats,
+        "/v1/history" => Route::History,
         "/healthz" => Route::Health,
+        "/" => Route::Page("text/html; charset=utf-8", STATUS_HTML),
+        "/status.js" => Route::Page("text/javascript; charset=utf-8", STATUS_JS),
+        "/status.css" => Route::Page("text/css; charset=utf-8", STATUS_CSS),
         _ => return text(StatusCode::NOT_FOUND, "no such endpoint\n"),
     };
     if req.method() != Method::GET {
@@ -241,6 +318,26 @@ async fn handle(source: &dyn AdminSource, req: Request<Incoming>) -> Response<Fu
         ),
         Route::Health => text(StatusCode::OK, "ok"),
         Route::Stats => stats(source).await,
+        Route::History => body(StatusCode::OK, "application/json", history.json()),
+        Route::Page(content_type, page) => {
+            let mut resp = body(StatusCode::OK, content_type, page);
+            let headers = resp.headers_mut();
+            headers.insert(
+                http::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                ),
+            );
+            headers.insert(
+                http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            resp
+        }
     }
 }
 

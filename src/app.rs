@@ -429,6 +429,9 @@ async fn sweep_stale_temp(cfg: &Config, metrics: &Metrics) {
     }
 }
 
+/// How long the stats report waits for a node to say its free space.
+const NODE_SPACE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long a stopping gateway keeps shipping metadata changes to the nodes.
 const SHUTDOWN_SHIP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -634,6 +637,7 @@ impl AdminSource for AdminView {
                 nodes: self.transfers.metrics().orphans(),
             });
             let health = Some(self.health().await?);
+            let spaces = self.transfers.node_spaces(NODE_SPACE_TIMEOUT).await;
             Ok(StatsReport {
                 health,
                 orphans,
@@ -661,7 +665,8 @@ impl AdminSource for AdminView {
                     .transfers
                     .node_views()
                     .into_iter()
-                    .map(|v| NodeReport {
+                    .zip(spaces)
+                    .map(|(v, space)| NodeReport {
                         id: v.id,
                         kind: v.kind,
                         domain: v.domain,
@@ -670,6 +675,8 @@ impl AdminSource for AdminView {
                         backoff_remaining_ms: v.health.backoff_remaining.as_millis() as u64,
                         latency_ms: v.health.latency_ms,
                         last_error: v.health.last_error,
+                        free_bytes: space.map(|s| s.free),
+                        total_bytes: space.map(|s| s.total),
                     })
                     .collect(),
             })

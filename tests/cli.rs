@@ -1109,3 +1109,154 @@ fn logs_to_a_file_are_plain_and_json_on_request() {
         );
     }
 }
+
+/// The status page in a real browser (headless Chromium): after uploads and downloads, the
+/// bandwidth plots show the traffic, the node table lists every node with its free space, and
+/// the stored totals show the expansion factor. Needs Chromium (`GATEWAY_TEST_CHROMIUM`, else
+/// `chromium` on PATH): `.ci/browser` installs it and runs this test.
+#[tokio::test]
+#[ignore = "needs Chromium: run by .ci/browser"]
+async fn the_status_page_renders_plots_of_real_traffic_in_a_browser() {
+    let browser = std::env::var("GATEWAY_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let d = dirs();
+    let env = [
+        ("GATEWAY_ACCESS_KEY", ENV_ACCESS),
+        ("GATEWAY_SECRET_KEY", ENV_SECRET),
+    ];
+    let gw = start(&d.data, &d.log, &env);
+    let history = |admin: String| async move {
+        let text = reqwest_like_get(&admin, "/v1/history").await;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        doc["samples"].as_array().unwrap().clone()
+    };
+    let c = client(&gw.endpoint, ENV_ACCESS, ENV_SECRET);
+    c.create_bucket().bucket("page").send().await.unwrap();
+    let body = vec![7u8; 6 << 20];
+    for i in 0..4 {
+        let key = format!("k{i}");
+        c.put_object()
+            .bucket("page")
+            .key(&key)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        let got = c
+            .get_object()
+            .bucket("page")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes().len(),
+            body.len()
+        );
+    }
+    // Wait (bounded) for a sample taken after the traffic.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let samples = history(gw.admin.clone()).await;
+        let first = &samples[0];
+        let last = &samples[samples.len() - 1];
+        if samples.len() >= 2
+            && last[1].as_u64() > first[1].as_u64()
+            && last[2].as_u64() > first[2].as_u64()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no sample after the traffic: {samples:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let profile = tempfile::tempdir().unwrap();
+    let shot = d.data.join("status.png");
+    let run = |extra: &[String]| {
+        let out = Command::new(&browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--virtual-time-budget=10000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("http://{}/", gw.admin))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {browser}: {e}"));
+        assert!(
+            out.status.success(),
+            "{browser}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dom = run(&["--dump-dom".to_string()]);
+    // The script ran and filled the page from the gateway.
+    assert!(
+        dom.contains("data-updated="),
+        "the page never refreshed: {dom}"
+    );
+    assert!(!dom.contains("cannot reach the gateway"), "{dom}");
+    for plot in ["plot-nodes", "plot-clients"] {
+        let at = dom
+            .find(&format!("id=\"{plot}\""))
+            .unwrap_or_else(|| panic!("{plot}: {dom}"));
+        let svg = &dom[at..at + dom[at..].find("</svg>").unwrap()];
+        let attr = |name: &str| -> u64 {
+            let i = svg
+                .find(&format!("{name}=\""))
+                .unwrap_or_else(|| panic!("{name}: {svg}"));
+            let rest = &svg[i + name.len() + 2..];
+            rest[..rest.find('"').unwrap()].parse().unwrap()
+        };
+        assert!(attr("data-samples") >= 1, "{plot}: {svg}");
+        // The peak rate plotted is real traffic: more than a MiB went through in 5 s.
+        assert!(attr("data-max") > 200_000, "{plot}: {svg}");
+        // Two lines, each at least one step wide (two points at different x).
+        let lines: Vec<&str> = svg.split("<polyline").skip(1).collect();
+        assert_eq!(lines.len(), 2, "{plot}: {svg}");
+        for line in lines {
+            let i = line.find("points=\"").unwrap() + "points=\"".len();
+            let points: Vec<&str> = line[i..i + line[i..].find('"').unwrap()]
+                .split(' ')
+                .collect();
+            let xs: std::collections::BTreeSet<&str> =
+                points.iter().filter_map(|p| p.split(',').next()).collect();
+            assert!(points.len() >= 2 && xs.len() >= 2, "{plot}: {line}");
+        }
+    }
+    let nodes = &dom[dom.find("id=\"nodes\"").unwrap()..];
+    let nodes = &nodes[..nodes.find("</table>").unwrap()];
+    assert_eq!(nodes.matches("<tr>").count(), 1 + 6, "{nodes}");
+    assert!(nodes.contains(" of "), "no free space shown: {nodes}");
+    assert!(
+        dom.contains("expansion factor (kept)") && dom.contains('×'),
+        "{dom}"
+    );
+    // A picture, for whoever looks at the run.
+    run(&[
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1200,1800".to_string(),
+    ]);
+    assert!(std::fs::metadata(&shot)
+        .map(|m| m.len() > 10_000)
+        .unwrap_or(false));
+    if let Ok(dir) = std::env::var("GATEWAY_TEST_SCREENSHOT_DIR") {
+        let _ = std::fs::copy(&shot, Path::new(&dir).join("status-page.png"));
+    }
+}

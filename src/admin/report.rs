@@ -167,6 +167,12 @@ pub struct NodeReport {
     /// Smoothed latency of recent requests.
     pub latency_ms: Option<f64>,
     pub last_error: Option<String>,
+    /// Free and total bytes of the node's storage; absent when the node cannot tell (an S3
+    /// bucket) or did not answer in time.
+    #[serde(default)]
+    pub free_bytes: Option<u64>,
+    #[serde(default)]
+    pub total_bytes: Option<u64>,
 }
 
 /// The readable summary `gateway stats` prints.
@@ -512,7 +518,7 @@ fn nodes(out: &mut String, r: &StatsReport) {
     );
 
     let idle = NodeTraffic::default();
-    let mut rows: Vec<[String; 9]> = r
+    let mut rows: Vec<[String; 10]> = r
         .nodes
         .iter()
         .map(|n| node_row(n, r.traffic.nodes.get(&n.id).unwrap_or(&idle)))
@@ -531,11 +537,23 @@ fn nodes(out: &mut String, r: &StatsReport) {
     if rows.is_empty() {
         return;
     }
+    // Traffic is counted by the gateway: what it sent to each node and received from it.
     let headers = [
-        "NODE", "DOMAIN", "STATE", "FAILED", "IN A ROW", "LATENCY", "SENT", "RECEIVED", "CONNS",
+        "NODE",
+        "DOMAIN",
+        "STATE",
+        "FAILED",
+        "IN A ROW",
+        "LATENCY",
+        "FREE",
+        "TO NODE",
+        "FROM NODE",
+        "CONNS",
     ]
     .map(String::from);
-    let right = [false, false, false, true, true, true, true, true, true];
+    let right = [
+        false, false, false, true, true, true, true, true, true, true,
+    ];
     out.push_str(&table(Some(&headers), &rows, &right, "  "));
 
     let errors: Vec<String> = r
@@ -554,7 +572,7 @@ fn nodes(out: &mut String, r: &StatsReport) {
     }
 }
 
-fn node_row(n: &NodeReport, t: &NodeTraffic) -> [String; 9] {
+fn node_row(n: &NodeReport, t: &NodeTraffic) -> [String; 10] {
     let state = if n.backoff_remaining_ms > 0 {
         format!(
             "{} {:.1}s",
@@ -573,6 +591,7 @@ fn node_row(n: &NodeReport, t: &NodeTraffic) -> [String; 9] {
         n.latency_ms
             .filter(|l| l.is_finite())
             .map_or_else(|| "-".to_string(), |l| format!("{l:.1} ms")),
+        n.free_bytes.map_or_else(|| "-".to_string(), human_bytes),
         human_bytes(t.sent_total()),
         human_bytes(t.received_total()),
         t.connections.to_string(),
@@ -778,6 +797,8 @@ pub(super) mod tests {
                     backoff_remaining_ms: 0,
                     latency_ms: Some(12.3),
                     last_error: None,
+                    free_bytes: Some(1 << 30),
+                    total_bytes: Some(4 << 30),
                 },
                 NodeReport {
                     id: "node-2".into(),
@@ -788,6 +809,8 @@ pub(super) mod tests {
                     backoff_remaining_ms: 2500,
                     latency_ms: None,
                     last_error: Some("connection refused\x1b[2J".into()),
+                    free_bytes: None,
+                    total_bytes: None,
                 },
             ],
         }
@@ -941,22 +964,22 @@ pub(super) mod tests {
     fn renders_one_line_per_node() {
         let text = render(&sample_report());
         let header = line_with(&text, "NODE");
-        assert!(header.contains("LATENCY") && header.contains("RECEIVED"));
+        assert!(header.contains("LATENCY") && header.contains("FROM NODE"));
         let n1: Vec<&str> = line_with(&text, "  node-1 ").split_whitespace().collect();
         assert_eq!(
             n1,
             [
-                "node-1", "rack-a", "healthy", "2", "0", "12.3", "ms", "175.0", "MiB", "30.0",
-                "MiB", "3"
+                "node-1", "rack-a", "healthy", "2", "0", "12.3", "ms", "1.0", "GiB", "175.0",
+                "MiB", "30.0", "MiB", "3"
             ]
         );
         let n2: Vec<&str> = line_with(&text, "  node-2 ").split_whitespace().collect();
         assert_eq!(
             n2,
-            ["node-2", "-", "backoff", "2.5s", "0", "4", "-", "0", "B", "0", "B", "0"]
+            ["node-2", "-", "backoff", "2.5s", "0", "4", "-", "-", "0", "B", "0", "B", "0"]
         );
-        // Columns line up: every table line has its SENT column at the same offset.
-        let col = header.find("SENT").unwrap() + "SENT".len();
+        // Columns line up: every table line has its TO NODE column at the same offset.
+        let col = header.find("TO NODE").unwrap() + "TO NODE".len();
         let n1_line = line_with(&text, "  node-1 ");
         assert_eq!(&n1_line[col - 3..col], "MiB");
         // The escape sequence a node put in its error is neutralised.

@@ -111,7 +111,7 @@ async fn healthz_unknown_paths_and_other_methods() {
     let server = start(fake(Ok(StatsReport::default()))).await;
     let (status, _, body) = call(&server, Method::GET, "/healthz").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
-    for path in ["/", "/nope", "/metrics/", "/v1/stats/x", "/v1"] {
+    for path in ["/index.html", "/nope", "/metrics/", "/v1/stats/x", "/v1"] {
         let (status, _, _) = call(&server, Method::GET, path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
@@ -228,4 +228,65 @@ async fn start_on_a_taken_port_is_a_listen_error() {
     let res = AdminServer::start(server.addr(), fake(Ok(StatsReport::default()))).await;
     assert!(matches!(res, Err(AdminError::Listen { .. })));
     server.stop().await;
+}
+
+#[tokio::test]
+async fn the_status_page_is_self_contained_and_history_starts_at_start() {
+    let server = start(fake(Ok(sample_report()))).await;
+    let (status, headers, html) = call(&server, Method::GET, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let csp = headers[http::header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    // Nothing from elsewhere: every reference is to the page's own files.
+    for needle in ["http://", "https://", "//cdn", "@import"] {
+        let outside = html.contains(needle) && !html.contains("http://www.w3.org");
+        assert!(!outside, "{needle} in the page");
+    }
+    for (path, kind) in [
+        ("/status.js", "text/javascript"),
+        ("/status.css", "text/css"),
+    ] {
+        let (status, headers, body) = call(&server, Method::GET, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(headers[CONTENT_TYPE].to_str().unwrap().starts_with(kind));
+        assert!(
+            !body.contains("https://") && !body.contains("import "),
+            "{path}"
+        );
+    }
+    // The first sample is taken at start, with the counters as they were.
+    let (status, _, body) = call(&server, Method::GET, "/v1/history").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["interval_ms"], HISTORY_INTERVAL.as_millis() as u64);
+    let samples = doc["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 1, "{body}");
+    // [unix_ms, node_up, node_down, s3_in, s3_out]
+    assert_eq!(samples[0][1], 4096);
+    assert_eq!(samples[0][3], 1234);
+    server.stop().await;
+}
+
+#[test]
+fn history_keeps_the_last_hour() {
+    let h = History::default();
+    let metrics = Metrics::new();
+    for i in 0..HISTORY_SAMPLES + 10 {
+        metrics.s3_received(1);
+        h.record(&metrics);
+        if i == 0 {
+            assert_eq!(h.samples.lock().unwrap().len(), 1);
+        }
+    }
+    let samples = h.samples.lock().unwrap();
+    assert_eq!(samples.len(), HISTORY_SAMPLES);
+    // The oldest were dropped: the first kept saw 11 bytes.
+    assert_eq!(samples.front().unwrap()[3], 11);
+    assert_eq!(samples.back().unwrap()[3], (HISTORY_SAMPLES + 10) as u64);
 }

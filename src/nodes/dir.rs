@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter};
+use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter, Space};
 
 pub const MARKER: &str = "NODE";
 const MARKER_BODY: &str = "gateway-dir-node v1\n";
@@ -278,9 +278,40 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// Free and total bytes of the filesystem holding `path` (as this process's user sees them).
+#[cfg(unix)]
+pub fn fs_space(path: &Path) -> std::io::Result<(u64, u64)> {
+    let s = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok((
+        s.f_bavail.saturating_mul(s.f_frsize),
+        s.f_blocks.saturating_mul(s.f_frsize),
+    ))
+}
+
+/// Without statvfs the space is unknown: free is reported as unlimited, the reserve unenforced.
+#[cfg(not(unix))]
+pub fn fs_space(_: &Path) -> std::io::Result<(u64, u64)> {
+    Ok((u64::MAX, 0))
+}
+
 impl NodeStore for DirNode {
     fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    fn space<'a>(&'a self) -> BoxFuture<'a, Result<Option<Space>, NodeError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            blocking(&self.inner.id, move || {
+                let (free, total) = fs_space(&inner.root).map_err(|source| NodeError::Io {
+                    node: inner.id.clone(),
+                    op: "statvfs",
+                    source,
+                })?;
+                Ok(Some(Space { free, total }))
+            })
+            .await
+        })
     }
 
     fn create<'a>(

@@ -92,6 +92,13 @@ pub enum NodeError {
     },
 }
 
+/// Free and total bytes where a node keeps its pieces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub free: u64,
+    pub total: u64,
+}
+
 /// One storage node.
 pub trait NodeStore: Send + Sync {
     /// The node's id from the configuration.
@@ -122,6 +129,12 @@ pub trait NodeStore: Send + Sync {
         after: Option<PieceId>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<PieceId>, NodeError>>;
+
+    /// Free and total bytes of the node's storage, for the status page; `None` when the
+    /// backend cannot tell (an S3 bucket has no size), the default.
+    fn space<'a>(&'a self) -> BoxFuture<'a, Result<Option<Space>, NodeError>> {
+        Box::pin(async move { Ok(None) })
+    }
 
     /// The size in bytes of a committed piece (`NodeError::NotFound` when there is none), for
     /// reporting what garbage collection finds and reclaims. A backend that cannot tell

@@ -56,7 +56,7 @@ use super::protocol::{
     digest_trailers, list_target, piece_target, status_target, unix_now, NodeStatus, NodeToken,
     PieceList, DATE_HEADER, DIGEST_TRAILER, MAX_LIST_LIMIT,
 };
-use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter};
+use super::{BoxFuture, NodeError, NodeStore, PieceId, PieceWriter, Space};
 use crate::tls::{client_config, TlsError};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -407,6 +407,16 @@ fn tls_setup_error(node: &str, e: TlsError) -> NodeError {
 impl NodeStore for RemoteNode {
     fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    fn space<'a>(&'a self) -> BoxFuture<'a, Result<Option<Space>, NodeError>> {
+        Box::pin(async move {
+            let s = self.status().await?;
+            Ok(Some(Space {
+                free: s.free_bytes,
+                total: s.total_bytes,
+            }))
+        })
     }
 
     fn create<'a>(

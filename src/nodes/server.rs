@@ -79,7 +79,8 @@ pub fn fuzz_request(target: &str, range: &str) {
     let _ = piece::parse_range(range);
 }
 
-use piece::{fs_space, get_piece, put_piece, CountedBody};
+use super::dir::fs_space;
+use piece::{get_piece, put_piece, CountedBody};
 
 #[derive(Debug, Clone)]
 pub struct NodeServerOptions {

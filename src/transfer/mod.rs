@@ -330,6 +330,30 @@ impl Transfers {
             .collect()
     }
 
+    /// Every node's free and total space, in node order, asked of all nodes at once; a node
+    /// that cannot tell (an S3 bucket), fails or takes longer than `limit` is `None`. Takes no
+    /// connection slot: it is one small request.
+    pub async fn node_spaces(
+        &self,
+        limit: std::time::Duration,
+    ) -> Vec<Option<crate::nodes::Space>> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let store = n.store.clone();
+            set.spawn(async move {
+                let space = tokio::time::timeout(limit, store.space()).await;
+                (i, space.ok().and_then(|r| r.ok()).flatten())
+            });
+        }
+        let mut out = vec![None; self.nodes.len()];
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, space)) = joined {
+                out[i] = space;
+            }
+        }
+        out
+    }
+
     /// The piece id of piece `number` of a segment on node `index`.
     pub(crate) fn piece_id(
         &self,

@@ -2,7 +2,6 @@
 //! HEAD with one byte range, read in bounded windows, and the transfer counters of both (the
 //! guarantees are listed in [`super`]).
 
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,6 +11,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
+
+use crate::nodes::dir::fs_space;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -23,22 +24,6 @@ use crate::nodes::body::{BodyAborted, BodyMsg, NodeBody};
 use crate::nodes::dir::OpenPiece;
 use crate::nodes::protocol::{verify_digest, MAX_PIECE_LEN};
 use crate::nodes::{NodeStore, PieceId, PieceWriter};
-
-/// Free and total bytes of the filesystem holding `path` (as the server's user sees them).
-#[cfg(unix)]
-pub(super) fn fs_space(path: &Path) -> std::io::Result<(u64, u64)> {
-    let s = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
-    Ok((
-        s.f_bavail.saturating_mul(s.f_frsize),
-        s.f_blocks.saturating_mul(s.f_frsize),
-    ))
-}
-
-/// Without statvfs the space is unknown: free is reported as unlimited, the reserve unenforced.
-#[cfg(not(unix))]
-pub(super) fn fs_space(_: &Path) -> std::io::Result<(u64, u64)> {
-    Ok((u64::MAX, 0))
-}
 
 /// Refuses (507) when writing `incoming` more bytes would leave less than the reserve.
 fn check_space(state: &State, incoming: u64) -> Result<(), Failure> {
