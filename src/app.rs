@@ -16,6 +16,7 @@ pub mod lock;
 pub mod maintenance;
 #[cfg(unix)]
 pub mod notify;
+pub mod plan;
 pub mod recover;
 
 use std::io::Write;

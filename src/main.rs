@@ -134,6 +134,42 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Plan an upload before doing it: the bytes sent to the nodes, the expected upload time
+    /// over your uplink, the connections it takes and the long-tail waste, for a data size or
+    /// a directory, with this data directory's configuration (or the embedded default).
+    Plan {
+        /// Your uplink to the nodes: bits per second ("100Mbit", "1Gbps") or bytes ("12MiB").
+        #[arg(long, value_parser = gateway::app::plan::parse_rate)]
+        uplink: u64,
+        /// The data size to plan for ("500GiB"), as --objects objects of equal size.
+        #[arg(long, value_parser = gateway::config::parse_size, conflicts_with = "dir", required_unless_present = "dir")]
+        size: Option<u64>,
+        /// How many objects --size is made of.
+        #[arg(long, default_value_t = 1, requires = "size")]
+        objects: u64,
+        /// A directory to be backed up: one object per file (as rclone copies; restic packs
+        /// files into pack files instead, so give it --size with the repository's size).
+        #[arg(long, conflicts_with = "size")]
+        dir: Option<PathBuf>,
+        /// Scheme minimum/repair/success/total (default: the configuration's).
+        #[arg(long, value_parser = gateway::config::parse_scheme)]
+        scheme: Option<gateway::erasure::Scheme>,
+        /// Number of nodes (default: the configuration's).
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Price per GB-month of node storage, for a cost line.
+        #[arg(long)]
+        price_per_gb: Option<f64>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Configuration file (default: DATA_DIR/config.toml if it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     Stats {
         /// The gateway's admin listener.
         #[arg(long, default_value = gateway::config::DEFAULT_ADMIN_LISTEN)]
@@ -568,6 +604,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("node {id} removed from the configuration");
             if let Some(dir) = &r.directory {
                 println!("its directory {} was left as it was", dir.display());
+            }
+            Ok(())
+        }
+        Command::Plan {
+            uplink,
+            size,
+            objects,
+            dir,
+            scheme,
+            nodes,
+            price_per_gb,
+            json,
+            config,
+            data_dir,
+        } => {
+            use gateway::app::plan::{plan, render, DataSet};
+            let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let exists = config
+                .clone()
+                .unwrap_or_else(|| data_dir.join("config.toml"))
+                .exists();
+            let cfg = if exists || config.is_some() {
+                Some(gateway::app::load_config(&data_dir, config.as_deref())?)
+            } else {
+                None
+            };
+            let mut storage = cfg.as_ref().map(|c| c.storage.clone()).unwrap_or_default();
+            let limits = cfg.as_ref().map(|c| c.limits.clone()).unwrap_or_default();
+            if let Some(s) = scheme {
+                storage.scheme = s;
+            }
+            let nodes = nodes.or(cfg.as_ref().map(|c| c.nodes.len())).unwrap_or(6);
+            let data = match (&dir, size) {
+                (Some(d), _) => DataSet::directory(d)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", d.display()))?,
+                (None, Some(size)) => DataSet::even(size, objects),
+                (None, None) => anyhow::bail!("give --size or --dir"),
+            };
+            let p = plan(&data, &storage, &limits, nodes, uplink, price_per_gb);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print!("{}", render(&p));
             }
             Ok(())
         }

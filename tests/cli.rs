@@ -1260,3 +1260,89 @@ async fn the_status_page_renders_plots_of_real_traffic_in_a_browser() {
         let _ = std::fs::copy(&shot, Path::new(&dir).join("status-page.png"));
     }
 }
+
+/// `gateway plan`'s upstream bytes and upload time against a real upload through a real
+/// gateway whose node uplink is capped at 8 MiB/s (`limits.upload_rate`): within 10 %.
+#[tokio::test]
+async fn the_plan_matches_a_measured_upload_within_ten_percent() {
+    let d = dirs();
+    let env = [
+        ("GATEWAY_ACCESS_KEY", ENV_ACCESS),
+        ("GATEWAY_SECRET_KEY", ENV_SECRET),
+    ];
+    start(&d.data, &d.log, &env).stop();
+    let config_file = d.data.join("config.toml");
+    let mut config = std::fs::read_to_string(&config_file).unwrap();
+    config.push_str("\n[limits]\nupload_rate = \"8MiB\"\n");
+    std::fs::write(&config_file, config).unwrap();
+    let gw = start(&d.data, &d.log, &env);
+    let upstream = |admin: String| async move {
+        let text = reqwest_like_get(&admin, "/v1/stats").await;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let nodes = v["traffic"]["nodes"].as_object().unwrap().clone();
+        nodes
+            .values()
+            .map(|n| {
+                ["upload", "long_tail"]
+                    .iter()
+                    .map(|r| n["sent_bytes"][*r].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .sum::<u64>()
+    };
+    let c = client(&gw.endpoint, ENV_ACCESS, ENV_SECRET);
+    c.create_bucket().bucket("plan").send().await.unwrap();
+    let before = upstream(gw.admin.clone()).await;
+    let body: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let t = Instant::now();
+    for i in 0..3 {
+        c.put_object()
+            .bucket("plan")
+            .key(format!("k{i}"))
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let sent = upstream(gw.admin.clone()).await - before;
+
+    let (status, out, err) = gateway_cmd(
+        &[
+            "plan".as_ref(),
+            "--data-dir".as_ref(),
+            d.data.as_os_str(),
+            "--uplink".as_ref(),
+            "8MiB".as_ref(),
+            "--size".as_ref(),
+            "48MiB".as_ref(),
+            "--objects".as_ref(),
+            "3".as_ref(),
+            "--json".as_ref(),
+        ],
+        &[],
+        d.data.parent().unwrap(),
+    );
+    assert!(status.success(), "{err}");
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let planned_bytes = p["upstream_bytes"].as_u64().unwrap() as f64;
+    let planned_secs = p["upload_secs"].as_f64().unwrap();
+    let off = |measured: f64, planned: f64| (measured - planned).abs() / planned;
+    assert!(
+        off(sent as f64, planned_bytes) <= 0.10,
+        "sent {sent}, planned {planned_bytes}"
+    );
+    assert!(
+        off(secs, planned_secs) <= 0.10,
+        "took {secs:.2} s, planned {planned_secs:.2} s"
+    );
+    eprintln!(
+        "plan vs measured: upstream {planned_bytes} vs {sent} bytes, time {planned_secs:.2} vs {secs:.2} s"
+    );
+}
