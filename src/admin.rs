@@ -228,8 +228,12 @@ async fn serve(
     builder.http2().timer(TokioTimer::new());
     let mut conns = JoinSet::new();
     let history = Arc::new(History::default());
-    // The first tick is at once: the plots start from the counters at start.
-    let mut sample = tokio::time::interval(HISTORY_INTERVAL);
+    // The plots start from the counters at start.
+    history.record(source.metrics());
+    let mut sample = tokio::time::interval_at(
+        tokio::time::Instant::now() + HISTORY_INTERVAL,
+        HISTORY_INTERVAL,
+    );
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -75,6 +75,21 @@ impl Reason {
         Reason::Metadata,
     ];
 
+    /// Whether bytes can go to a node for this reason (piece and blob writes): uploads, the
+    /// long tail, repair's rebuilt pieces, metadata. Reads send none.
+    pub fn can_send(self) -> bool {
+        matches!(
+            self,
+            Reason::Upload | Reason::LongTail | Reason::Repair | Reason::Metadata
+        )
+    }
+
+    /// Whether bytes can come from a node for this reason (piece reads and listings): every
+    /// reason but the upload's and the long tail's, which only write.
+    pub fn can_receive(self) -> bool {
+        !matches!(self, Reason::Upload | Reason::LongTail)
+    }
+
     /// The `reason` label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -112,17 +127,10 @@ pub enum NodeOp {
     Get,
     Delete,
     List,
-    Status,
 }
 
 impl NodeOp {
-    pub const ALL: [NodeOp; 5] = [
-        NodeOp::Put,
-        NodeOp::Get,
-        NodeOp::Delete,
-        NodeOp::List,
-        NodeOp::Status,
-    ];
+    pub const ALL: [NodeOp; 4] = [NodeOp::Put, NodeOp::Get, NodeOp::Delete, NodeOp::List];
 
     /// The `op` label value.
     pub fn as_str(self) -> &'static str {
@@ -131,7 +139,6 @@ impl NodeOp {
             NodeOp::Get => "get",
             NodeOp::Delete => "delete",
             NodeOp::List => "list",
-            NodeOp::Status => "status",
         }
     }
 
@@ -529,12 +536,33 @@ impl Metrics {
     }
 
     /// OpenMetrics text exposition, ending with `# EOF`.
+    /// The OpenMetrics text, each family's samples sorted (by name, then labels: the order
+    /// of a family's series is otherwise a hash map's).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
+        let mut text = String::new();
         // Writing to a String cannot fail and our label encoders never fail either.
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             tracing::error!(error = %e, "encoding metrics failed");
         }
+        let mut out = String::with_capacity(text.len());
+        let mut samples: Vec<&str> = Vec::new();
+        let flush = |samples: &mut Vec<&str>, out: &mut String| {
+            samples.sort_unstable();
+            for s in samples.drain(..) {
+                out.push_str(s);
+                out.push('\n');
+            }
+        };
+        for line in text.lines() {
+            if line.starts_with('#') {
+                flush(&mut samples, &mut out);
+                out.push_str(line);
+                out.push('\n');
+            } else {
+                samples.push(line);
+            }
+        }
+        flush(&mut samples, &mut out);
         out
     }
 
@@ -568,8 +596,13 @@ impl Metrics {
     }
 
     fn new_series(&self, node: &str) -> NodeSeries {
-        let traffic = |family: &Family<TrafficLabels, Counter>| {
+        // Only the series that can ever count something are exported; the others stay
+        // unregistered (and at zero: nothing adds to them).
+        let traffic = |family: &Family<TrafficLabels, Counter>, possible: fn(Reason) -> bool| {
             Reason::ALL.map(|reason| {
+                if !possible(reason) {
+                    return Counter::default();
+                }
                 family.get_or_create_owned(&TrafficLabels {
                     node: node.to_owned(),
                     reason,
@@ -586,8 +619,8 @@ impl Metrics {
             })
         });
         NodeSeries {
-            sent: traffic(&self.node_sent),
-            received: traffic(&self.node_received),
+            sent: traffic(&self.node_sent, Reason::can_send),
+            received: traffic(&self.node_received, Reason::can_receive),
             requests,
             connections: self.node_connections.get_or_create_owned(&NodeLabels {
                 node: node.to_owned(),
@@ -741,7 +774,7 @@ mod tests {
             ]
         );
         let ops: Vec<_> = NodeOp::ALL.iter().map(|o| o.as_str()).collect();
-        assert_eq!(ops, ["put", "get", "delete", "list", "status"]);
+        assert_eq!(ops, ["put", "get", "delete", "list"]);
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
@@ -793,6 +826,27 @@ mod tests {
             assert!(has_line(&text, line), "missing {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+        // No series that can never count: reads send nothing, writes read nothing.
+        for never in [
+            r#"gateway_node_sent_bytes_total{node="n1",reason="download"}"#,
+            r#"gateway_node_sent_bytes_total{node="n1",reason="audit"}"#,
+            r#"gateway_node_sent_bytes_total{node="n1",reason="delete"}"#,
+            r#"gateway_node_received_bytes_total{node="n1",reason="upload"}"#,
+            r#"gateway_node_received_bytes_total{node="n1",reason="long_tail"}"#,
+            r#"op="status""#,
+        ] {
+            assert!(!text.contains(never), "{never} in\n{text}");
+        }
+        // Each family's samples are sorted.
+        let mut family: Vec<&str> = Vec::new();
+        for line in text.lines().chain(["# end"]) {
+            if line.starts_with('#') {
+                assert!(family.windows(2).all(|w| w[0] <= w[1]), "unsorted: {family:#?}");
+                family.clear();
+            } else {
+                family.push(line);
+            }
+        }
         // Nodes nobody reported on have no `up` series (0 would claim they are down).
         m.add_node("n3");
         let text = m.encode();
