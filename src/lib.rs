@@ -16,6 +16,7 @@ pub mod meta;
 pub mod metrics;
 pub mod nodes;
 pub mod object;
+pub mod progress;
 pub mod replication;
 pub mod s3;
 pub mod tls;

@@ -13,6 +13,7 @@ use gateway::config::ConfigError;
 use gateway::crypto::backup::{write_new_private, Installed};
 use gateway::nodes::protocol::TokenError;
 use gateway::nodes::server::{NodeServer, NodeServerError, NodeServerOptions};
+use gateway::progress::Progress;
 use gateway::tls::TlsFiles;
 
 #[derive(Parser)]
@@ -488,15 +489,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repair { config, data_dir } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let started = std::time::Instant::now();
+            let progress = Progress::stderr(true);
             let draw = |p: gateway::object::repair::PassProgress| {
-                eprint!(
-                    "\rrepair: {}/{} segments, {} bytes written   ",
-                    p.done, p.queued, p.bytes_sent
-                );
+                let written = format!("{} written", gateway::admin::human_bytes(p.bytes_sent));
+                progress.update("repair: segments", p.done, Some(p.queued), &written);
             };
             let r =
-                gateway::app::maintenance::run_repair(&data_dir, config.as_deref(), &draw).await?;
-            eprintln!();
+                gateway::app::maintenance::run_repair(&data_dir, config.as_deref(), &draw).await;
+            progress.finish();
+            let r = r?;
             println!(
                 "repaired {} of {} segments checked: {} pieces, {} bytes written in {:.1} s; {} could not be repaired now",
                 r.repaired,
@@ -560,15 +561,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
+            let progress = Progress::stderr(true);
+            let phase = format!("drain {id}: segments");
             let draw = |p: gateway::object::repair::PassProgress| {
-                eprint!(
-                    "\rdrain {id}: {}/{} segments, {} bytes written   ",
-                    p.done, p.queued, p.bytes_sent
-                );
+                let written = format!("{} written", gateway::admin::human_bytes(p.bytes_sent));
+                progress.update(&phase, p.done, Some(p.queued), &written);
             };
             let d = gateway::app::maintenance::drain_node(&data_dir, config.as_deref(), &id, &draw)
-                .await?;
-            eprintln!();
+                .await;
+            progress.finish();
+            let d = d?;
             println!(
                 "node {id} is draining: {} segments rewritten ({} pieces, {} bytes written), {} pieces left on it",
                 d.report.repaired, d.report.pieces_written, d.report.bytes_sent, d.left

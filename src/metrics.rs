@@ -841,7 +841,10 @@ mod tests {
         let mut family: Vec<&str> = Vec::new();
         for line in text.lines().chain(["# end"]) {
             if line.starts_with('#') {
-                assert!(family.windows(2).all(|w| w[0] <= w[1]), "unsorted: {family:#?}");
+                assert!(
+                    family.windows(2).all(|w| w[0] <= w[1]),
+                    "unsorted: {family:#?}"
+                );
                 family.clear();
             } else {
                 family.push(line);

@@ -420,12 +420,6 @@ def conditional_put_race():
 
 
 suite.check("create_bucket", create_bucket)
-def tls_bucket():
-    # The TLS gateway is a second gateway (own data directory): its bucket is made here.
-    client(tls=True).create_bucket(Bucket=BUCKET)
-
-
-suite.check("TLS: create the bucket over https", tls_bucket)
 for algo in ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]:
     suite.check(f"put_object/get_object ChecksumAlgorithm={algo}", put_get_with_checksum(algo))
 suite.check("ranged get_object returns no whole-object checksum", ranged_get_has_no_whole_checksum)
@@ -444,6 +438,8 @@ suite.check(
 suite.check(
     "presigned PUT and GET, signature_version=s3 (SigV2)", presigned(Config(signature_version="s3"), "v2")
 )
+
+
 def tls_bucket():
     # The TLS gateway is a second gateway (own data directory): its bucket is made here.
     client(tls=True).create_bucket(Bucket=BUCKET)

@@ -114,7 +114,7 @@ EOF
 : >"$tmp/gateway.out"
 # The credentials must come from credentials.toml, not from a caller's environment.
 env -u GATEWAY_ACCESS_KEY -u GATEWAY_SECRET_KEY NO_COLOR=1 \
-    "$GATEWAY_BIN" run --data-dir "$data" --listen 127.0.0.1:0 \
+    "$GATEWAY_BIN" run --data-dir "$data" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     >"$tmp/gateway.out" 2>"$tmp/gateway.log" </dev/null &
 gw_pid=$!
 

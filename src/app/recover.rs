@@ -14,7 +14,8 @@ use super::lock::DataDirLock;
 use super::{open_transfers, AppError};
 use crate::config::{Config, ConfigError, CONFIG_FILE};
 use crate::crypto::RootKey;
-use crate::replication::recover::{recover, Progress, RecoverySummary};
+use crate::progress::Progress;
+use crate::replication::recover::{recover, RecoverySummary};
 use crate::replication::ReplicationError;
 
 pub struct RecoverOptions {
@@ -76,14 +77,14 @@ pub async fn run_recover(opts: &RecoverOptions) -> Result<Recovered, AppError> {
         .into());
     }
     let transfers = open_transfers(&cfg, &root, None).await?;
-    let mut progress = Progress::stderr(opts.progress);
+    let progress = Progress::stderr(opts.progress);
     let (summary, moved_aside) = recover(
         &transfers,
         &root,
         &cfg.storage.scheme,
         &cfg.metadata_file,
         replace,
-        &mut progress,
+        &progress,
     )
     .await?;
     let installed_key = install_key(&root, &cfg.key_file, opts.key_file.is_some())?;

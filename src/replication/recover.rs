@@ -12,10 +12,9 @@
 //! - Multipart uploads in progress are part of the metadata: they are recovered with their
 //!   parts, and can be completed or aborted afterwards.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::blob::{open_blob, piece_len_from_header, BlobName, BLOB_HEADER_LEN};
 use super::head::{read_head, HeadRead, SnapshotRef};
@@ -26,6 +25,7 @@ use crate::erasure::Scheme;
 use crate::meta::log::{decode_batch, Batch};
 use crate::meta::{ReplicationState, SqliteMeta};
 use crate::nodes::NodeError;
+use crate::progress::Progress;
 use crate::transfer::Transfers;
 
 /// What a recovery rebuilt.
@@ -47,63 +47,6 @@ pub struct RecoverySummary {
     pub newest_change_ms: i64,
     /// Pieces found that were damaged, foreign or stale and therefore not used.
     pub rejected_pieces: usize,
-}
-
-/// Progress on stderr: a redrawn line on a terminal, a plain line every few seconds
-/// otherwise.
-pub struct Progress {
-    tty: bool,
-    enabled: bool,
-    last: Option<Instant>,
-}
-
-impl Progress {
-    pub fn stderr(enabled: bool) -> Progress {
-        Progress {
-            tty: std::io::stderr().is_terminal(),
-            enabled,
-            last: None,
-        }
-    }
-
-    fn update(&mut self, phase: &str, done: u64, total: Option<u64>) {
-        if !self.enabled {
-            return;
-        }
-        let every = if self.tty {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(2)
-        };
-        if self.last.is_some_and(|l| l.elapsed() < every) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let line = match total {
-            Some(t) if t > 0 => {
-                let width = 30usize;
-                let filled = (done.min(t) * width as u64 / t) as usize;
-                format!(
-                    "{phase:<18} [{}{}] {done}/{t}",
-                    "#".repeat(filled),
-                    "-".repeat(width - filled)
-                )
-            }
-            _ => format!("{phase:<18} {done}"),
-        };
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(err, "\r\x1b[2K{line}");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-    }
-
-    fn finish(&mut self) {
-        if self.enabled && self.tty && self.last.is_some() {
-            let _ = writeln!(std::io::stderr());
-        }
-    }
 }
 
 /// The pieces of one blob found on the nodes.
@@ -163,7 +106,7 @@ pub async fn recover(
     data_scheme: &Scheme,
     dest: &Path,
     replace: bool,
-    progress: &mut Progress,
+    progress: &Progress,
 ) -> Result<(RecoverySummary, Option<PathBuf>), ReplicationError> {
     if dest.exists() && !replace {
         return Err(ReplicationError::Recover(format!(
@@ -198,7 +141,7 @@ async fn rebuild(
     root: &RootKey,
     scheme: &MetaScheme,
     tmp: &Path,
-    progress: &mut Progress,
+    progress: &Progress,
 ) -> Result<RecoverySummary, ReplicationError> {
     let mut summary = RecoverySummary::default();
     let head = match read_head(transfers, root, scheme).await? {
@@ -302,7 +245,7 @@ async fn fetch_snapshot(
     scheme: &MetaScheme,
     snap: &SnapshotRef,
     tmp: &Path,
-    progress: &mut Progress,
+    progress: &Progress,
     summary: &mut RecoverySummary,
 ) -> Result<(), ReplicationError> {
     let io = |e: std::io::Error| ReplicationError::Io(format!("{}: {e}", tmp.display()));
@@ -311,7 +254,7 @@ async fn fetch_snapshot(
     let total = snap.parts.len() as u64;
     let mut written = 0u64;
     for (i, expected) in snap.parts.iter().enumerate() {
-        progress.update("snapshot parts", i as u64, Some(total));
+        progress.update("snapshot parts", i as u64, Some(total), "");
         let name = BlobName::snapshot(snap.number, i as u32);
         let found = fetch(transfers, root, &name).await;
         let pieces = found.pieces;
@@ -337,7 +280,7 @@ async fn fetch_snapshot(
         file.write_all(&part.plain).map_err(io)?;
         written += part.plain.len() as u64;
     }
-    progress.update("snapshot parts", total, Some(total));
+    progress.update("snapshot parts", total, Some(total), "");
     if written != snap.bytes {
         return Err(ReplicationError::Recover(format!(
             "snapshot {} has {written} bytes where the head says {}",
@@ -355,12 +298,12 @@ async fn replay(
     scheme: &MetaScheme,
     store: &Arc<SqliteMeta>,
     state: &mut ReplicationState,
-    progress: &mut Progress,
+    progress: &Progress,
     summary: &mut RecoverySummary,
 ) -> Result<(), ReplicationError> {
     let meta_key = root.metadata_key();
     loop {
-        progress.update("log batches", summary.batches, None);
+        progress.update("log batches", summary.batches, None, "");
         let name = BlobName::log(state.next_batch);
         let found = fetch(transfers, root, &name).await;
         let have = state.last_seq;
