@@ -706,6 +706,19 @@ impl Gateway {
     /// Opens nodes and metadata, binds the listener and starts serving.
     pub async fn start(p: &Prepared) -> Result<Gateway, AppError> {
         let cfg = &p.config;
+        // First of all: a certificate that does not load stops the start before the metadata,
+        // the nodes or any background work is touched.
+        let tls = match &cfg.server.tls {
+            Some(files) => Some(ReloadableCert::load(files)?),
+            None => None,
+        };
+        let acceptor = match &tls {
+            Some(cert) => Some(TlsAcceptor::from(reloadable_server_config(
+                cert.clone(),
+                &[b"http/1.1"],
+            )?)),
+            None => None,
+        };
         let meta = Meta::open(&cfg.metadata_file).await?;
         if let Some(check) = meta.key_check().await? {
             if check != p.root_key.key_check() {
@@ -770,18 +783,6 @@ impl Gateway {
             layer.spawn_audit(AuditOptions::background(&cfg.audit), cfg.audit.interval);
         }
         layer.start_orphan_collection(Some(&cfg.data_dir));
-        // Loaded before anything listens: a certificate that does not load stops the start.
-        let tls = match &cfg.server.tls {
-            Some(files) => Some(ReloadableCert::load(files)?),
-            None => None,
-        };
-        let acceptor = match &tls {
-            Some(cert) => Some(TlsAcceptor::from(reloadable_server_config(
-                cert.clone(),
-                &[b"http/1.1"],
-            )?)),
-            None => None,
-        };
         let listener =
             crate::s3::listener::bind(cfg.listen).map_err(|source| AppError::Listen {
                 addr: cfg.listen,
@@ -867,6 +868,7 @@ impl Gateway {
             ..s.clone()
         };
         let changed = [
+            ("data_dir", fresh.data_dir != old.data_dir),
             ("listen", fresh.listen != old.listen),
             ("admin_listen", fresh.admin_listen != old.admin_listen),
             ("region", fresh.region != old.region),

@@ -37,6 +37,10 @@ enum LogFormat {
     Json,
 }
 
+/// Whether stderr carries JSON lines only (`--log-format json`): then the last error line and
+/// warnings go through the logger too.
+static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Installs the stderr logger: `GATEWAY_LOG` filters (default `info`); colour only when stderr
 /// is a terminal and NO_COLOR is unset, so files and journald get plain text.
 fn init_logging(format: LogFormat) {
@@ -47,7 +51,10 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Json => {
+            LOG_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().with_current_span(false).init()
+        }
         LogFormat::Text => {
             let colour = std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -335,7 +342,11 @@ fn main() -> ExitCode {
                 (_, Some(NodeServerError::Tls(_))) => 2,
                 _ => 1,
             };
-            eprintln!("error: {}", error_line(&e));
+            if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(exit_code = code, "error: {}", error_line(&e));
+            } else {
+                eprintln!("error: {}", error_line(&e));
+            }
             ExitCode::from(code)
         }
     }
@@ -356,14 +367,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let mut prepared = prepare(&data_dir, config.as_deref())?;
             if prepared.created_key {
-                eprint!(
-                    "{}",
-                    key_backup::new_key_warning(
-                        &prepared.config.key_file,
-                        &prepared.config.data_dir,
-                        config.as_deref()
-                    )
+                let warning = key_backup::new_key_warning(
+                    &prepared.config.key_file,
+                    &prepared.config.data_dir,
+                    config.as_deref(),
                 );
+                if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+                    for line in warning.lines() {
+                        tracing::warn!("{}", line.trim_start_matches("WARNING: "));
+                    }
+                } else {
+                    eprint!("{warning}");
+                }
             }
             let overrides = RunOverrides {
                 listen,
@@ -384,6 +399,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Held until this process ends: a second gateway on the same data directory is
             // refused with a message naming this one.
             let mut lock = DataDirLock::acquire(&prepared.config.data_dir)?;
+            // Installed before the start, which can take a while: a signal meanwhile waits
+            // for the loop below instead of killing the process.
+            let mut signals = Signals::new()?;
             let mut gw = Gateway::start(&prepared).await?;
             lock.record_listeners(gw.addr, gw.admin_addr)?;
             println!("gateway listening on {}://{}", gw.scheme(), gw.addr);
@@ -404,7 +422,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 prepared.config.storage.scheme,
                 prepared.config.nodes.len()
             );
-            let mut signals = Signals::new()?;
             tracing::info!(
                 s3 = %format!("{}://{}", gw.scheme(), gw.addr),
                 admin = ?gw.admin_addr,
@@ -454,7 +471,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 prepared.config.server.drain_timeout
                             );
                             tell_manager("STOPPING=1\nSTATUS=draining requests in flight");
-                            gw.stop().await?;
+                            tokio::select! {
+                                r = gw.stop() => r?,
+                                _ = signals.next_stop() => {
+                                    // A second stop: the operator does not want to wait.
+                                    // Acknowledged writes are durable already.
+                                    tracing::warn!("second stop signal: exiting without finishing the drain");
+                                    std::process::exit(1);
+                                }
+                            }
                             break;
                         }
                     }
@@ -681,6 +706,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .zip(tls_key)
                     .map(|(cert, key)| TlsFiles { cert, key }),
             };
+            let mut signals = Signals::new()?;
             let mut server = NodeServer::start(&opts).await?;
             let scheme = if opts.tls.is_some() { "https" } else { "http" };
             // Tests and scripts read the address from this first line.
@@ -705,7 +731,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     swept.files, swept.bytes
                 );
             }
-            let mut signals = Signals::new()?;
             tell_manager(&format!(
                 "READY=1\nSTATUS=serving pieces on {scheme}://{}",
                 server.addr()
@@ -839,6 +864,8 @@ enum Signal {
 /// The signals a server answers.
 struct Signals {
     #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     hup: tokio::signal::unix::Signal,
@@ -850,6 +877,7 @@ impl Signals {
         {
             use tokio::signal::unix::{signal, SignalKind};
             Ok(Signals {
+                int: signal(SignalKind::interrupt())?,
                 term: signal(SignalKind::terminate())?,
                 hup: signal(SignalKind::hangup())?,
             })
@@ -858,11 +886,20 @@ impl Signals {
         Ok(Signals {})
     }
 
+    /// Waits for the next stop signal, ignoring reloads.
+    async fn next_stop(&mut self) {
+        loop {
+            if let Signal::Stop = self.next().await {
+                return;
+            }
+        }
+    }
+
     async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.int.recv() => Signal::Stop,
                 _ = self.term.recv() => Signal::Stop,
                 _ = self.hup.recv() => Signal::Reload,
             }

@@ -6,7 +6,9 @@
 //! - `gateway_s3_received_bytes_total`, `gateway_s3_sent_bytes_total`: body bytes from and to
 //!   S3 clients.
 //! - `gateway_node_sent_bytes_total{node,reason}`, `gateway_node_received_bytes_total{node,reason}`:
-//!   bytes sent to / fetched from storage nodes, `reason` one of [`Reason::ALL`]'s labels.
+//!   bytes sent to / fetched from storage nodes, `reason` one of [`Reason::ALL`]'s labels;
+//!   only the series that can count exist ([`Reason::can_send`]: upload, long_tail, repair,
+//!   metadata; [`Reason::can_receive`]: every reason but upload and long_tail).
 //! - `gateway_node_requests_total{node,op,result}`: finished node requests, `result` `ok` or
 //!   `error`.
 //! - `gateway_node_connections{node}`: connections open now (opened minus closed);

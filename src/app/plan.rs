@@ -3,7 +3,8 @@
 //! Contract:
 //! - The bytes are exact for the configured layout: each object over `inline_limit` is cut into
 //!   segments of `segment_size`, each segment is encrypted (a tag per `block_size` block) and
-//!   coded into `total` pieces of `minimum` data pieces' size, each piece a header plus one
+//!   coded into `total` pieces (or one per node when there are fewer nodes, as the upload
+//!   does) of `minimum` data pieces' size, each piece a header plus one
 //!   MAC'd record per stripe ([`Layout`], the same code the upload path uses). Objects up to
 //!   `inline_limit` live in the metadata and send no piece.
 //! - Upstream is what an upload sends to the nodes: `total` pieces per segment. When `success`
@@ -69,7 +70,8 @@ pub struct Plan {
     pub inline_objects: u64,
     pub plain_bytes: u64,
     pub segments: u64,
-    /// Bytes of one full piece set kept on the nodes (`success` pieces per segment).
+    /// Bytes kept on the nodes: at least `success` pieces per segment (pieces whose commit was
+    /// under way when `success` were durable are kept too).
     pub kept_bytes: u64,
     /// Bytes sent to the nodes (`total` pieces per segment).
     pub upstream_bytes: u64,
@@ -97,11 +99,15 @@ pub fn plan(
     price_per_gb_month: Option<f64>,
 ) -> Plan {
     let Scheme {
-        minimum,
-        success,
-        total,
-        ..
+        minimum, success, ..
     } = storage.scheme;
+    // An upload codes and starts min(total, nodes) pieces, as put.rs does (nodes ≥ success is
+    // the configuration's rule).
+    let total = storage
+        .scheme
+        .total
+        .min(u16::try_from(nodes).unwrap_or(u16::MAX));
+    let success = success.min(total);
     let (mut inline, mut plain, mut segments, mut piece_bytes) = (0u64, 0u64, 0u64, 0u64);
     for &size in &data.sizes {
         plain = plain.saturating_add(size);
@@ -138,7 +144,7 @@ pub fn plan(
         segments,
         kept_bytes: piece_bytes.saturating_mul(u64::from(success)),
         upstream_bytes: upstream,
-        long_tail_max_bytes: piece_bytes.saturating_mul(u64::from(total - success)),
+        long_tail_max_bytes: piece_bytes.saturating_mul(u64::from(total.saturating_sub(success))),
         expansion: if plain > 0 {
             upstream as f64 / plain as f64
         } else {
@@ -155,19 +161,32 @@ pub fn plan(
     }
 }
 
-/// Parses an uplink: bytes per second like `parse_size` ("12MiB", "12MB"), or bits per
-/// second with `bit`/`bps` ("100Mbit", "1Gbps", "500kbit").
+/// Parses an uplink: bits per second with `bit` or `bps` ("100Mbit", "1Gbps", "500kbit/s"),
+/// or bytes per second like `parse_size` ("12MiB", "12MB", "12MB/s", "12MBps"). A bare `Mb`,
+/// `Gb` or `kb` is refused as ambiguous.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
     let lower = t.to_ascii_lowercase();
-    let lower = lower.strip_suffix("/s").unwrap_or(&lower);
-    let bits = lower
-        .strip_suffix("bit")
-        .or_else(|| lower.strip_suffix("bps"));
+    // Bits: "bit" in any case, or "bps" with a lowercase b ("MBps" is bytes).
+    let bits = (lower.ends_with("bit") || t.ends_with("bps")).then(|| &t[..t.len() - 3]);
     let Some(num) = bits else {
-        return crate::config::parse_size(t.strip_suffix("/s").unwrap_or(t));
+        let bytes = t
+            .strip_suffix("ps")
+            .filter(|b| b.ends_with('B'))
+            .unwrap_or(t);
+        if bytes.ends_with('b') && bytes.len() >= 2 {
+            let prefix = bytes.as_bytes()[bytes.len() - 2];
+            if prefix.is_ascii_alphabetic() {
+                return Err(format!(
+                    "{s:?} is ambiguous: say \"Mbit\" for bits or \"MB\" for bytes per second"
+                ));
+            }
+        }
+        return crate::config::parse_size(bytes);
     };
-    let (digits, factor) = match num.trim_end().chars().last() {
+    let num = num.trim_end();
+    let (digits, factor) = match num.chars().last().map(|c| c.to_ascii_lowercase()) {
         Some('k') => (&num[..num.len() - 1], 1e3),
         Some('m') => (&num[..num.len() - 1], 1e6),
         Some('g') => (&num[..num.len() - 1], 1e9),
@@ -215,7 +234,7 @@ pub fn render(p: &Plan) -> String {
         p.expansion
     ));
     out.push_str(&format!(
-        "  kept on nodes {}\n  long tail     at most {} (pieces cancelled once `success` are durable)\n",
+        "  kept on nodes at least {}\n  long tail     at most {} (pieces cancelled once `success` are durable)\n",
         human_bytes(p.kept_bytes),
         human_bytes(p.long_tail_max_bytes)
     ));
@@ -231,13 +250,19 @@ pub fn render(p: &Plan) -> String {
     ));
     if let Some(cost) = p.monthly_cost {
         out.push_str(&format!(
-            "  cost          {cost:.2} per month for what is kept on the nodes\n"
+            "  cost          at least {cost:.2} per month for what is kept on the nodes\n"
         ));
     }
-    if (p.nodes as u64) < p.connections_per_upload {
+    let success: u64 = p
+        .scheme
+        .split('/')
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if (p.nodes as u64) < success {
         out.push_str(&format!(
-            "  WARNING: {} nodes cannot hold {} pieces per segment on different nodes\n",
-            p.nodes, p.connections_per_upload
+            "  WARNING: {} nodes cannot hold the {success} pieces an upload needs on different nodes\n",
+            p.nodes
         ));
     }
     out
@@ -298,6 +323,18 @@ mod tests {
         let gb_month = p.kept_bytes as f64 / 1e9 * 0.01;
         assert!((p.monthly_cost.unwrap() - gb_month).abs() < 1e-12);
 
+        // Fewer nodes than total: the upload codes one piece per node, and so does the plan.
+        let p = plan(
+            &DataSet::even(64 << 20, 1),
+            &storage("29/35/80/110"),
+            &LimitsConfig::default(),
+            90,
+            1,
+            None,
+        );
+        assert_eq!(p.upstream_bytes * 80, p.kept_bytes * 90);
+        assert_eq!(p.connections_per_upload, 90);
+
         // A long tail is bounded by total − success pieces.
         let p = plan(
             &DataSet::even(64 << 20, 1),
@@ -325,6 +362,9 @@ mod tests {
         assert_eq!(parse_rate("500 kbit/s").unwrap(), 62_500);
         assert_eq!(parse_rate("8MiB").unwrap(), 8 << 20);
         assert_eq!(parse_rate("8MiB/s").unwrap(), 8 << 20);
+        assert_eq!(parse_rate("12MBps").unwrap(), 12_000_000);
+        assert_eq!(parse_rate("12MB/s").unwrap(), 12_000_000);
+        assert!(parse_rate("100Mb").is_err());
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("0Mbit").is_err());
     }

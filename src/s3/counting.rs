@@ -1,5 +1,6 @@
-//! A connection wrapper that counts the bytes exchanged with S3 clients (HTTP framing
-//! included: these are the bytes the client's network carried).
+//! A connection wrapper that counts the bytes exchanged with S3 clients: HTTP bytes, framing
+//! included (inside TLS when the listener serves it, so TLS records and handshakes are not
+//! counted).
 
 use std::io;
 use std::pin::Pin;

@@ -18,8 +18,9 @@
 //!   connection is closed (checked every second) and everything its request held (buffers,
 //!   its share of the memory budget) freed. Time the gateway spends producing the next frame
 //!   does not count.
-//! - With TLS, the handshake is part of the head: it must finish within `header_timeout`, and
-//!   a connection still in it counts as idle.
+//! - With TLS, the handshake must finish within `header_timeout` of the connection opening,
+//!   and then the first request head within `header_timeout` of the handshake; a connection
+//!   still in its handshake counts as idle.
 //! - On shutdown, no new connection is accepted, idle connections close at once, in-flight
 //!   requests get `drain_timeout` to finish.
 //!

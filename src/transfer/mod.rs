@@ -62,6 +62,8 @@ pub(crate) struct NodeSlot {
     pub permits: Arc<Semaphore>,
     /// Draining: no new pieces go here; repair moves the ones it holds elsewhere.
     draining: std::sync::atomic::AtomicBool,
+    /// A free-space query is still running (a hung filesystem): no second one is started.
+    space_busy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl NodeSlot {
@@ -169,6 +171,7 @@ impl Transfers {
                     health: Health::new(s.offline),
                     permits: Arc::new(Semaphore::new(limits.max_connections_per_node)),
                     draining: std::sync::atomic::AtomicBool::new(false),
+                    space_busy: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 }
             })
             .collect();
@@ -331,25 +334,41 @@ impl Transfers {
     }
 
     /// Every node's free and total space, in node order, asked of all nodes at once; a node
-    /// that cannot tell (an S3 bucket), fails or takes longer than `limit` is `None`. Takes no
-    /// connection slot: it is one small request.
+    /// that cannot tell (an S3 bucket), fails or takes longer than `limit` is `None`. A node
+    /// whose previous query has not returned yet (a hung filesystem or server) is not asked
+    /// again, so polling cannot pile up blocked threads. Takes no connection slot: it is one
+    /// small request.
     pub async fn node_spaces(
         &self,
         limit: std::time::Duration,
     ) -> Vec<Option<crate::nodes::Space>> {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, n) in self.nodes.iter().enumerate() {
-            let store = n.store.clone();
-            set.spawn(async move {
-                let space = tokio::time::timeout(limit, store.space()).await;
-                (i, space.ok().and_then(|r| r.ok()).flatten())
-            });
-        }
-        let mut out = vec![None; self.nodes.len()];
-        while let Some(joined) = set.join_next().await {
-            if let Ok((i, space)) = joined {
-                out[i] = space;
+        use std::sync::atomic::Ordering;
+        let mut waits = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            if n.space_busy.swap(true, Ordering::AcqRel) {
+                waits.push(None);
+                continue;
             }
+            let (store, busy) = (n.store.clone(), n.space_busy.clone());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let space = store.space().await;
+                busy.store(false, Ordering::Release);
+                let _ = tx.send(space.ok().flatten());
+            });
+            waits.push(Some(rx));
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        let deadline = tokio::time::Instant::now() + limit;
+        for wait in waits {
+            out.push(match wait {
+                Some(rx) => tokio::time::timeout_at(deadline, rx)
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .flatten(),
+                None => None,
+            });
         }
         out
     }
