@@ -89,24 +89,8 @@ enum Command {
         /// Data directory (default: $XDG_DATA_HOME/gateway or ~/.local/share/gateway).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Address to listen on (default 127.0.0.1:7777; overrides the config).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Admin listener for /metrics and /v1/stats (default 127.0.0.1:7778; "off" disables).
-        #[arg(long, value_name = "ADDR|off")]
-        admin_listen: Option<String>,
-        /// Most piece transfers in flight to all nodes together (default 64).
-        #[arg(long)]
-        max_connections: Option<usize>,
-        /// Most piece transfers in flight to one node (default 8).
-        #[arg(long)]
-        max_connections_per_node: Option<usize>,
-        /// Upstream bytes per second to the nodes, e.g. "20MiB" (default unlimited; 0 = unlimited).
-        #[arg(long, value_parser = gateway::config::parse_size)]
-        upload_rate: Option<u64>,
-        /// Downstream bytes per second from the nodes (default unlimited; 0 = unlimited).
-        #[arg(long, value_parser = gateway::config::parse_size)]
-        download_rate: Option<u64>,
+        #[command(flatten)]
+        overrides: RunOverrides,
     },
     /// Print a running gateway's statistics: what is stored and what it cost to upload
     /// (expansion factor, long tail), traffic per node, node health.
@@ -357,12 +341,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run {
             config,
             data_dir,
-            listen,
-            admin_listen,
-            max_connections,
-            max_connections_per_node,
-            upload_rate,
-            download_rate,
+            overrides,
         } => {
             let data_dir = data_dir.unwrap_or_else(default_data_dir);
             let mut prepared = prepare(&data_dir, config.as_deref())?;
@@ -380,14 +359,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     eprint!("{warning}");
                 }
             }
-            let overrides = RunOverrides {
-                listen,
-                admin_listen,
-                max_connections,
-                max_connections_per_node,
-                upload_rate,
-                download_rate,
-            };
             overrides.apply(&mut prepared.config)?;
             if prepared.created_config {
                 println!(
@@ -811,12 +782,25 @@ fn run_key(command: KeyCommand) -> anyhow::Result<()> {
 
 /// `gateway run` flags that override the configuration file, applied at start and again to
 /// the file read at a reload.
+#[derive(clap::Args)]
 struct RunOverrides {
+    /// Address to listen on (default 127.0.0.1:7777; overrides the config).
+    #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Admin listener for /metrics and /v1/stats (default 127.0.0.1:7778; "off" disables).
+    #[arg(long, value_name = "ADDR|off")]
     admin_listen: Option<String>,
+    /// Most piece transfers in flight to all nodes together (default 64).
+    #[arg(long)]
     max_connections: Option<usize>,
+    /// Most piece transfers in flight to one node (default 8).
+    #[arg(long)]
     max_connections_per_node: Option<usize>,
+    /// Upstream bytes per second to the nodes, e.g. "20MiB" (default unlimited; 0 = unlimited).
+    #[arg(long, value_parser = gateway::config::parse_size)]
     upload_rate: Option<u64>,
+    /// Downstream bytes per second from the nodes (default unlimited; 0 = unlimited).
+    #[arg(long, value_parser = gateway::config::parse_size)]
     download_rate: Option<u64>,
 }
 
