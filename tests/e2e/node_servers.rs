@@ -13,17 +13,16 @@
 //! - Accounting: the bytes the gateway reports sent to nodes are the bytes the nodes report
 //!   received, and for scheme 4/5/6/8 they are between 6/4 and 8/4 of the object.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::harness::data;
+use crate::harness::nodes::{node_id, start_nodes, NodeProcess};
+use crate::harness::raw;
+use crate::harness::{Setup, TestGateway};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use common::data;
-use common::nodes::{node_id, start_nodes, GatewaySetup, NodeProcess, RemoteGateway};
-use common::raw;
 use gateway::erasure::PIECE_HEADER_LEN;
 use gateway::meta::{ObjectRecord, PieceRecord, Placement};
 use gateway::metrics::{NodeTraffic, Reason};
@@ -91,7 +90,7 @@ fn node_index(id: &str) -> usize {
 
 /// Where the gateway stores piece `number` of segment `segment` of `rec` on `node`.
 fn piece_path(
-    gw: &RemoteGateway,
+    gw: &TestGateway,
     nodes: &[NodeProcess],
     rec: &ObjectRecord,
     segment: u32,
@@ -112,8 +111,8 @@ fn piece_path(
         .join(name)
 }
 
-fn traffic(gw: &RemoteGateway, node: &str) -> NodeTraffic {
-    gw.gateway
+fn traffic(gw: &TestGateway, node: &str) -> NodeTraffic {
+    gw.gateway()
         .transfers
         .metrics()
         .snapshot()
@@ -131,9 +130,9 @@ fn received_for(t: &NodeTraffic, reason: Reason) -> u64 {
     t.received_bytes.get(reason.as_str()).copied().unwrap_or(0)
 }
 
-fn rank_of(gw: &RemoteGateway, node: &str) -> (Rank, Option<String>) {
+fn rank_of(gw: &TestGateway, node: &str) -> (Rank, Option<String>) {
     let v = gw
-        .gateway
+        .gateway()
         .transfers
         .node_views()
         .into_iter()
@@ -147,7 +146,7 @@ fn rank_of(gw: &RemoteGateway, node: &str) -> (Rank, Option<String>) {
 /// failed request there. Placement is random among healthy nodes, so this takes one object
 /// in nearly every run; six bound it. Returns the objects.
 async fn upload_until_refused(
-    gw: &RemoteGateway,
+    gw: &TestGateway,
     c: &Client,
     avoid: &str,
     expect_pieces: usize,
@@ -180,8 +179,8 @@ async fn upload_until_refused(
 async fn node_down_at_upload_moves_its_pieces_to_the_spare() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut nodes = start_nodes(tmp.path(), 5);
-    let gw = GatewaySetup::default()
-        .start(&tmp.path().join("gateway"), &nodes)
+    let mut gw = Setup::remote(&nodes)
+        .start_in(&tmp.path().join("gateway"))
         .await;
     let c = gw.client();
     bucket(&c).await;
@@ -207,14 +206,13 @@ async fn node_down_at_upload_moves_its_pieces_to_the_spare() {
 async fn stalled_node_is_left_behind_by_uploads_and_reads() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut nodes = start_nodes(tmp.path(), 5);
-    let setup = GatewaySetup {
-        scheme: "2/3/4/5",
-        segment_size: "16MiB",
-        limits: vec![("long_tail_grace", "500ms"), ("stall_timeout", "1s")],
-        read_timeout: "2s",
-        ..GatewaySetup::default()
-    };
-    let gw = setup.start(&tmp.path().join("gateway"), &nodes).await;
+    let setup = Setup::remote(&nodes)
+        .scheme("2/3/4/5")
+        .segment_size("16MiB")
+        .limit("long_tail_grace", "500ms")
+        .limit("stall_timeout", "1s")
+        .node_timeouts("1s", "2s");
+    let mut gw = setup.start_in(&tmp.path().join("gateway")).await;
     let c = gw.client();
     bucket(&c).await;
 
@@ -273,12 +271,8 @@ async fn stalled_node_is_left_behind_by_uploads_and_reads() {
 async fn node_killed_mid_download() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut nodes = start_nodes(tmp.path(), 6);
-    let setup = GatewaySetup {
-        scheme: "4/5/6/6",
-        segment_size: "1MiB",
-        ..GatewaySetup::default()
-    };
-    let gw = setup.start(&tmp.path().join("gateway"), &nodes).await;
+    let setup = Setup::remote(&nodes).scheme("4/5/6/6").segment_size("1MiB");
+    let mut gw = setup.start_in(&tmp.path().join("gateway")).await;
     let c = gw.client();
     bucket(&c).await;
     let body = data(8 * MIB, 3);
@@ -350,8 +344,8 @@ async fn full_node_is_refused_and_skipped() {
             }
         })
         .collect();
-    let gw = GatewaySetup::default()
-        .start(&tmp.path().join("gateway"), &nodes)
+    let mut gw = Setup::remote(&nodes)
+        .start_in(&tmp.path().join("gateway"))
         .await;
     let c = gw.client();
     bucket(&c).await;
@@ -376,11 +370,8 @@ async fn wrong_token_is_rejected() {
     const WRONG: usize = 3;
     let real = nodes[WRONG].token().to_hex();
     let wrong = if real.starts_with("ab") { "cd" } else { "ab" }.repeat(32);
-    let setup = GatewaySetup {
-        tokens: vec![(WRONG, wrong.clone())],
-        ..GatewaySetup::default()
-    };
-    let gw = setup.start(&tmp.path().join("gateway"), &nodes).await;
+    let setup = Setup::remote(&nodes).node_token(WRONG, &wrong);
+    let mut gw = setup.start_in(&tmp.path().join("gateway")).await;
     let c = gw.client();
     bucket(&c).await;
 
@@ -403,13 +394,11 @@ async fn wrong_token_is_rejected() {
     // refusal fails the upload and nothing of it stays on any node.
     // A second gateway (another root key) over the same nodes: nodes belong to one root
     // key's metadata, so this one keeps its metadata to itself.
-    let strict = GatewaySetup {
-        scheme: "4/5/5/5",
-        tokens: vec![(WRONG, wrong)],
-        metadata: "replication = \"off\"",
-        ..GatewaySetup::default()
-    };
-    let gw = strict.start(&tmp.path().join("gateway2"), &nodes).await;
+    let strict = Setup::remote(&nodes)
+        .scheme("4/5/5/5")
+        .node_token(WRONG, &wrong)
+        .set("metadata", "replication", "off");
+    let mut gw = strict.start_in(&tmp.path().join("gateway2")).await;
     let c = gw.client_no_retry();
     bucket(&c).await;
     let before: HashSet<PathBuf> = nodes.iter().flat_map(NodeProcess::piece_paths).collect();
@@ -439,11 +428,8 @@ async fn wrong_token_is_rejected() {
 async fn corrupted_piece_is_detected_and_replaced() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let nodes = start_nodes(tmp.path(), 6);
-    let setup = GatewaySetup {
-        scheme: "4/5/6/6",
-        ..GatewaySetup::default()
-    };
-    let gw = setup.start(&tmp.path().join("gateway"), &nodes).await;
+    let setup = Setup::remote(&nodes).scheme("4/5/6/6");
+    let mut gw = setup.start_in(&tmp.path().join("gateway")).await;
     let c = gw.client();
     bucket(&c).await;
     // One segment: data pieces 0..3 and parity pieces 4, 5 on six distinct nodes.
@@ -485,15 +471,12 @@ async fn corrupted_piece_is_detected_and_replaced() {
 async fn upstream_bytes_match_what_nodes_received() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let nodes = start_nodes(tmp.path(), 8);
-    let setup = GatewaySetup {
-        scheme: "4/5/6/8",
-        segment_size: "64MiB",
-        chunk_size: None,
-        read_timeout: "30s",
-        connect_timeout: "2s",
-        ..GatewaySetup::default()
-    };
-    let gw = setup.start(&tmp.path().join("gateway"), &nodes).await;
+    let setup = Setup::remote(&nodes)
+        .scheme("4/5/6/8")
+        .segment_size("64MiB")
+        .default_chunk_size()
+        .node_timeouts("2s", "30s");
+    let mut gw = setup.start_in(&tmp.path().join("gateway")).await;
     let c = gw.client();
     bucket(&c).await;
     const SIZE: usize = 64 * MIB;
@@ -503,7 +486,7 @@ async fn upstream_bytes_match_what_nodes_received() {
 
     // Cancelled pieces are counted (and deleted) in the background, a committing one up to
     // two seconds later: wait until the counters stop moving with no connection open.
-    let metrics = gw.gateway.transfers.metrics().clone();
+    let metrics = gw.gateway().transfers.metrics().clone();
     let mut last = u64::MAX;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -561,7 +544,7 @@ async fn upstream_bytes_match_what_nodes_received() {
         "kept piece files vs encoded bytes"
     );
 
-    let admin = gw.gateway.admin_addr.expect("admin listener");
+    let admin = gw.gateway().admin_addr.expect("admin listener");
     let request = raw::head(
         "GET",
         "/metrics",
@@ -624,12 +607,9 @@ async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 async fn two_nodes_die_one_is_replaced_and_repair_restores_full_health() {
     let tmp = tempfile::tempdir().unwrap();
     let mut nodes = start_nodes(tmp.path(), 8);
-    let setup = GatewaySetup {
-        scheme: "4/5/6/8",
-        ..GatewaySetup::default()
-    };
+    let setup = Setup::remote(&nodes).scheme("4/5/6/8");
     let data_dir = tmp.path().join("gw");
-    let gw = setup.start(&data_dir, &nodes).await;
+    let mut gw = setup.start_in(&data_dir).await;
     let c = gw.client();
     bucket(&c).await;
 
@@ -683,7 +663,7 @@ async fn two_nodes_die_one_is_replaced_and_repair_restores_full_health() {
     // token). r6 stays dead.
     let fresh = tmp.path().join("node3-new");
     nodes[2] = NodeProcess::start(&fresh, &tmp.path().join("node3-new.log"));
-    std::fs::write(data_dir.join("config.toml"), setup.config(&nodes)).unwrap();
+    setup.clone().remote_nodes(&nodes).write_config(&data_dir);
     let replaced = gateway::app::maintenance::replace_node(&data_dir, None, "r3")
         .await
         .expect("node replace");
@@ -695,14 +675,8 @@ async fn two_nodes_die_one_is_replaced_and_repair_restores_full_health() {
     assert!(report.pieces_written >= replaced.lost, "{report:?}");
     assert!(report.bytes_sent > 0, "{report:?}");
 
-    let prepared = gateway::app::prepare(&data_dir, None).expect("prepare");
-    let gw = RemoteGateway {
-        gateway: gateway::app::Gateway::start(&prepared)
-            .await
-            .expect("restart"),
-        prepared,
-    };
-    let counts = gw.gateway.layer.health_counts().await.unwrap();
+    let mut gw = TestGateway::open(&data_dir).await;
+    let counts = gw.gateway().layer.health_counts().await.unwrap();
     assert!(counts.by_healthy.iter().all(|&(h, _)| h >= 6), "{counts:?}");
     let mut on_new = 0;
     for (k, _) in &objects {

@@ -2,37 +2,35 @@
 //! reads), recorded with their node, kind and finder, and repaired; a healthy store, even
 //! under concurrent writes and deletes, yields no finding; a pass keeps within its rates.
 
-mod common;
-#[path = "common/fs.rs"]
-mod fs_util;
-
 use std::time::{Duration, Instant};
 
+use crate::harness::storage;
+use crate::harness::storage::{piece, piece_files};
+use crate::harness::{data, wait, Setup, TestGateway};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use common::{data, Opts, TestGateway};
-use fs_util::{piece, piece_files, record};
 use gateway::meta::{HealthCounts, PieceFinding, PieceState, Placement, StreamId};
 use gateway::object::audit::{AuditOptions, AuditReport};
 use gateway::object::repair::RepairOptions;
 
 const BUCKET: &str = "audit";
 
-async fn setup(tables: &'static str) -> (TestGateway, Client) {
-    let gw = TestGateway::start_with(Opts {
-        tables,
-        ..Opts::default()
-    })
-    .await;
+async fn setup(setup: Setup) -> (TestGateway, Client) {
+    let gw = setup.start().await;
     let c = gw.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     (gw, c)
 }
 
 /// The background audit off: passes run only when a test asks.
-const NO_BACKGROUND: &str = "[audit]\nenabled = false";
+fn no_background() -> Setup {
+    Setup::new().set("audit", "enabled", false)
+}
+
 /// Neither background audit nor background repair: what a pass finds stays as it found it.
-const MANUAL: &str = "[audit]\nenabled = false\n[repair]\nenabled = false";
+fn manual() -> Setup {
+    no_background().set("repair", "enabled", false)
+}
 
 async fn put(c: &Client, key: &str, body: &[u8]) {
     c.put_object()
@@ -56,7 +54,7 @@ async fn get(c: &Client, key: &str) -> Vec<u8> {
 }
 
 async fn stream_of(gw: &TestGateway, key: &str) -> StreamId {
-    record(gw, BUCKET, key).await.unwrap().parts[0]
+    gw.record(BUCKET, key).await.unwrap().parts[0]
         .stream
         .stream_id
 }
@@ -95,30 +93,24 @@ fn findings(c: &HealthCounts) -> Vec<(&str, &str, &str, u64)> {
 /// Waits (bounded) until every erasure-coded segment of `keys` has six healthy pieces;
 /// returns whether it happened.
 async fn full_health(gw: &TestGateway, keys: &[&str], limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    wait::eventually_async(limit, || async {
         let mut all = true;
         for key in keys {
-            let rec = record(gw, BUCKET, key).await.unwrap();
+            let rec = gw.record(BUCKET, key).await.unwrap();
             for seg in &rec.parts[0].stream.segments {
                 if let Placement::Pieces { pieces, .. } = &seg.placement {
                     all &= pieces.len() == 6 && pieces.iter().all(|p| p.state == PieceState::Ok);
                 }
             }
         }
-        if all {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        all
+    })
+    .await
 }
 
 #[tokio::test]
 async fn a_pass_finds_a_deleted_and_a_corrupted_piece_and_repair_restores_them() {
-    let (gw, c) = setup(MANUAL).await;
+    let (gw, c) = setup(manual()).await;
     let bodies = [
         ("a", data(200_000, 1)),
         ("b", data(600_000, 2)),
@@ -128,15 +120,15 @@ async fn a_pass_finds_a_deleted_and_a_corrupted_piece_and_repair_restores_them()
         put(&c, key, body).await;
     }
     // One piece of `a` is deleted, one byte of a piece of `b` (its second segment) flipped.
-    let rec_a = record(&gw, BUCKET, "a").await.unwrap();
+    let rec_a = gw.record(BUCKET, "a").await.unwrap();
     let gone = piece(&gw, &rec_a, 0, 2);
     std::fs::remove_file(&gone.path).unwrap();
-    let rec_b = record(&gw, BUCKET, "b").await.unwrap();
+    let rec_b = gw.record(BUCKET, "b").await.unwrap();
     let rotten = piece(&gw, &rec_b, 1, 4);
-    fs_util::flip_byte(&rotten.path, rotten.data_offset(3, 10));
+    storage::flip_byte(&rotten.path, rotten.data_offset(3, 10));
     let mut total_pieces = 0;
     for (key, _) in &bodies {
-        let rec = record(&gw, BUCKET, key).await.unwrap();
+        let rec = gw.record(BUCKET, key).await.unwrap();
         total_pieces += piece_files(&gw, &rec).len() as u64;
     }
 
@@ -239,23 +231,28 @@ async fn a_pass_finds_a_deleted_and_a_corrupted_piece_and_repair_restores_them()
 #[tokio::test]
 async fn the_background_audit_finds_them_within_its_configured_pass() {
     // Passes every 100 ms, one random piece of every segment each (the store has six).
-    let (gw, c) =
-        setup("[audit]\ninterval = \"100ms\"\nrate = \"64MiB\"\nrequests = 1000\nsamples = 100")
-            .await;
+    let (gw, c) = setup(
+        Setup::new()
+            .set("audit", "interval", "100ms")
+            .set("audit", "rate", "64MiB")
+            .set("audit", "requests", 1000)
+            .set("audit", "samples", 100),
+    )
+    .await;
     let a = data(200_000, 4);
     let b = data(600_000, 5);
     put(&c, "a", &a).await;
     put(&c, "b", &b).await;
-    let rec_a = record(&gw, BUCKET, "a").await.unwrap();
+    let rec_a = gw.record(BUCKET, "a").await.unwrap();
     let gone = piece(&gw, &rec_a, 0, 5);
     std::fs::remove_file(&gone.path).unwrap();
     // Every chunk of the piece is bad, so any sampled range of it is.
-    let rec_b = record(&gw, BUCKET, "b").await.unwrap();
+    let rec_b = gw.record(BUCKET, "b").await.unwrap();
     let rotten = piece(&gw, &rec_b, 2, 1);
     let stripes =
         (std::fs::metadata(&rotten.path).unwrap().len() - 32) / (rotten.chunk_size as u64 + 32);
     for s in 0..stripes {
-        fs_util::flip_byte(&rotten.path, rotten.data_offset(s, 0));
+        storage::flip_byte(&rotten.path, rotten.data_offset(s, 0));
     }
 
     // The missing piece is found by the next listing (or, if this pass had already listed
@@ -296,7 +293,7 @@ async fn the_background_audit_finds_them_within_its_configured_pass() {
 
 #[tokio::test]
 async fn a_healthy_store_yields_no_finding_even_under_concurrent_writes() {
-    let (gw, c) = setup(NO_BACKGROUND).await;
+    let (gw, c) = setup(no_background()).await;
     let sizes = [100usize, 5_000, 30_000, 200_000, 700_000];
     for (i, size) in sizes.iter().enumerate() {
         put(&c, &format!("k{i}"), &data(*size, i as u64)).await;
@@ -338,7 +335,7 @@ async fn a_healthy_store_yields_no_finding_even_under_concurrent_writes() {
     // At rest, a pass looks at every piece and reads each whole: exactly the bytes on disk.
     let (mut pieces, mut bytes) = (0u64, 0u64);
     for i in 0..sizes.len() {
-        let rec = record(&gw, BUCKET, &format!("k{i}")).await.unwrap();
+        let rec = gw.record(BUCKET, &format!("k{i}")).await.unwrap();
         for p in piece_files(&gw, &rec) {
             pieces += 1;
             bytes += std::fs::metadata(&p.path).unwrap().len();
@@ -354,7 +351,7 @@ async fn a_healthy_store_yields_no_finding_even_under_concurrent_writes() {
 
 #[tokio::test]
 async fn a_pass_keeps_within_its_byte_and_request_rates() {
-    let (gw, c) = setup(NO_BACKGROUND).await;
+    let (gw, c) = setup(no_background()).await;
     for i in 0..4u64 {
         put(&c, &format!("k{i}"), &data(200_000, i)).await;
     }

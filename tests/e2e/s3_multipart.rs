@@ -5,13 +5,11 @@
 //! conditional and racing completions, retried completions, and COMPOSITE / FULL_OBJECT
 //! checksums.
 
-mod common;
-#[path = "common/s3x.rs"]
-mod s3x;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::harness::s3x::*;
+use crate::harness::{data, TestGateway};
 use aws_sdk_s3::operation::complete_multipart_upload::{
     CompleteMultipartUploadError, CompleteMultipartUploadOutput,
 };
@@ -20,8 +18,6 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
 };
 use aws_sdk_s3::Client;
-use common::{data, TestGateway};
-use s3x::*;
 
 type CompleteResult = Result<
     CompleteMultipartUploadOutput,

@@ -4,17 +4,13 @@
 //! paging by key marker), GetBucketVersioning (empty), GetBucketAcl/GetObjectAcl (the owner's
 //! FULL_CONTROL), and SigV2 presigned and header-signed requests built by hand.
 
-mod common;
-#[path = "common/s3x.rs"]
-mod s3x;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::harness::s3x::*;
+use crate::harness::{data, raw, TestGateway, ACCESS_KEY, SECRET_KEY};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Permission, Tag, Tagging, Type};
 use aws_sdk_s3::Client;
-use common::{data, raw, TestGateway, ACCESS_KEY, SECRET_KEY};
-use s3x::*;
 
 fn tagging(pairs: &[(String, String)]) -> Tagging {
     Tagging::builder()

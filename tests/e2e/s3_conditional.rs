@@ -4,16 +4,12 @@
 //! key answering 404 as AWS documents), races of conditional writers (exactly one wins), and
 //! the `response-*` overrides of GET.
 
-mod common;
-#[path = "common/s3x.rs"]
-mod s3x;
-
 use std::time::Duration;
 
+use crate::harness::s3x::*;
+use crate::harness::{data, TestGateway};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::Client;
-use common::{data, TestGateway};
-use s3x::*;
 
 /// Request headers of one case.
 type Headers<'a> = Vec<(&'a str, &'a str)>;

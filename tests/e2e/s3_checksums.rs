@@ -6,18 +6,15 @@
 //! repeated checksum headers, `x-amz-sdk-checksum-algorithm` without a checksum, Content-MD5,
 //! and bad trailers.
 
-mod common;
-#[path = "common/s3x.rs"]
-mod s3x;
-
 use std::time::Duration;
 
+use crate::harness;
+use crate::harness::s3x::*;
+use crate::harness::{data, TestGateway};
 use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType};
 use aws_sdk_s3::Client;
-use common::{data, TestGateway};
-use s3x::*;
 
 /// Request headers (or trailers) of one case.
 type Headers<'a> = Vec<(&'a str, &'a str)>;
@@ -177,7 +174,7 @@ async fn ranged_reads_and_reads_without_checksum_mode_carry_no_checksum() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(r.header("x-amz-checksum-sha256"), Some(value.as_str()));
-    let checksum_headers = |r: &common::raw::RawResponse| -> Vec<String> {
+    let checksum_headers = |r: &harness::raw::RawResponse| -> Vec<String> {
         r.headers
             .iter()
             .filter(|(n, _)| n.starts_with("x-amz-checksum-"))

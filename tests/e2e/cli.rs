@@ -3,10 +3,8 @@
 //! and one line naming the field. Every child process is killed by a guard, and every wait
 //! is bounded.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -15,51 +13,21 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
-#[path = "common/raw.rs"]
-#[allow(dead_code)]
-mod raw;
+use crate::harness::process::{self, wait_exit, GatewayProcess};
+use crate::harness::{client_for, no_retry, raw};
 
-/// The credentials `raw` signs with: the environment credentials of these tests.
-const ACCESS_KEY: &str = ENV_ACCESS;
-const SECRET_KEY: &str = ENV_SECRET;
-
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a start may take.
+const START_TIMEOUT: Duration = process::START_TIMEOUT;
 const ENV_ACCESS: &str = "CLIENVACCESSKEY00001";
 const ENV_SECRET: &str = "cli-env-secret+with/chars000000000000000";
 
-/// A running `gateway run`, killed (and reaped) when dropped.
-struct Running {
-    child: Child,
-    /// What it printed on stdout up to and including the scheme line.
-    stdout: Vec<String>,
-    endpoint: String,
-    access_key: String,
-    /// The admin listener's address (`host:port`).
-    admin: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    fn stop(self) {
-        drop(self);
-    }
-}
-
+/// `gateway run` on `data_dir` with no credentials in the environment (the data directory's
+/// own, or `env`'s), `GATEWAY_LOG=warn` and `env`.
 fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
-    cmd.args(["run", "--data-dir"])
-        .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .env_remove("GATEWAY_ACCESS_KEY")
+    let mut cmd = GatewayProcess::run_command(data_dir);
+    cmd.env_remove("GATEWAY_ACCESS_KEY")
         .env_remove("GATEWAY_SECRET_KEY")
-        .env("GATEWAY_LOG", "warn")
-        .stdin(Stdio::null());
+        .env("GATEWAY_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -67,70 +35,13 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> Command {
 }
 
 /// Starts the binary and waits (bounded) for its startup banner.
-fn start(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> Running {
-    let stderr = std::fs::File::create(log).unwrap();
-    let mut child = command(data_dir, env)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn gateway");
-    let out = child.stdout.take().unwrap();
-    let mut running = Running {
-        child,
-        stdout: Vec::new(),
-        endpoint: String::new(),
-        access_key: String::new(),
-        admin: String::new(),
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(url) = line.strip_prefix("gateway listening on ") {
-                    running.endpoint = url.to_string();
-                }
-                if let Some(a) = line.strip_prefix("  admin (metrics, stats): http://") {
-                    running.admin = a.to_string();
-                }
-                if let Some(k) = line.strip_prefix("  access key: ") {
-                    running.access_key = k.to_string();
-                }
-                let last = line.starts_with("  scheme ");
-                running.stdout.push(line);
-                if last {
-                    break;
-                }
-            }
-            Err(e) => panic!(
-                "no startup banner ({e}); stdout so far: {:?}; stderr: {}",
-                running.stdout,
-                std::fs::read_to_string(log).unwrap_or_default()
-            ),
-        }
-    }
-    running
+fn start(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> GatewayProcess {
+    GatewayProcess::spawn(command(data_dir, env), log).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A client without retries.
 fn client(endpoint: &str, access: &str, secret: &str) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(access, secret, None, None, "cli-test"))
-        .force_path_style(true)
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(conf)
+    no_retry(&client_for(endpoint, access, secret))
 }
 
 fn file_credentials(data_dir: &Path) -> (String, String) {
@@ -144,22 +55,6 @@ fn file_credentials(data_dir: &Path) -> (String, String) {
 fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
-
-/// Waits (bounded) for a child to exit on its own; kills it and fails on timeout.
-fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("gateway did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 struct Dirs {
@@ -228,7 +123,7 @@ async fn first_start_creates_the_data_dir_and_later_starts_reuse_it() {
         .unwrap();
     let key_before = std::fs::read(d.data.join("root.key")).unwrap();
     let creds_before = std::fs::read(d.data.join("credentials.toml")).unwrap();
-    gw.stop();
+    gw.kill9();
 
     // Second start: nothing is created again, the same key and credentials are used, and the
     // object written before is readable (so the key really is the same).
@@ -253,7 +148,7 @@ async fn first_start_creates_the_data_dir_and_later_starts_reuse_it() {
 async fn environment_credentials_win_over_the_file() {
     let d = dirs();
     // Create the data directory (and its credentials file) first.
-    start(&d.data, &d.log, &[]).stop();
+    start(&d.data, &d.log, &[]).kill9();
     let (file_access, file_secret) = file_credentials(&d.data);
 
     let env = [
@@ -384,7 +279,7 @@ async fn stats_and_metrics_report_an_upload() {
         !refused.contains("gateway_node_sent_bytes_total"),
         "{refused}"
     );
-    gw.stop();
+    gw.kill9();
 }
 
 /// A bare HTTP/1.1 GET (bounded); returns the whole response text.
@@ -462,7 +357,7 @@ fn a_data_dir_in_use_is_refused_and_kill_9_leaves_no_lock() {
     );
     let lock_text = std::fs::read_to_string(d.data.join("gateway.lock")).unwrap();
     assert!(
-        lock_text.contains(&format!("pid {}\n", first.child.id())),
+        lock_text.contains(&format!("pid {}\n", first.pid())),
         "{lock_text}"
     );
 
@@ -479,15 +374,15 @@ fn a_data_dir_in_use_is_refused_and_kill_9_leaves_no_lock() {
     let want = format!(
         "error: data directory {} is in use by gateway pid {} (S3 {s3}, admin {})",
         d.data.display(),
-        first.child.id(),
+        first.pid(),
         first.admin
     );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines, [want.as_str()], "{stderr}");
 
     // kill -9: no clean shutdown, the lock file stays behind naming a dead process.
-    let first_pid = first.child.id();
-    first.stop();
+    let first_pid = first.pid();
+    first.kill9();
     let stale = std::fs::read_to_string(d.data.join("gateway.lock")).unwrap();
     assert!(stale.contains(&format!("pid {first_pid}\n")), "{stale}");
 
@@ -495,7 +390,7 @@ fn a_data_dir_in_use_is_refused_and_kill_9_leaves_no_lock() {
     let third = start(&d.data, &third_log, &[]);
     let lock_text = std::fs::read_to_string(d.data.join("gateway.lock")).unwrap();
     assert!(
-        lock_text.contains(&format!("pid {}\n", third.child.id())),
+        lock_text.contains(&format!("pid {}\n", third.pid())),
         "{lock_text}"
     );
     // Not a first start any more: no key warning.
@@ -531,7 +426,7 @@ async fn key_export_and_import_restore_the_root_key() {
         .send()
         .await
         .unwrap();
-    gw.stop();
+    gw.kill9();
     let key_file = d.data.join("root.key");
     let original = std::fs::read(&key_file).unwrap();
 
@@ -669,7 +564,7 @@ async fn key_export_and_import_restore_the_root_key() {
     let c = client(&gw.endpoint, &access, &secret);
     let got = c.get_object().bucket("keys").key("k").send().await.unwrap();
     assert!(got.body.collect().await.unwrap().into_bytes()[..] == body[..]);
-    gw.stop();
+    gw.kill9();
 }
 
 /// A stand-in for systemd's notification socket: the datagrams `gateway` sends to
@@ -764,7 +659,7 @@ async fn https_with_certificate_reload_and_service_notifications() {
         ("GATEWAY_ACCESS_KEY", ENV_ACCESS),
         ("GATEWAY_SECRET_KEY", ENV_SECRET),
     ];
-    start(&d.data, &d.log, &env).stop();
+    start(&d.data, &d.log, &env).kill9();
     let tls_dir = d.data.join("tls");
     std::fs::create_dir(&tls_dir).unwrap();
     let install = |cert: &str, key: &str| {
@@ -880,7 +775,7 @@ async fn https_with_certificate_reload_and_service_notifications() {
     signal(&gw.child, "-TERM");
     let stopping = manager.next(Duration::from_secs(10));
     assert!(stopping.contains("STOPPING=1"), "{stopping}");
-    let status = wait_exit(&mut gw.child, Duration::from_secs(60));
+    let status = gw.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "{status:?}");
 }
 
@@ -889,7 +784,7 @@ async fn https_with_certificate_reload_and_service_notifications() {
 #[test]
 fn an_unusable_certificate_exits_2_naming_the_file() {
     let d = dirs();
-    start(&d.data, &d.log, &[]).stop();
+    start(&d.data, &d.log, &[]).kill9();
     let mut config = std::fs::read_to_string(d.data.join("config.toml")).unwrap();
     config.push_str(&format!(
         "\n[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
@@ -972,12 +867,14 @@ async fn sigterm_drains_an_upload_in_flight_and_loses_no_acknowledged_write() {
         ("host".to_string(), addr.to_string()),
         ("content-length".to_string(), body.len().to_string()),
     ];
-    headers.extend(raw::sign_headers(
+    headers.extend(raw::sign_headers_with(
         "PUT",
         &url,
         &headers,
         raw::Payload::Unsigned,
         std::time::SystemTime::now(),
+        ENV_ACCESS,
+        ENV_SECRET,
     ));
     let mut put = tokio::net::TcpStream::connect(addr).await.unwrap();
     put.write_all(&raw::head("PUT", target, &headers))
@@ -1032,7 +929,7 @@ async fn sigterm_drains_an_upload_in_flight_and_loses_no_acknowledged_write() {
         .expect("no answer to the upload in flight")
         .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.body_text());
-    let status = wait_exit(&mut gw.child, Duration::from_secs(60));
+    let status = gw.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "{status:?}");
     drop(gw);
 
@@ -1055,7 +952,7 @@ async fn sigterm_drains_an_upload_in_flight_and_loses_no_acknowledged_write() {
 fn logs_to_a_file_are_plain_and_json_on_request() {
     let d = dirs();
     let env = [("GATEWAY_LOG", "info")];
-    start(&d.data, &d.log, &env).stop();
+    start(&d.data, &d.log, &env).kill9();
     let text = std::fs::read_to_string(&d.log).unwrap();
     assert!(!text.is_empty());
     assert!(
@@ -1251,7 +1148,7 @@ async fn the_plan_matches_a_measured_upload_within_ten_percent() {
         ("GATEWAY_ACCESS_KEY", ENV_ACCESS),
         ("GATEWAY_SECRET_KEY", ENV_SECRET),
     ];
-    start(&d.data, &d.log, &env).stop();
+    start(&d.data, &d.log, &env).kill9();
     let config_file = d.data.join("config.toml");
     let mut config = std::fs::read_to_string(&config_file).unwrap();
     config.push_str("\n[limits]\nupload_rate = \"4MiB\"\n");

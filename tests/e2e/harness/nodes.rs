@@ -1,6 +1,6 @@
-//! Node-server harness for end-to-end tests: real `gateway node run` processes on loopback
-//! ports ([`NodeProcess`]), and a gateway configured with them as `remote` nodes
-//! ([`GatewaySetup`] → [`RemoteGateway`]).
+//! Node servers for end-to-end tests: real `gateway node run` processes on loopback ports
+//! ([`NodeProcess`]), with the faults a machine has (killed, hung, resumed); a gateway uses them
+//! through [`Setup::remote`](super::Setup::remote).
 //!
 //! Guarantees: a node process is SIGKILLed (after a SIGCONT, should it be stopped) when its
 //! [`NodeProcess`] is dropped, so no test leaves a process behind; node `i` of a setup is
@@ -12,15 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::Client;
-use gateway::app::{prepare, Gateway, Prepared};
-use gateway::meta::ObjectRecord;
 use gateway::nodes::protocol::{NodeStatus, NodeToken};
 use gateway::nodes::{RemoteNode, RemoteOptions};
-
-use super::{ACCESS_KEY, SECRET_KEY};
 
 /// One running `gateway node run` process; killed when dropped.
 pub struct NodeProcess {
@@ -174,130 +167,99 @@ pub fn start_nodes(root: &Path, count: usize) -> Vec<NodeProcess> {
         .collect()
 }
 
-/// The configured id of the `i`th node (0-based) of a [`GatewaySetup`].
+/// The configured id of the `i`th node (0-based) of a [`Setup::remote`](super::Setup::remote).
 pub fn node_id(i: usize) -> String {
     format!("r{}", i + 1)
 }
 
-/// A gateway configuration over node processes.
-pub struct GatewaySetup {
-    pub scheme: &'static str,
-    pub segment_size: &'static str,
-    /// `None` keeps the default (64 KiB).
-    pub chunk_size: Option<&'static str>,
-    /// `key = "value"` pairs of the `[limits]` table.
-    pub limits: Vec<(&'static str, &'static str)>,
-    pub connect_timeout: &'static str,
-    pub read_timeout: &'static str,
-    /// Node index → the 64 hex digits configured as its token instead of its token file.
-    pub tokens: Vec<(usize, String)>,
-    /// Lines of the `[metadata]` table (empty: the defaults).
-    pub metadata: &'static str,
+/// A third-party S3 server (`rclone serve s3` over a local directory) to use as `s3` nodes;
+/// killed when dropped. Its buckets are the directories under [`S3Server::root`].
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The served directory.
+    pub root: PathBuf,
 }
 
-impl Default for GatewaySetup {
-    fn default() -> Self {
-        GatewaySetup {
-            scheme: "2/3/4/4",
-            segment_size: "256KiB",
-            chunk_size: Some("4KiB"),
-            limits: Vec::new(),
-            connect_timeout: "1s",
-            read_timeout: "5s",
-            tokens: Vec::new(),
-            metadata: "",
-        }
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-impl GatewaySetup {
-    /// The `config.toml` text for these nodes.
-    pub fn config(&self, nodes: &[NodeProcess]) -> String {
-        let mut cfg = format!(
-            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"{}\"\n\
-             segment_size = \"{}\"\n",
-            self.scheme, self.segment_size
-        );
-        if let Some(c) = self.chunk_size {
-            cfg.push_str(&format!("chunk_size = \"{c}\"\nblock_size = \"{c}\"\n"));
+impl S3Server {
+    /// Serves `dir/s3root` (with `bucket` created in it) with one access key, logging to
+    /// `dir/rclone.log`; returns once it accepts connections (bounded).
+    pub fn start(dir: &Path, access_key: &str, secret_key: &str, bucket: &str) -> S3Server {
+        let root = dir.join("s3root");
+        std::fs::create_dir_all(root.join(bucket)).expect("s3 root");
+        std::fs::write(dir.join("rclone.conf"), "").expect("rclone.conf");
+        // rclone cannot report the port it picked: take one the system picks and hand it over.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let log = dir.join("rclone.log");
+        let child = Command::new(rclone_binary())
+            .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--auth-key", &format!("{access_key},{secret_key}")])
+            .arg("--config")
+            .arg(dir.join("rclone.conf"))
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .args(["--vfs-cache-mode", "off"])
+            .arg(&root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("rclone log"))
+            .spawn()
+            .expect("spawn rclone");
+        let mut server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            root,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "rclone serve s3 exited ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rclone serve s3 not listening after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        cfg.push_str("[limits]\n");
-        for (k, v) in &self.limits {
-            cfg.push_str(&format!("{k} = \"{v}\"\n"));
-        }
-        cfg.push_str(&format!("[metadata]\n{}\n", self.metadata));
-        for (i, n) in nodes.iter().enumerate() {
-            let token = match self.tokens.iter().find(|(t, _)| *t == i) {
-                Some((_, hex)) => format!("token = \"{hex}\""),
-                None => format!("token_file = \"{}\"", n.token_file().display()),
-            };
-            cfg.push_str(&format!(
-                "[[nodes]]\nid = \"{}\"\nkind = \"remote\"\naddress = \"{}\"\n{token}\n\
-                 connect_timeout = \"{}\"\nread_timeout = \"{}\"\n",
-                node_id(i),
-                n.addr,
-                self.connect_timeout,
-                self.read_timeout
-            ));
-        }
-        cfg
-    }
-
-    /// Writes the config and credentials into `data_dir` (created) and starts the gateway.
-    pub async fn start(&self, data_dir: &Path, nodes: &[NodeProcess]) -> RemoteGateway {
-        std::fs::create_dir_all(data_dir).expect("data dir");
-        std::fs::write(data_dir.join("config.toml"), self.config(nodes)).expect("config");
-        std::fs::write(
-            data_dir.join("credentials.toml"),
-            format!("access_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n"),
-        )
-        .expect("credentials");
-        let prepared = prepare(data_dir, None).expect("prepare");
-        let gateway = Gateway::start(&prepared).await.expect("start gateway");
-        RemoteGateway { prepared, gateway }
+        server
     }
 }
 
-/// A running gateway over node processes.
-pub struct RemoteGateway {
-    pub prepared: Prepared,
-    pub gateway: Gateway,
-}
-
-impl RemoteGateway {
-    /// An aws-sdk-s3 client (path style, test credentials, default retries).
-    pub fn client(&self) -> Client {
-        Client::from_conf(self.client_config().build())
+/// The rclone `.ci/test` installed (or `GATEWAY_TEST_RCLONE`, or one on the PATH); the tests
+/// that need it fail, never skip, without it.
+pub fn rclone_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("GATEWAY_TEST_RCLONE") {
+        return PathBuf::from(p);
     }
-
-    /// The same client without retries: a 503 reaches the test as it was sent, once.
-    pub fn client_no_retry(&self) -> Client {
-        Client::from_conf(
-            self.client_config()
-                .retry_config(RetryConfig::disabled())
-                .build(),
-        )
-    }
-
-    fn client_config(&self) -> aws_sdk_s3::config::Builder {
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(format!("http://{}", self.gateway.addr))
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-            .force_path_style(true)
-    }
-
-    /// The gateway's metadata record of an object (`None` when it does not exist).
-    pub async fn record(&self, bucket: &str, key: &str) -> Option<ObjectRecord> {
-        match self.gateway.layer.head_object(bucket, key).await {
-            Ok(r) => Some(r),
-            Err(gateway::object::ObjectError::NoSuchKey) => None,
-            Err(e) => panic!("head_object {bucket}/{key}: {e}"),
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for installed in ["target/test-tools/bin/rclone", ".ci/.venv/bin/rclone"] {
+        if root.join(installed).is_file() {
+            return root.join(installed);
         }
     }
-
-    pub async fn stop(self) {
-        self.gateway.stop().await.expect("stop gateway");
-    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("rclone"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "rclone not found: run the tests with `bash .ci/test` or set GATEWAY_TEST_RCLONE"
+            )
+        })
 }

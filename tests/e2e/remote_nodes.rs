@@ -3,28 +3,13 @@
 //! contract under test: objects round-trip through node servers, every node holds pieces, and
 //! with two node processes killed any four remaining pieces still give back every byte.
 
-mod common;
-
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use crate::harness::nodes::start_nodes;
+use crate::harness::{data, Setup};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use common::nodes::NodeProcess;
-use common::{data, ACCESS_KEY, SECRET_KEY};
-use gateway::app::{prepare, Gateway};
 
 const SEG: usize = 256 << 10;
 const BUCKET: &str = "remote";
-
-fn client(gw: &Gateway) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://{}", gw.addr))
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .force_path_style(true)
-        .build();
-    Client::from_conf(conf)
-}
 
 async fn get(c: &Client, key: &str, range: Option<&str>) -> Vec<u8> {
     c.get_object()
@@ -45,39 +30,12 @@ async fn get(c: &Client, key: &str, range: Option<&str>) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_survive_two_killed_node_servers() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut nodes: Vec<NodeProcess> = (1..=6)
-        .map(|i| {
-            NodeProcess::start(
-                &tmp.path().join(format!("node{i}")),
-                &tmp.path().join(format!("node{i}.log")),
-            )
-        })
-        .collect();
-
-    let data_dir = tmp.path().join("gateway");
-    std::fs::create_dir_all(&data_dir).expect("data dir");
-    let mut cfg = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[storage]\nscheme = \"4/5/6/6\"\nsegment_size = \"{SEG}\"\n\
-         chunk_size = \"4KiB\"\nblock_size = \"4KiB\"\n"
-    );
-    for (i, n) in nodes.iter().enumerate() {
-        cfg.push_str(&format!(
-            "[[nodes]]\nid = \"r{}\"\nkind = \"remote\"\naddress = \"{}\"\ntoken_file = \"{}\"\n\
-             connect_timeout = \"1s\"\nread_timeout = \"5s\"\n",
-            i + 1,
-            n.addr,
-            n.dir.join("token").display()
-        ));
-    }
-    std::fs::write(data_dir.join("config.toml"), cfg).expect("config");
-    std::fs::write(
-        data_dir.join("credentials.toml"),
-        format!("access_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n"),
-    )
-    .expect("credentials");
-    let prepared = prepare(&data_dir, None).expect("prepare");
-    let gw = Gateway::start(&prepared).await.expect("start gateway");
-    let c = client(&gw);
+    let mut nodes = start_nodes(tmp.path(), 6);
+    let mut gw = Setup::remote(&nodes)
+        .scheme("4/5/6/6")
+        .start_in(&tmp.path().join("gateway"))
+        .await;
+    let c = gw.client();
     c.create_bucket()
         .bucket(BUCKET)
         .send()
@@ -116,5 +74,5 @@ async fn objects_survive_two_killed_node_servers() {
         "range across segments with two nodes down"
     );
 
-    gw.stop().await.expect("stop gateway");
+    gw.stop().await;
 }

@@ -1,33 +1,16 @@
 //! Storage-level helpers for the fault and privacy tests: where an object's pieces live on the
 //! node directories (derived exactly as the gateway derives them, from its root key and the
 //! object's metadata), corrupting them, walking the node tree, and SDK error inspection.
-//!
-//! Declared by test files as `#[path = "common/fs.rs"] mod fs_util;` next to `mod common;`.
-#![allow(dead_code)]
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::Client;
-use gateway::config::NodeKind;
 use gateway::erasure::{CHUNK_MAC_LEN, PIECE_HEADER_LEN};
 use gateway::meta::{ObjectRecord, Placement};
 use gateway::nodes::PieceId;
 
-use crate::common::TestGateway;
-
-/// The same client without retries: a 503 must reach the test as it was sent, once.
-pub fn no_retry(c: &Client) -> Client {
-    Client::from_conf(
-        c.config()
-            .to_builder()
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    )
-}
+use super::TestGateway;
 
 /// HTTP status of a failed SDK call, when a response arrived.
 pub fn status_of<E>(e: &SdkError<E>) -> Option<u16> {
@@ -37,31 +20,6 @@ pub fn status_of<E>(e: &SdkError<E>) -> Option<u16> {
 /// S3 error code of a failed SDK call, when the response had one.
 pub fn code_of<E: ProvideErrorMetadata>(e: &SdkError<E>) -> Option<String> {
     e.code().map(str::to_string)
-}
-
-/// The gateway's own metadata record of an object (`None` when it does not exist).
-pub async fn record(gw: &TestGateway, bucket: &str, key: &str) -> Option<ObjectRecord> {
-    let layer = &gw.gateway.as_ref().expect("running").layer;
-    match layer.head_object(bucket, key).await {
-        Ok(r) => Some(r),
-        Err(gateway::object::ObjectError::NoSuchKey) => None,
-        Err(e) => panic!("head_object {bucket}/{key}: {e}"),
-    }
-}
-
-/// The directory of node `id` from the gateway's configuration.
-pub fn node_dir(gw: &TestGateway, id: &str) -> PathBuf {
-    let node = gw
-        .prepared
-        .config
-        .nodes
-        .iter()
-        .find(|n| n.id == id)
-        .unwrap_or_else(|| panic!("no node {id}"));
-    match &node.kind {
-        NodeKind::Dir { path } => path.clone(),
-        other => panic!("node {id} is not a directory node: {other:?}"),
-    }
 }
 
 /// One stored piece of an object.
@@ -105,7 +63,8 @@ pub fn piece_files(gw: &TestGateway, rec: &ObjectRecord) -> Vec<PieceFile> {
         for p in &pieces {
             let key = gw.prepared.root_key.piece_id_key(&p.node);
             let name = PieceId::derive(&key, &stream.stream_id.0, seg.index, p.number).to_hex();
-            let path = node_dir(gw, &p.node)
+            let path = gw
+                .node_dir(&p.node)
                 .join("pieces")
                 .join(&name[..2])
                 .join(&name);
@@ -178,20 +137,6 @@ pub fn piece_paths(dir: &Path) -> Vec<PathBuf> {
     files_under(dir)
         .into_iter()
         .filter(|p| p.components().any(|c| c.as_os_str() == "pieces"))
-        .filter(|p| !crate::common::is_metadata_blob(p))
+        .filter(|p| !super::is_metadata_blob(p))
         .collect()
-}
-
-/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -3,16 +3,13 @@
 //! chunk is detected and routed around, and when too little survives a request fails with a
 //! 503 and never returns wrong bytes or commits a partial object.
 
-mod common;
-#[path = "common/fs.rs"]
-mod fs_util;
-
 use std::time::Duration;
 
+use crate::harness::storage;
+use crate::harness::storage::{code_of, piece, piece_paths, status_of};
+use crate::harness::{data, wait, Setup, TestGateway};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use common::{data, Opts, TestGateway};
-use fs_util::{code_of, no_retry, piece, piece_paths, record, status_of};
 
 const SEG: usize = 256 << 10;
 const BUCKET: &str = "faults";
@@ -26,9 +23,9 @@ const OBJECTS: [(&str, usize); 4] = [
     ("multi-segment", 3 * SEG + 12_345),
 ];
 
-async fn setup(opts: Opts) -> (TestGateway, Client) {
-    let gw = TestGateway::start_with(opts).await;
-    let c = no_retry(&gw.client());
+async fn setup(setup: Setup) -> (TestGateway, Client) {
+    let gw = setup.start().await;
+    let c = gw.client_no_retry();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     (gw, c)
 }
@@ -137,55 +134,49 @@ async fn assert_all_readable(c: &Client, objects: &[(&str, Vec<u8>)]) {
     }
 }
 
-fn remove_node(gw: &TestGateway, id: &str) {
-    let dir = fs_util::node_dir(gw, id);
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(!dir.exists());
-}
-
 #[tokio::test]
 async fn every_object_reads_bit_exact_with_n_minus_k_nodes_deleted() {
-    let (gw, c) = setup(Opts::default()).await;
+    let (gw, c) = setup(Setup::new()).await;
     let objects = put_all(&c).await;
     // Delete the nodes holding data pieces 0 and 1 of the first segment, so that reading it
     // needs decoding from parity.
-    let rec = record(&gw, BUCKET, "multi-segment").await.unwrap();
+    let rec = gw.record(BUCKET, "multi-segment").await.unwrap();
     for number in [0, 1] {
-        remove_node(&gw, &piece(&gw, &rec, 0, number).node);
+        gw.remove_node_dir(&piece(&gw, &rec, 0, number).node);
     }
     assert_all_readable(&c, &objects).await;
 }
 
 #[tokio::test]
 async fn corrupt_chunks_are_detected_and_routed_around() {
-    let (gw, c) = setup(Opts::default()).await;
+    let (gw, c) = setup(Setup::new()).await;
     let objects = put_all(&c).await;
-    let rec = record(&gw, BUCKET, "multi-segment").await.unwrap();
+    let rec = gw.record(BUCKET, "multi-segment").await.unwrap();
 
     let multi = &objects[3..];
     let one_segment = &objects[2..3];
 
     // One flipped byte in a data piece (piece 0 is always read first when intact).
     let p0 = piece(&gw, &rec, 0, 0);
-    fs_util::flip_byte(&p0.path, p0.data_offset(0, 100));
+    storage::flip_byte(&p0.path, p0.data_offset(0, 100));
     assert_all_readable(&c, multi).await;
 
     // A second corrupt piece of the same segment, in another stripe; and in segment 1, a
     // broken header on one piece and a broken MAC on another.
     let p1 = piece(&gw, &rec, 0, 1);
-    fs_util::flip_byte(&p1.path, p1.data_offset(5, 7));
+    storage::flip_byte(&p1.path, p1.data_offset(5, 7));
     let s1p0 = piece(&gw, &rec, 1, 0);
-    fs_util::flip_byte(&s1p0.path, 0);
+    storage::flip_byte(&s1p0.path, 0);
     let s1p3 = piece(&gw, &rec, 1, 3);
-    fs_util::flip_byte(&s1p3.path, s1p3.mac_offset(2, 0));
+    storage::flip_byte(&s1p3.path, s1p3.mac_offset(2, 0));
     assert_all_readable(&c, multi).await;
 
     // The same for an object of one segment, corrupting two data pieces in two stripes.
-    let rec = record(&gw, BUCKET, "many-stripes").await.unwrap();
+    let rec = gw.record(BUCKET, "many-stripes").await.unwrap();
     let a = piece(&gw, &rec, 0, 2);
-    fs_util::flip_byte(&a.path, a.data_offset(1, 0));
+    storage::flip_byte(&a.path, a.data_offset(1, 0));
     let b = piece(&gw, &rec, 0, 3);
-    fs_util::flip_byte(&b.path, b.data_offset(4, b.chunk_size - 1));
+    storage::flip_byte(&b.path, b.data_offset(4, b.chunk_size - 1));
     assert_all_readable(&c, one_segment).await;
     // Objects whose pieces were not touched read as before.
     assert_all_readable(&c, &objects[..2]).await;
@@ -193,14 +184,14 @@ async fn corrupt_chunks_are_detected_and_routed_around() {
 
 #[tokio::test]
 async fn too_many_corrupt_pieces_fail_and_never_return_wrong_bytes() {
-    let (gw, c) = setup(Opts::default()).await;
+    let (gw, c) = setup(Setup::new()).await;
     let objects = put_all(&c).await;
     let body = &objects[3].1;
-    let rec = record(&gw, BUCKET, "multi-segment").await.unwrap();
+    let rec = gw.record(BUCKET, "multi-segment").await.unwrap();
     // Three of six pieces of segment 1 corrupt in stripe 0: only 3 < k = 4 intact there.
     for number in 0..3 {
         let p = piece(&gw, &rec, 1, number);
-        fs_util::flip_byte(&p.path, p.data_offset(0, 11));
+        storage::flip_byte(&p.path, p.data_offset(0, 11));
     }
     // Segment 0 is untouched, and so are the later stripes of segment 1 (a range read
     // verifies only the stripes it reads).
@@ -239,10 +230,10 @@ async fn too_many_corrupt_pieces_fail_and_never_return_wrong_bytes() {
 
 #[tokio::test]
 async fn more_than_n_minus_k_nodes_gone_gives_503_not_wrong_bytes() {
-    let (gw, c) = setup(Opts::default()).await;
+    let (gw, c) = setup(Setup::new()).await;
     let objects = put_all(&c).await;
     for id in ["n1", "n2", "n3"] {
-        remove_node(&gw, id);
+        gw.remove_node_dir(id);
     }
     for (key, body) in &objects {
         if *key == "inline" {
@@ -267,11 +258,11 @@ async fn more_than_n_minus_k_nodes_gone_gives_503_not_wrong_bytes() {
 
 #[tokio::test]
 async fn upload_with_too_few_nodes_fails_with_503_and_commits_nothing() {
-    let (gw, c) = setup(Opts::default()).await;
+    let (gw, c) = setup(Setup::new()).await;
     let old = data(50_000, 1);
     put(&c, "kept", &old).await;
-    remove_node(&gw, "n5");
-    remove_node(&gw, "n6");
+    gw.remove_node_dir("n5");
+    gw.remove_node_dir("n6");
 
     // 4/5/6/6 accepts a degraded write down to five durable pieces (the repair threshold):
     // with two of six nodes gone the upload fails.
@@ -288,7 +279,7 @@ async fn upload_with_too_few_nodes_fails_with_503_and_commits_nothing() {
         assert_eq!(code_of(&err).as_deref(), Some("ServiceUnavailable"));
         let head = c.head_object().bucket(BUCKET).key(key).send().await;
         assert_eq!(head.map_err(|e| status_of(&e)).err(), Some(Some(404)));
-        assert!(record(&gw, BUCKET, key).await.is_none());
+        assert!(gw.record(BUCKET, key).await.is_none());
     }
     // A multi-segment upload fails too. The gateway may answer before reading the whole body,
     // so the client can see the connection close instead of the 503; either way no success.
@@ -303,7 +294,7 @@ async fn upload_with_too_few_nodes_fails_with_503_and_commits_nothing() {
     if let Some(s) = status_of(&err) {
         assert_eq!(s, 503, "{err:?}");
     }
-    assert!(record(&gw, BUCKET, "multi-segment").await.is_none());
+    assert!(gw.record(BUCKET, "multi-segment").await.is_none());
 
     // A failed overwrite leaves the previous object as it was.
     let err = c
@@ -324,17 +315,16 @@ async fn upload_with_too_few_nodes_fails_with_503_and_commits_nothing() {
     // The pieces the failed uploads did write are deleted again: only "kept"'s four pieces
     // survive on the remaining nodes, and no temporary file is left behind.
     let nodes = gw.nodes_dir();
-    let settled =
-        fs_util::eventually(Duration::from_secs(5), || piece_paths(&nodes).len() == 4).await;
+    let settled = wait::eventually(Duration::from_secs(5), || piece_paths(&nodes).len() == 4).await;
     assert!(settled, "left over pieces: {:?}", piece_paths(&nodes));
-    let kept = record(&gw, BUCKET, "kept").await.unwrap();
-    for p in fs_util::piece_files(&gw, &kept) {
+    let kept = gw.record(BUCKET, "kept").await.unwrap();
+    for p in storage::piece_files(&gw, &kept) {
         assert_eq!(p.path.exists(), p.node != "n5" && p.node != "n6", "{p:?}");
     }
     // Cancelled writers end (and remove their temp files) asynchronously: give them time.
     for id in ["n1", "n2", "n3", "n4"] {
-        let tmp = fs_util::node_dir(&gw, id).join("tmp");
-        let empty = fs_util::eventually(Duration::from_secs(10), || {
+        let tmp = gw.node_dir(id).join("tmp");
+        let empty = wait::eventually(Duration::from_secs(10), || {
             std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(1) == 0
         })
         .await;
@@ -344,16 +334,12 @@ async fn upload_with_too_few_nodes_fails_with_503_and_commits_nothing() {
 
 #[tokio::test]
 async fn scheme_with_spare_pieces_uploads_with_a_node_missing() {
-    let (gw, c) = setup(Opts {
-        scheme: "2/3/4/6",
-        ..Opts::default()
-    })
-    .await;
-    remove_node(&gw, "n1");
+    let (gw, c) = setup(Setup::new().scheme("2/3/4/6")).await;
+    gw.remove_node_dir("n1");
     // success = 4 of total = 6: five durable pieces are plenty.
     let objects = put_all(&c).await;
     for (key, _) in &objects {
-        let rec = record(&gw, BUCKET, key).await.unwrap();
+        let rec = gw.record(BUCKET, key).await.unwrap();
         for seg in &rec.parts[0].stream.segments {
             if let gateway::meta::Placement::Pieces { pieces, .. } = &seg.placement {
                 // Success is 4: the upload may stop waiting for the fifth (long tail).
@@ -364,8 +350,8 @@ async fn scheme_with_spare_pieces_uploads_with_a_node_missing() {
     }
     assert_all_readable(&c, &objects).await;
     // k = 2: losing two more nodes still leaves enough.
-    remove_node(&gw, "n2");
-    remove_node(&gw, "n3");
+    gw.remove_node_dir("n2");
+    gw.remove_node_dir("n3");
     assert_all_readable(&c, &objects).await;
 }
 
@@ -384,17 +370,17 @@ fn stripes_read(a: usize, b: usize) -> (usize, usize) {
 
 #[tokio::test]
 async fn bad_chunks_in_three_pieces_at_different_stripes_are_per_stripe_erasures() {
-    let (gw, c) = setup(Opts::default()).await;
+    let (gw, c) = setup(Setup::new()).await;
     // One segment of 13 stripes.
     let body = data(200_000, 7);
     put(&c, "rot", &body).await;
-    let rec = record(&gw, BUCKET, "rot").await.unwrap();
+    let rec = gw.record(BUCKET, "rot").await.unwrap();
     assert_eq!(stripes_read(0, body.len() - 1), (0, 12));
     // Bit rot in three of six pieces, each in another stripe: no stripe has more than one bad
     // chunk, so every stripe keeps five good chunks although only three pieces are intact.
     for (number, stripe, byte) in [(0, 2, 100), (3, 6, 4095), (5, 10, 0)] {
         let p = piece(&gw, &rec, 0, number);
-        fs_util::flip_byte(&p.path, p.data_offset(stripe, byte));
+        storage::flip_byte(&p.path, p.data_offset(stripe, byte));
     }
     assert!(get(&c, "rot", None).await == body, "full GET differs");
     // Ranges over the damaged stripes, over one of them only, and around them.
@@ -460,14 +446,14 @@ async fn bad_chunks_in_three_pieces_at_different_stripes_are_per_stripe_erasures
 
 #[tokio::test]
 async fn a_stripe_with_fewer_than_k_good_chunks_fails_with_503() {
-    let (gw, c) = setup(Opts::default()).await;
+    let (gw, c) = setup(Setup::new()).await;
     let body = data(200_000, 8);
     put(&c, "rot", &body).await;
-    let rec = record(&gw, BUCKET, "rot").await.unwrap();
+    let rec = gw.record(BUCKET, "rot").await.unwrap();
     // Stripe 4 keeps three good chunks of six (k = 4); stripe 8 loses one, which is fine.
     for (number, stripe) in [(1, 4), (2, 4), (4, 4), (0, 8)] {
         let p = piece(&gw, &rec, 0, number);
-        fs_util::flip_byte(&p.path, p.data_offset(stripe, 9));
+        storage::flip_byte(&p.path, p.data_offset(stripe, 9));
     }
     // Anything reading stripe 4 fails before a byte is sent.
     get_fails_503(&c, "rot", None).await;

@@ -3,15 +3,14 @@
 //! and bytes) is searched for the markers; and piece file names are checked to be per-node
 //! keyed hashes, different on every node for the pieces of one segment.
 
-mod common;
-#[path = "common/fs.rs"]
-mod fs_util;
-
 use std::collections::HashSet;
 
+use crate::harness;
+use crate::harness::process::GatewayProcess;
+use crate::harness::storage;
+use crate::harness::storage::{files_under, piece_files};
+use crate::harness::{Setup, TestGateway};
 use aws_sdk_s3::primitives::ByteStream;
-use common::TestGateway;
-use fs_util::{files_under, piece_files, record};
 
 const BUCKET: &str = "marker-bucket-9b1c";
 const BODY_MARKER: &str = "SECRET-MARKER-7f3a";
@@ -59,7 +58,7 @@ async fn nodes_never_see_names_metadata_or_plaintext() {
     }
     let mut expected_pieces = 0;
     for (key, _) in &objects {
-        expected_pieces += piece_files(&gw, &record(&gw, BUCKET, key).await.unwrap()).len();
+        expected_pieces += piece_files(&gw, &gw.record(BUCKET, key).await.unwrap()).len();
     }
     // 1 segment of many stripes + 4 segments, 6 pieces each; the small one is inline.
     assert_eq!(expected_pieces, 5 * 6);
@@ -73,7 +72,7 @@ async fn nodes_never_see_names_metadata_or_plaintext() {
         b"private/",
     ];
     let files = files_under(&gw.nodes_dir());
-    let pieces = fs_util::piece_paths(&gw.nodes_dir());
+    let pieces = storage::piece_paths(&gw.nodes_dir());
     assert_eq!(pieces.len(), expected_pieces, "{pieces:?}");
     for f in &files {
         let name = f
@@ -108,7 +107,7 @@ async fn pieces_of_one_segment_have_different_names_on_every_node() {
         .send()
         .await
         .unwrap();
-    let rec = record(&gw, BUCKET, &key).await.unwrap();
+    let rec = gw.record(BUCKET, &key).await.unwrap();
     let stream_hex: String = rec.parts[0]
         .stream
         .stream_id
@@ -132,7 +131,7 @@ async fn pieces_of_one_segment_have_different_names_on_every_node() {
     // On disk: each node holds one file per segment, and no name appears on two nodes.
     let mut all = HashSet::new();
     for i in 1..=6 {
-        let on_node = fs_util::piece_paths(&fs_util::node_dir(&gw, &format!("n{i}")));
+        let on_node = storage::piece_paths(&gw.node_dir(&format!("n{i}")));
         assert_eq!(on_node.len(), 3, "node n{i}");
         for p in on_node {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
@@ -142,33 +141,18 @@ async fn pieces_of_one_segment_have_different_names_on_every_node() {
     }
 }
 
-/// Everything the gateway logs, at every level, while it serves signed, presigned, failing
-/// and multipart requests: neither the S3 secret key nor the root key appears in it.
+/// Everything the gateway process logs, at every level of every crate, while it serves
+/// signed, presigned, failing and multipart requests: neither the S3 secret key nor the root
+/// key appears in it.
 #[tokio::test]
 async fn no_secret_reaches_the_log_at_any_level() {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let log = Capture::default();
-    let writer = log.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
-
-    let gw = TestGateway::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    Setup::new().write_config(&data_dir);
+    let mut cmd = GatewayProcess::run_command(&data_dir);
+    cmd.env("GATEWAY_LOG", "trace");
+    let gw = GatewayProcess::spawn(cmd, &tmp.path().join("stderr.log")).unwrap();
+    let addr: std::net::SocketAddr = gw.endpoint.trim_start_matches("http://").parse().unwrap();
     let c = gw.client();
     c.create_bucket().bucket("logs").send().await.unwrap();
     for (key, len) in [("small", 100), ("big", 600_000)] {
@@ -193,7 +177,7 @@ async fn no_secret_reaches_the_log_at_any_level() {
         )
         .await
         .unwrap();
-    let got = common::raw::fetch_url(gw.addr(), "GET", presigned.uri(), &[], b"")
+    let got = harness::raw::fetch_url(addr, "GET", presigned.uri(), &[], b"")
         .await
         .unwrap();
     assert_eq!(got.status, 200);
@@ -202,7 +186,7 @@ async fn no_secret_reaches_the_log_at_any_level() {
         c.config()
             .to_builder()
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                common::ACCESS_KEY,
+                harness::ACCESS_KEY,
                 "wrong-secret-wrong-secret-wrong-secret00",
                 None,
                 None,
@@ -226,16 +210,16 @@ async fn no_secret_reaches_the_log_at_any_level() {
         .await
         .unwrap();
 
-    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    let text = gw.stderr();
     assert!(
         text.contains("DEBUG") || text.contains("TRACE"),
         "nothing captured"
     );
-    let root_key = std::fs::read_to_string(gw.dir.path().join("root.key")).unwrap();
+    let root_key = std::fs::read_to_string(data_dir.join("root.key")).unwrap();
     let root_hex = root_key.lines().nth(1).unwrap().trim().to_string();
     assert_eq!(root_hex.len(), 64);
     for (what, secret) in [
-        ("S3 secret key", common::SECRET_KEY),
+        ("S3 secret key", harness::SECRET_KEY),
         ("root key", root_hex.as_str()),
     ] {
         assert!(!text.contains(secret), "the {what} is in the log");

@@ -4,17 +4,16 @@
 //! committed, and an object being overwritten must survive), presigned and virtual-host-style
 //! requests that must work, and the key-length and metadata-size limits.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
+use crate::harness;
+use crate::harness::raw::{self, Payload};
+use crate::harness::{data, TestGateway};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use common::raw::{self, Payload};
-use common::{data, TestGateway};
 use gateway::object::ObjectError;
 
 const SEG: usize = 256 << 10;
@@ -84,7 +83,7 @@ fn piece_files(gw: &TestGateway) -> Vec<std::path::PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else if !common::is_metadata_blob(&p) {
+            } else if !harness::is_metadata_blob(&p) {
                 out.push(p);
             }
         }
@@ -125,7 +124,7 @@ async fn assert_not_committed(gw: &TestGateway, bucket: &str, key: &str) {
         .await
         .expect_err("object must not exist");
     assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(404));
-    let layer = &gw.gateway.as_ref().unwrap().layer;
+    let layer = &gw.gateway().layer;
     assert!(
         matches!(
             layer.head_object(bucket, key).await,
@@ -159,7 +158,7 @@ async fn wrong_secret_and_unknown_access_key_are_refused() {
         .unwrap();
     let wrong_secret = client_as(
         &gw,
-        common::ACCESS_KEY,
+        harness::ACCESS_KEY,
         "not-the-secret-key-00000000000000000000",
     );
     assert_s3_err!(
@@ -178,7 +177,7 @@ async fn wrong_secret_and_unknown_access_key_are_refused() {
         403,
         "SignatureDoesNotMatch"
     );
-    let unknown = client_as(&gw, "AKIAUNKNOWNKEY000000", common::SECRET_KEY);
+    let unknown = client_as(&gw, "AKIAUNKNOWNKEY000000", harness::SECRET_KEY);
     assert_s3_err!(
         unknown.list_objects_v2().bucket("auth").send().await,
         403,
@@ -674,7 +673,7 @@ async fn keys_are_at_most_1024_bytes() {
             400,
             "KeyTooLongError"
         );
-        let layer = &gw.gateway.as_ref().unwrap().layer;
+        let layer = &gw.gateway().layer;
         assert!(matches!(
             layer.head_object("keylen", &too_long).await,
             Err(ObjectError::NoSuchKey)

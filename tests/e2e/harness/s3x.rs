@@ -7,21 +7,18 @@
 //! - piece-file accounting on the node directories (which files appeared, and waiting until
 //!   they are gone), so tests can tell whether data moved or was released;
 //! - small raw-HTTP and XML conveniences.
-//!
-//! Declared by test files as `#[path = "common/s3x.rs"] mod s3x;` next to `mod common;`.
-#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use aws_sdk_s3::Client;
 
-use crate::common::{raw, TestGateway};
+use super::{raw, wait, TestGateway};
 
 pub const KIB: usize = 1 << 10;
 pub const MIB: usize = 1 << 20;
@@ -229,7 +226,7 @@ pub fn pieces(gw: &TestGateway) -> BTreeSet<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else if !crate::common::is_metadata_blob(&p) {
+            } else if !super::is_metadata_blob(&p) {
                 out.insert(p);
             }
         }
@@ -248,21 +245,15 @@ pub fn new_pieces(gw: &TestGateway, before: &BTreeSet<PathBuf>) -> BTreeSet<Path
     pieces(gw).difference(before).cloned().collect()
 }
 
-/// Waits (at most `limit`) until none of `paths` exists; panics naming what is left.
+/// Waits (at most `limit`) until none of `paths` exists; panics naming how many are left.
 pub async fn wait_gone(paths: &BTreeSet<PathBuf>, limit: Duration, what: &str) {
-    let start = Instant::now();
-    loop {
-        let left: Vec<&PathBuf> = paths.iter().filter(|p| p.exists()).collect();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
+    let left = || paths.iter().filter(|p| p.exists()).count();
+    if !wait::eventually(limit, || left() == 0).await {
+        panic!(
             "{what}: {} of {} piece files still exist after {limit:?}",
-            left.len(),
+            left(),
             paths.len()
         );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -325,8 +316,8 @@ pub fn sign_unsigned_trailer(url: &str, headers: &[(String, String)]) -> Vec<(St
     };
     use aws_sigv4::sign::v4;
     let identity = aws_sdk_s3::config::Credentials::new(
-        crate::common::ACCESS_KEY,
-        crate::common::SECRET_KEY,
+        super::ACCESS_KEY,
+        super::SECRET_KEY,
         None,
         None,
         "s3x",
@@ -407,18 +398,11 @@ pub async fn put_with_trailer(
 /// Waits (at most `limit`) until the set of piece files equals `want` (a failed upload's
 /// pieces are deleted in the background).
 pub async fn wait_pieces(gw: &TestGateway, want: &BTreeSet<PathBuf>, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        let now = pieces(gw);
-        if &now == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
+    if !wait::eventually(limit, || &pieces(gw) == want).await {
+        panic!(
             "piece files: {} now, {} expected",
-            now.len(),
+            pieces(gw).len(),
             want.len()
         );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -2,26 +2,26 @@
 //! in flight never exceeds `max_connections`, every slot is given back, and the byte rates
 //! are honoured (lower bounds only: a slow machine can only make transfers slower).
 
-mod common;
-#[path = "common/fs.rs"]
-mod fs_util;
-
 use std::time::{Duration, Instant};
 
+use crate::harness::raw::{self, Payload};
+use crate::harness::{data, wait, Setup, TestGateway};
 use aws_sdk_s3::primitives::ByteStream;
-use common::{data, Opts, TestGateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const BUCKET: &str = "limits";
 
 #[tokio::test]
 async fn parallel_requests_stay_within_the_connection_limit() {
     // total > success: cancelled long-tail commits still hold their slots while they land.
-    let gw = TestGateway::start_with(Opts {
-        scheme: "2/3/4/6",
-        limits: "max_connections = 6\nmax_connections_per_node = 2\nlong_tail_grace = \"50ms\"",
-        ..Opts::default()
-    })
-    .await;
+    let gw = Setup::new()
+        .scheme("2/3/4/6")
+        .limit("max_connections", 6)
+        .limit("max_connections_per_node", 2)
+        .limit("long_tail_grace", "50ms")
+        .start()
+        .await;
     let c = gw.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     let mut puts = tokio::task::JoinSet::new();
@@ -68,7 +68,7 @@ async fn parallel_requests_stay_within_the_connection_limit() {
     let t = &gw.gateway().transfers;
     let peak = t.metrics().peak_connections();
     assert!((1..=6).contains(&peak), "peak connections {peak}");
-    let settled = fs_util::eventually(Duration::from_secs(10), || {
+    let settled = wait::eventually(Duration::from_secs(10), || {
         t.node_views().iter().all(|v| v.connections_in_use == 0)
             && t.metrics()
                 .snapshot()
@@ -82,11 +82,11 @@ async fn parallel_requests_stay_within_the_connection_limit() {
 
 #[tokio::test]
 async fn byte_rates_are_honoured() {
-    let gw = TestGateway::start_with(Opts {
-        limits: "upload_rate = \"1MiB\"\ndownload_rate = \"1MiB\"",
-        ..Opts::default()
-    })
-    .await;
+    let gw = Setup::new()
+        .limit("upload_rate", "1MiB")
+        .limit("download_rate", "1MiB")
+        .start()
+        .await;
     let c = gw.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     let body = data(1 << 20, 5);
@@ -124,12 +124,12 @@ async fn byte_rates_are_honoured() {
 /// (max_connections = success, one per node) the reads must still get through.
 #[tokio::test]
 async fn copies_do_not_deadlock_at_the_connection_limit() {
-    let gw = TestGateway::start_with(Opts {
-        segment_size: "4MiB",
-        limits: "max_connections = 6\nmax_connections_per_node = 1",
-        ..Opts::default()
-    })
-    .await;
+    let gw = Setup::new()
+        .segment_size("4MiB")
+        .limit("max_connections", 6)
+        .limit("max_connections_per_node", 1)
+        .start()
+        .await;
     let c = gw.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     // Segments larger than an encode batch: the copy's writers are open (holding every slot)
@@ -205,21 +205,6 @@ async fn copies_do_not_deadlock_at_the_connection_limit() {
 
 // ---- Slow, idle and oversized clients; the queue for node connections (issue 11) ----
 
-use common::raw::{self, Payload};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// A client that never retries: every 503 is seen.
-fn no_retry(gw: &TestGateway) -> aws_sdk_s3::Client {
-    let conf = gw
-        .client()
-        .config()
-        .to_builder()
-        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
 /// Waits until the gateway closes `s` (EOF or reset), at most `limit`; returns how long it took.
 async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
     let t = Instant::now();
@@ -235,11 +220,7 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 
 #[tokio::test]
 async fn idle_and_half_sent_heads_are_closed_after_the_header_timeout() {
-    let gw = TestGateway::start_with(Opts {
-        tables: "[server]\nheader_timeout = \"1s\"",
-        ..Opts::default()
-    })
-    .await;
+    let gw = Setup::new().server("header_timeout", "1s").start().await;
     let mut silent = TcpStream::connect(gw.addr()).await.unwrap();
     let mut half = TcpStream::connect(gw.addr()).await.unwrap();
     half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
@@ -417,13 +398,13 @@ async fn a_trickling_body_ends_with_request_timeout_and_holds_no_node_connection
     // One connection per node: a slow client that kept its slots would stall everyone.
     // Segments of 4 MiB are encoded in 1 MiB batches: after 1.5 MiB the segment's upload has
     // started and waits for the client in the middle of its pieces.
-    let gw = TestGateway::start_with(Opts {
-        segment_size: "4MiB",
-        limits: "max_connections_per_node = 1",
-        tables: "[server]\nbody_timeout = \"6s\"\nbody_min_rate = \"1KiB\"",
-        ..Opts::default()
-    })
-    .await;
+    let gw = Setup::new()
+        .segment_size("4MiB")
+        .limit("max_connections_per_node", 1)
+        .server("body_timeout", "6s")
+        .server("body_min_rate", "1KiB")
+        .start()
+        .await;
     let c = gw.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     let first = data(1_500_000, 1);
@@ -488,12 +469,11 @@ async fn a_trickling_body_ends_with_request_timeout_and_holds_no_node_connection
 
 #[tokio::test]
 async fn uploads_queue_for_node_connections_instead_of_failing() {
-    let gw = TestGateway::start_with(Opts {
-        limits: "max_connections_per_node = 1",
-        ..Opts::default()
-    })
-    .await;
-    let c = no_retry(&gw);
+    let gw = Setup::new()
+        .limit("max_connections_per_node", 1)
+        .start()
+        .await;
+    let c = gw.client_no_retry();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     let mut puts = tokio::task::JoinSet::new();
     for i in 0..24u64 {
@@ -533,12 +513,12 @@ async fn uploads_queue_for_node_connections_instead_of_failing() {
 
 #[tokio::test]
 async fn a_full_queue_answers_slow_down_with_retry_after() {
-    let gw = TestGateway::start_with(Opts {
-        limits: "max_connections_per_node = 1\nqueue_depth = 1",
-        ..Opts::default()
-    })
-    .await;
-    let c = no_retry(&gw);
+    let gw = Setup::new()
+        .limit("max_connections_per_node", 1)
+        .limit("queue_depth", 1)
+        .start()
+        .await;
+    let c = gw.client_no_retry();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     let mut puts = tokio::task::JoinSet::new();
     for i in 0..12u64 {
@@ -583,11 +563,10 @@ async fn a_full_queue_answers_slow_down_with_retry_after() {
 
 #[tokio::test]
 async fn at_the_connection_cap_the_idlest_connection_makes_room() {
-    let gw = TestGateway::start_with(Opts {
-        tables: "[server]\nmax_client_connections = 4",
-        ..Opts::default()
-    })
-    .await;
+    let gw = Setup::new()
+        .server("max_client_connections", 4)
+        .start()
+        .await;
     // Four connections that send nothing (the header timeout is 30 s) fill the cap.
     let mut idle = Vec::new();
     for _ in 0..4 {
@@ -599,7 +578,7 @@ async fn at_the_connection_cap_the_idlest_connection_makes_room() {
     let t = Instant::now();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     for i in 0..3 {
-        let fresh = no_retry(&gw);
+        let fresh = gw.client_no_retry();
         fresh
             .put_object()
             .bucket(BUCKET)
@@ -656,13 +635,14 @@ async fn start_stalled_get(gw: &TestGateway, key: &str) -> TcpStream {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected_and_its_memory_freed() {
     // The budget holds one large download: a second one waits for the first's memory.
-    let gw = TestGateway::start_with(Opts {
-        segment_size: "4MiB",
-        limits: "memory = \"24MiB\"\nqueue_wait = \"20s\"",
-        tables: "[server]\nbody_timeout = \"2s\"\nbody_min_rate = \"0\"",
-        ..Opts::default()
-    })
-    .await;
+    let gw = Setup::new()
+        .segment_size("4MiB")
+        .limit("memory", "24MiB")
+        .limit("queue_wait", "20s")
+        .server("body_timeout", "2s")
+        .server("body_min_rate", "0")
+        .start()
+        .await;
     let c = gw.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     let body = data(24 << 20, 5);

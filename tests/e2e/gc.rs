@@ -3,15 +3,14 @@
 //! metadata) and temp files left by a killed gateway go, while uploads in flight and metadata
 //! blobs stay.
 
-mod common;
-#[path = "common/fs.rs"]
-mod fs_util;
-
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::harness;
+use crate::harness::process::{self, GatewayProcess};
+use crate::harness::storage;
+use crate::harness::{data, wait, Setup, TestGateway};
 use aws_sdk_s3::primitives::ByteStream;
-use common::{data, TestGateway};
 
 #[tokio::test]
 async fn a_read_in_progress_survives_overwrite_and_collection() {
@@ -27,7 +26,7 @@ async fn a_read_in_progress_survives_overwrite_and_collection() {
         .send()
         .await
         .unwrap();
-    let old_files = fs_util::piece_paths(&gw.nodes_dir());
+    let old_files = storage::piece_paths(&gw.nodes_dir());
     let reading = c
         .get_object()
         .bucket("gc-bucket")
@@ -64,8 +63,8 @@ async fn a_read_in_progress_survives_overwrite_and_collection() {
         .send()
         .await
         .unwrap();
-    let gone = fs_util::eventually(Duration::from_secs(5), || {
-        let now = fs_util::piece_paths(&gw.nodes_dir());
+    let gone = wait::eventually(Duration::from_secs(5), || {
+        let now = storage::piece_paths(&gw.nodes_dir());
         old_files.iter().all(|f| !now.contains(f))
     })
     .await;
@@ -82,11 +81,7 @@ async fn a_read_in_progress_survives_overwrite_and_collection() {
 
 #[tokio::test]
 async fn replaced_bodies_keep_their_pieces_for_the_grace_period() {
-    let gw = TestGateway::start_with(common::Opts {
-        gc_grace: "60m",
-        ..common::Opts::default()
-    })
-    .await;
+    let gw = Setup::new().gc_grace("60m").start().await;
     let c = gw.client();
     c.create_bucket()
         .bucket("grace-bucket")
@@ -101,7 +96,7 @@ async fn replaced_bodies_keep_their_pieces_for_the_grace_period() {
         .send()
         .await
         .unwrap();
-    let before = fs_util::piece_paths(&gw.nodes_dir());
+    let before = storage::piece_paths(&gw.nodes_dir());
     c.delete_object()
         .bucket("grace-bucket")
         .key("k")
@@ -109,7 +104,7 @@ async fn replaced_bodies_keep_their_pieces_for_the_grace_period() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let after = fs_util::piece_paths(&gw.nodes_dir());
+    let after = storage::piece_paths(&gw.nodes_dir());
     assert!(!before.is_empty());
     assert!(
         before.iter().all(|f| after.contains(f)),
@@ -122,7 +117,11 @@ async fn replaced_bodies_keep_their_pieces_for_the_grace_period() {
 const DEADLINE: Duration = Duration::from_secs(90);
 
 /// Orphans collected fast: a scan every 200 ms, deleted at the second sighting.
-const FAST_ORPHANS: &str = "orphan_grace = \"0s\"\norphan_scan_interval = \"200ms\"\n";
+fn fast_orphans() -> Setup {
+    Setup::new()
+        .storage("orphan_grace", "0s")
+        .storage("orphan_scan_interval", "200ms")
+}
 
 async fn stats(admin: &str) -> gateway::admin::StatsReport {
     gateway::admin::fetch_stats(admin).await.expect("stats")
@@ -140,22 +139,19 @@ fn orphan_nodes(s: &gateway::admin::StatsReport) -> Vec<gateway::metrics::NodeOr
 
 /// Waits until every node was scanned completely at least once after `after_ms`.
 async fn wait_scanned_after(admin: &str, nodes: usize, after_ms: i64) {
-    let start = Instant::now();
-    loop {
-        let s = stats(admin).await;
-        let done = orphan_nodes(&s)
-            .iter()
-            .filter(|n| n.last_scan_ms > after_ms)
-            .count();
-        if done >= nodes {
-            return;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no orphan scan after {after_ms}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        DEADLINE,
+        &format!("an orphan scan after {after_ms}"),
+        || async {
+            let s = stats(admin).await;
+            let done = orphan_nodes(&s)
+                .iter()
+                .filter(|n| n.last_scan_ms > after_ms)
+                .count();
+            (done >= nodes).then_some(())
+        },
+    )
+    .await
 }
 
 fn now_ms() -> i64 {
@@ -176,32 +172,13 @@ fn plant_orphan(node_dir: &Path, len: usize, seed: u64) -> PathBuf {
     path
 }
 
-async fn wait_replicated(admin: &str) {
-    let start = Instant::now();
-    loop {
-        let rep = stats(admin).await.replication.expect("replication report");
-        if rep.last_seq > 0 && rep.shipped_seq == rep.last_seq && rep.snapshot > 0 {
-            return;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "replication did not catch up: {rep:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Planted orphans are deleted, metadata blobs (which every node also holds, and which no
 /// metadata row names) are not: after collection the metadata is still recoverable from the
 /// nodes, and every object reads back.
 #[tokio::test]
 async fn orphans_go_and_metadata_blobs_stay() {
-    let mut gw = TestGateway::start_with(common::Opts {
-        storage: FAST_ORPHANS,
-        ..common::Opts::default()
-    })
-    .await;
-    let admin = gw.gateway().admin_addr.expect("admin").to_string();
+    let mut gw = fast_orphans().start().await;
+    let admin = gw.admin();
     let c = gw.client();
     c.create_bucket().bucket("blobs").send().await.unwrap();
     let mut bodies = Vec::new();
@@ -216,16 +193,16 @@ async fn orphans_go_and_metadata_blobs_stay() {
             .unwrap();
         bodies.push(body);
     }
-    wait_replicated(&admin).await;
-    let blobs: Vec<PathBuf> = fs_util::files_under(&gw.nodes_dir())
+    process::wait_replicated(&admin).await;
+    let blobs: Vec<PathBuf> = storage::files_under(&gw.nodes_dir())
         .into_iter()
-        .filter(|p| common::is_metadata_blob(p))
+        .filter(|p| harness::is_metadata_blob(p))
         .collect();
     assert!(!blobs.is_empty());
     let planted: Vec<PathBuf> = (1..=3)
         .map(|i| plant_orphan(&gw.nodes_dir().join(format!("n{i}")), 1000, i))
         .collect();
-    let gone = fs_util::eventually(DEADLINE, || planted.iter().all(|p| !p.exists())).await;
+    let gone = wait::eventually(DEADLINE, || planted.iter().all(|p| !p.exists())).await;
     assert!(gone, "planted orphans were collected");
     // Another complete scan of every node after that: still nothing else deleted.
     wait_scanned_after(&admin, 6, now_ms()).await;
@@ -263,10 +240,10 @@ async fn orphans_go_and_metadata_blobs_stay() {
         "metadata.sqlite-wal",
         "metadata.sqlite-shm",
     ] {
-        let _ = std::fs::remove_file(gw.dir.path().join(f));
+        let _ = std::fs::remove_file(gw.data_dir().join(f));
     }
     gateway::app::recover::run_recover(&gateway::app::recover::RecoverOptions {
-        data_dir: gw.dir.path().to_path_buf(),
+        data_dir: gw.data_dir().to_path_buf(),
         config: None,
         key_file: None,
         passphrase: None,
@@ -275,11 +252,7 @@ async fn orphans_go_and_metadata_blobs_stay() {
     })
     .await
     .expect("recover from the nodes after orphan collection");
-    gw.gateway = Some(
-        gateway::app::Gateway::start(&gw.prepared)
-            .await
-            .expect("restart"),
-    );
+    gw.restart().await;
     let c = gw.client();
     for (i, body) in bodies.iter().enumerate() {
         let got = c
@@ -297,14 +270,14 @@ async fn orphans_go_and_metadata_blobs_stay() {
 /// metadata, for much longer than the grace period while scans run; none is touched.
 #[tokio::test]
 async fn a_slow_upload_outlives_the_grace_period_unharmed() {
-    let gw = TestGateway::start_with(common::Opts {
+    let gw = Setup::new()
         // The valve off: only the in-flight registry protects the upload's pieces.
-        storage:
-            "orphan_grace = \"500ms\"\norphan_scan_interval = \"100ms\"\norphan_max_share = 1\n",
-        ..common::Opts::default()
-    })
-    .await;
-    let admin = gw.gateway().admin_addr.expect("admin").to_string();
+        .storage("orphan_grace", "500ms")
+        .storage("orphan_scan_interval", "100ms")
+        .storage("orphan_max_share", 1)
+        .start()
+        .await;
+    let admin = gw.admin();
     let c = gw.client();
     c.create_bucket().bucket("slow").send().await.unwrap();
     let layer = gw.gateway().layer.clone();
@@ -333,7 +306,7 @@ async fn a_slow_upload_outlives_the_grace_period_unharmed() {
         .await
         .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        seen_pieces = seen_pieces.max(fs_util::piece_paths(&gw.nodes_dir()).len());
+        seen_pieces = seen_pieces.max(storage::piece_paths(&gw.nodes_dir()).len());
     }
     let s = stats(&admin).await;
     for n in orphan_nodes(&s) {
@@ -363,93 +336,6 @@ async fn a_slow_upload_outlives_the_grace_period_unharmed() {
 
 // kill -9 during uploads, with real processes.
 
-const ACCESS: &str = "GCACCESSKEY000000001";
-const SECRET: &str = "gc-secret-key-000000000000000000000000000";
-
-/// A `gateway run` process, SIGKILLed when dropped.
-struct GatewayProc {
-    child: std::process::Child,
-    endpoint: String,
-    admin: String,
-}
-
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl GatewayProc {
-    fn start(data_dir: &Path, log: &Path) -> GatewayProc {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["run", "--data-dir"])
-            .arg(data_dir)
-            .env("GATEWAY_ACCESS_KEY", ACCESS)
-            .env("GATEWAY_SECRET_KEY", SECRET)
-            .env("GATEWAY_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(log).expect("log"))
-            .spawn()
-            .expect("spawn gateway");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let deadline = Instant::now() + DEADLINE;
-        let (mut endpoint, mut admin) = (String::new(), String::new());
-        loop {
-            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "gateway did not start: {}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            };
-            if let Some(u) = line.strip_prefix("gateway listening on ") {
-                endpoint = u.to_string();
-            }
-            if let Some(a) = line.strip_prefix("  admin (metrics, stats): http://") {
-                admin = a.to_string();
-            }
-            if line.starts_with("  scheme ") {
-                return GatewayProc {
-                    child,
-                    endpoint,
-                    admin,
-                };
-            }
-        }
-    }
-
-    fn client(&self) -> aws_sdk_s3::Client {
-        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(ACCESS, SECRET, None, None, "test"))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// What is on the node directories that should not be: data piece files that no piece row of
 /// the metadata names (derived as the gateway derives ids), and temp files. Reads the metadata
 /// read-only beside the running gateway.
@@ -457,7 +343,7 @@ fn leftovers(data_dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let root = gateway::crypto::RootKey::load(&data_dir.join("root.key")).expect("root key");
     let nodes = data_dir.join("nodes");
     // Files first: a piece deleted after this listing is not counted (checked again below).
-    let files = fs_util::piece_paths(&nodes);
+    let files = storage::piece_paths(&nodes);
     let db = rusqlite::Connection::open_with_flags(
         data_dir.join("metadata.sqlite"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -488,7 +374,7 @@ fn leftovers(data_dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
         .filter(|f| !expected.contains(f) && f.exists())
         .collect();
     // nodes/<node>/tmp/...
-    let temp = fs_util::files_under(&nodes)
+    let temp = storage::files_under(&nodes)
         .into_iter()
         .filter(|p| {
             p.strip_prefix(&nodes).is_ok_and(|r| {
@@ -509,24 +395,17 @@ fn leftovers(data_dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 async fn after_kill9_during_uploads_orphans_and_temp_files_go_and_acknowledged_objects_stay() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
-    std::fs::create_dir_all(&data_dir).unwrap();
     // The safety valve is off (orphan_max_share = 1): this is about the collector's own
     // judgement, and a wrong deletion shows as an object that no longer reads back. The upload
     // rate keeps many uploads in flight when the kill comes.
-    let mut cfg = String::from(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [storage]\nscheme = \"4/5/6/6\"\nsegment_size = \"256KiB\"\nchunk_size = \"16KiB\"\n\
-         block_size = \"16KiB\"\ngc_grace = \"0s\"\norphan_grace = \"2s\"\n\
-         orphan_scan_interval = \"1s\"\norphan_max_share = 1\n\
-         [limits]\nupload_rate = \"16MiB\"\n",
-    );
-    for i in 1..=6 {
-        cfg.push_str(&format!(
-            "[[nodes]]\nid = \"n{i}\"\npath = \"nodes/n{i}\"\n"
-        ));
-    }
-    std::fs::write(data_dir.join("config.toml"), cfg).unwrap();
-    let gw = GatewayProc::start(&data_dir, &root.path().join("run-1.log"));
+    Setup::new()
+        .chunk_size("16KiB")
+        .storage("orphan_grace", "2s")
+        .storage("orphan_scan_interval", "1s")
+        .storage("orphan_max_share", 1)
+        .limit("upload_rate", "16MiB")
+        .write_config(&data_dir);
+    let gw = GatewayProcess::start(&data_dir);
     let c = gw.client();
     c.create_bucket().bucket("crash").send().await.unwrap();
 
@@ -594,11 +473,10 @@ async fn after_kill9_during_uploads_orphans_and_temp_files_go_and_acknowledged_o
             Ok::<(), String>(())
         });
     }
-    let start = Instant::now();
-    while acked.lock().unwrap().len() < 8 {
-        assert!(start.elapsed() < DEADLINE, "uploads too slow");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait::until_true(DEADLINE, "8 acknowledged uploads", || {
+        acked.lock().unwrap().len() >= 8
+    })
+    .await;
     gw.kill9();
     while tasks.join_next().await.is_some() {}
     let acked = std::mem::take(&mut *acked.lock().unwrap());
@@ -614,22 +492,21 @@ async fn after_kill9_during_uploads_orphans_and_temp_files_go_and_acknowledged_o
         temp.len()
     );
 
-    let gw = GatewayProc::start(&data_dir, &root.path().join("run-2.log"));
-    let start = Instant::now();
-    loop {
+    let gw = GatewayProcess::start(&data_dir);
+    let clean = wait::eventually(DEADLINE, || {
         let (orphans, temp) = leftovers(&data_dir);
-        if orphans.is_empty() && temp.is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
+        orphans.is_empty() && temp.is_empty()
+    })
+    .await;
+    if !clean {
+        let (orphans, temp) = leftovers(&data_dir);
+        panic!(
             "{} orphans and {} temp files left (e.g. {:?}); gateway log:\n{}",
             orphans.len(),
             temp.len(),
             orphans.iter().chain(&temp).next(),
-            std::fs::read_to_string(root.path().join("run-2.log")).unwrap_or_default()
+            gw.stderr()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let c = gw.client();
     for (key, body) in &acked {

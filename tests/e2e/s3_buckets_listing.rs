@@ -3,15 +3,13 @@
 //! with a reference listing computed here from the key set (prefix, delimiters, markers,
 //! continuation tokens, max-keys, byte order, `encoding-type=url`); DeleteObjects.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::harness::{raw, TestGateway};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, EncodingType, ObjectIdentifier};
 use aws_sdk_s3::Client;
-use common::{raw, TestGateway};
 
 /// The HTTP status and S3 code of a failed SDK call.
 fn status_and_code<E: ProvideErrorMetadata>(e: &SdkError<E>) -> (Option<u16>, Option<String>) {

@@ -3,17 +3,13 @@
 //! copy-source conditions, missing sources, conditional copies, and that a copy moves no data:
 //! it shares the stored body, which outlives the source and is released with the last copy.
 
-mod common;
-#[path = "common/s3x.rs"]
-mod s3x;
-
 use std::time::Duration;
 
+use crate::harness::s3x::*;
+use crate::harness::{data, TestGateway};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, MetadataDirective, TaggingDirective};
 use aws_sdk_s3::Client;
-use common::{data, TestGateway};
-use s3x::*;
 
 async fn tags(c: &Client, bucket: &str, key: &str) -> Vec<(String, String)> {
     c.get_object_tagging()

@@ -4,145 +4,23 @@
 //!
 //! Every child process is killed by a guard; every wait has a deadline.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use crate::harness::data;
+use crate::harness::nodes::{node_id, start_nodes, NodeProcess};
+use crate::harness::process::GatewayProcess;
+use crate::harness::Setup;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use aws_sdk_s3::Client;
-use common::data;
-use common::nodes::{node_id, start_nodes, GatewaySetup, NodeProcess};
 use gateway::crypto::RootKey;
 use gateway::replication::blob::BlobName;
 
-const ACCESS: &str = "RECOVERACCESSKEY0001";
-const SECRET: &str = "recover-secret-key-0000000000000000000000";
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A `gateway run` process, SIGKILLed when dropped.
-struct GatewayProc {
-    child: Child,
-    endpoint: String,
-    admin: String,
-}
-
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn gateway_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
-    cmd.env("GATEWAY_ACCESS_KEY", ACCESS)
-        .env("GATEWAY_SECRET_KEY", SECRET)
-        .env("GATEWAY_LOG", "info")
-        .stdin(Stdio::null());
-    cmd
-}
-
-impl GatewayProc {
-    fn start(data_dir: &Path) -> GatewayProc {
-        Self::try_start(data_dir).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Starts `gateway run`; `Err` with its output when it exits before serving.
-    fn try_start(data_dir: &Path) -> Result<GatewayProc, String> {
-        let log =
-            data_dir.with_extension(format!("run-{}.log", Instant::now().elapsed().as_nanos()));
-        let mut child = gateway_cmd()
-            .args(["run", "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn gateway");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let deadline = Instant::now() + DEADLINE;
-        let (mut endpoint, mut admin) = (String::new(), String::new());
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    if let Some(u) = line.strip_prefix("gateway listening on ") {
-                        endpoint = u.to_string();
-                    }
-                    if let Some(a) = line.strip_prefix("  admin (metrics, stats): http://") {
-                        admin = a.to_string();
-                    }
-                    if line.starts_with("  scheme ") {
-                        return Ok(GatewayProc {
-                            child,
-                            endpoint,
-                            admin,
-                        });
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(std::fs::read_to_string(&log).unwrap_or_default());
-                }
-            }
-        }
-    }
-
-    fn client(&self) -> Client {
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(ACCESS, SECRET, None, None, "test"))
-            .force_path_style(true)
-            .build();
-        Client::from_conf(conf)
-    }
-
-    /// Waits until every committed metadata change is on the nodes.
-    async fn wait_replicated(&self) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let stats = gateway::admin::fetch_stats(&self.admin)
-                .await
-                .expect("stats");
-            let rep = stats.replication.expect("replication report");
-            if rep.last_seq > 0 && rep.shipped_seq == rep.last_seq && rep.snapshot > 0 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replication did not catch up: {rep:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn recover_cmd(data_dir: &Path, extra: &[&str]) -> Output {
-    gateway_cmd()
-        .args(["recover", "--data-dir"])
-        .arg(data_dir)
+    GatewayProcess::command("recover", data_dir)
         .args(extra)
         .output()
         .expect("run gateway recover")
@@ -164,16 +42,15 @@ fn lose_data_dir(data_dir: &Path) {
     }
 }
 
-fn setup(root: &Path, nodes: &[NodeProcess], metadata: &'static str) -> PathBuf {
+/// The data directory `root/data` with a config over `nodes` (4/5/6/6) and these
+/// `[metadata]` entries.
+fn setup(root: &Path, nodes: &[NodeProcess], metadata: &[(&str, &str)]) -> PathBuf {
     let data_dir = root.join("data");
-    std::fs::create_dir_all(&data_dir).expect("data dir");
-    let cfg = GatewaySetup {
-        scheme: "4/5/6/6",
-        metadata,
-        ..GatewaySetup::default()
+    let mut setup = Setup::remote(nodes).scheme("4/5/6/6");
+    for (k, v) in metadata {
+        setup = setup.set("metadata", k, *v);
     }
-    .config(nodes);
-    std::fs::write(data_dir.join("config.toml"), cfg).expect("config");
+    setup.write_config(&data_dir);
     data_dir
 }
 
@@ -417,8 +294,8 @@ async fn recover_rebuilds_everything_after_losing_the_data_directory() {
     let nodes = start_nodes(root.path(), 6);
     // Snapshots every second, so the run writes several, prunes old ones, and recovery
     // combines a snapshot with the log after it.
-    let data_dir = setup(root.path(), &nodes, "snapshot_interval = \"1s\"");
-    let gw = GatewayProc::start(&data_dir);
+    let data_dir = setup(root.path(), &nodes, &[("snapshot_interval", "1s")]);
+    let gw = GatewayProcess::start(&data_dir);
     let c = gw.client();
     let expect = populate(&c, 2000).await;
     let before = listing(&c).await;
@@ -446,7 +323,7 @@ async fn recover_rebuilds_everything_after_losing_the_data_directory() {
         stdout(&again)
     );
 
-    let gw = GatewayProc::start(&data_dir);
+    let gw = GatewayProcess::start(&data_dir);
     let c = gw.client();
     assert_eq!(listing(&c).await, before);
     check_all(&c, &expect).await;
@@ -496,13 +373,13 @@ async fn recover_rebuilds_everything_after_losing_the_data_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recovery_point_in_async_and_sync_mode() {
     for (mode, metadata, window) in [
-        ("async", "max_delay = \"1s\"", Duration::from_secs(1)),
-        ("sync", "replication = \"sync\"", Duration::ZERO),
+        ("async", &[("max_delay", "1s")][..], Duration::from_secs(1)),
+        ("sync", &[("replication", "sync")][..], Duration::ZERO),
     ] {
         let root = tempfile::tempdir().expect("tempdir");
         let nodes = start_nodes(root.path(), 6);
         let data_dir = setup(root.path(), &nodes, metadata);
-        let gw = GatewayProc::start(&data_dir);
+        let gw = GatewayProcess::start(&data_dir);
         let c = gw.client();
         c.create_bucket()
             .bucket("rpo")
@@ -544,7 +421,7 @@ async fn recovery_point_in_async_and_sync_mode() {
         lose_data_dir(&data_dir);
         let out = recover_cmd(&data_dir, &[]);
         assert!(out.status.success(), "{}", stdout(&out));
-        let gw = GatewayProc::start(&data_dir);
+        let gw = GatewayProcess::start(&data_dir);
         let c = gw.client();
         let mut present = 0;
         let mut lost_in_window = 0;
@@ -601,8 +478,8 @@ fn corrupt(path: &Path) {
 async fn damaged_lost_and_foreign_metadata_is_detected() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes = start_nodes(root.path(), 6);
-    let data_dir = setup(root.path(), &nodes, "");
-    let gw = GatewayProc::start(&data_dir);
+    let data_dir = setup(root.path(), &nodes, &[]);
+    let gw = GatewayProcess::start(&data_dir);
     let c = gw.client();
     let expect = populate(&c, 200).await;
     gw.wait_replicated().await;
@@ -613,18 +490,18 @@ async fn damaged_lost_and_foreign_metadata_is_detected() {
     std::fs::create_dir_all(&fresh).expect("fresh");
     std::fs::copy(data_dir.join("config.toml"), fresh.join("config.toml")).expect("cfg");
     std::fs::copy(data_dir.join("root.key"), fresh.join("root.key")).expect("key");
-    let err = GatewayProc::try_start(&fresh).err().expect("refused");
+    let err = GatewayProcess::try_start(&fresh).err().expect("refused");
     assert!(err.contains("gateway recover"), "{err}");
     // The refused start left an empty store behind: `recover` may replace that one.
     let out = recover_cmd(&fresh, &[]);
     assert!(out.status.success(), "{}", stdout(&out));
-    let rebuilt = GatewayProc::start(&fresh);
+    let rebuilt = GatewayProcess::start(&fresh);
     check_all(&rebuilt.client(), &expect).await;
     rebuilt.kill9();
     for f in ["root.key", "metadata.sqlite"] {
         std::fs::remove_file(fresh.join(f)).expect("rm");
     }
-    let err = GatewayProc::try_start(&fresh).err().expect("refused");
+    let err = GatewayProcess::try_start(&fresh).err().expect("refused");
     assert!(err.contains("root key does not match"), "{err}");
     let other_key = root.path().join("other.key");
     RootKey::generate()
@@ -668,7 +545,7 @@ async fn damaged_lost_and_foreign_metadata_is_detected() {
     assert!(out.status.success(), "{}", stdout(&out));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("pieces rejected"), "{text}");
-    let gw = GatewayProc::start(&data_dir);
+    let gw = GatewayProcess::start(&data_dir);
     check_all(&gw.client(), &expect).await;
     gw.kill9();
 
@@ -695,9 +572,9 @@ async fn sync_mode_writes_go_on_with_a_hung_node() {
     let data_dir = setup(
         root.path(),
         &nodes,
-        "replication = \"sync\"\nsync_timeout = \"3s\"",
+        &[("replication", "sync"), ("sync_timeout", "3s")],
     );
-    let gw = GatewayProc::start(&data_dir);
+    let gw = GatewayProcess::start(&data_dir);
     let c = gw.client();
     c.create_bucket()
         .bucket("hung")

@@ -2,11 +2,9 @@
 //! interesting size, byte ranges of every form, stored metadata, overwrite, delete, both
 //! cipher suites and both request-checksum modes of the SDK.
 
-mod common;
-
+use crate::harness::{data, raw, Setup, TestGateway};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use common::{data, raw, Opts, TestGateway};
 
 async fn put_get(c: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &[u8]) {
     let put = c
@@ -444,11 +442,7 @@ async fn delete_then_get_is_no_such_key_and_deleting_a_missing_key_succeeds() {
 async fn both_cipher_suites_round_trip() {
     let mut ids = Vec::new();
     for cipher in ["aes-256-gcm", "chacha20-poly1305"] {
-        let gw = TestGateway::start_with(Opts {
-            cipher,
-            ..Opts::default()
-        })
-        .await;
+        let gw = Setup::new().cipher(cipher).start().await;
         let c = gw.client();
         c.create_bucket().bucket("ciph").send().await.unwrap();
         for (i, size) in [0, 1, 4096, 4097, SEG + 1, 2 * SEG + 999]
@@ -467,7 +461,7 @@ async fn both_cipher_suites_round_trip() {
             300_000,
         )
         .await;
-        let layer = &gw.gateway.as_ref().unwrap().layer;
+        let layer = &gw.gateway().layer;
         let rec = layer.head_object("ciph", "o4097").await.unwrap();
         ids.push(rec.parts[0].stream.cipher);
         let rec_inline = layer.head_object("ciph", "o1").await.unwrap();

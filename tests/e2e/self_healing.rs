@@ -1,17 +1,13 @@
 //! Self-healing: degraded writes with a node gone, repair back to full health (after the node
 //! returns, after bit rot, after a node is replaced by an empty one).
 
-mod common;
-#[path = "common/fs.rs"]
-mod fs_util;
-
 use std::time::Duration;
 
+use crate::harness::storage;
+use crate::harness::storage::piece;
+use crate::harness::{data, wait, Setup, TestGateway};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use common::{data, Opts, TestGateway};
-use fs_util::{piece, record};
-use gateway::app::Gateway;
 use gateway::meta::{PieceState, Placement};
 use gateway::object::repair::{RepairOptions, RepairReport};
 
@@ -22,11 +18,7 @@ async fn setup() -> (TestGateway, Client) {
 }
 
 async fn setup_with(nodes: usize) -> (TestGateway, Client) {
-    let gw = TestGateway::start_with(Opts {
-        nodes,
-        ..Opts::default()
-    })
-    .await;
+    let gw = Setup::new().dir_nodes(nodes).start().await;
     let c = gw.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     (gw, c)
@@ -55,7 +47,7 @@ async fn get(c: &Client, key: &str) -> Vec<u8> {
 
 /// (healthy piece count, piece states) of every erasure-coded segment of `key`.
 async fn segments(gw: &TestGateway, key: &str) -> Vec<Vec<(String, PieceState)>> {
-    let rec = record(gw, BUCKET, key).await.unwrap();
+    let rec = gw.record(BUCKET, key).await.unwrap();
     let mut out = Vec::new();
     for part in &rec.parts {
         for seg in &part.stream.segments {
@@ -109,7 +101,7 @@ async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
     put(&c, "before", &before).await;
 
     // n6's directory disappears (an unmounted disk).
-    let dir = fs_util::node_dir(&gw, "n6");
+    let dir = gw.node_dir("n6");
     let away = dir.with_extension("away");
     std::fs::rename(&dir, &away).unwrap();
 
@@ -135,7 +127,7 @@ async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
         "{counts:?}"
     );
     // `gateway stats` and the metrics show the degraded segments.
-    let admin = gw.gateway().admin_addr.expect("admin").to_string();
+    let admin = gw.admin();
     let stats = gateway::admin::fetch_stats(&admin).await.expect("stats");
     let health = stats.health.clone().expect("health report");
     assert_eq!((health.full, health.repair_threshold), (6, Some(5)));
@@ -201,7 +193,7 @@ async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
 
     // Every object reads back from the rebuilt pieces alone: drop two original nodes.
     for id in ["n1", "n2"] {
-        let d = fs_util::node_dir(&gw, id);
+        let d = gw.node_dir(id);
         std::fs::rename(&d, d.with_extension("away")).unwrap();
     }
     for (key, body) in &objects {
@@ -214,10 +206,10 @@ async fn bit_rot_is_recorded_by_reads_and_repaired() {
     let (gw, c) = setup().await;
     let body = data(200_000, 7);
     put(&c, "rot", &body).await;
-    let rec = record(&gw, BUCKET, "rot").await.unwrap();
+    let rec = gw.record(BUCKET, "rot").await.unwrap();
     for (number, stripe, byte) in [(0u16, 2u64, 100usize), (3, 6, 4095), (5, 10, 0)] {
         let p = piece(&gw, &rec, 0, number);
-        fs_util::flip_byte(&p.path, p.data_offset(stripe, byte));
+        storage::flip_byte(&p.path, p.data_offset(stripe, byte));
     }
     assert!(get(&c, "rot").await == body);
 
@@ -273,7 +265,7 @@ async fn bit_rot_is_recorded_by_reads_and_repaired() {
     let segs = settle(&gw, &["rot"]).await;
     assert!(full_health(&segs), "{segs:?} {report:?}");
     // The rewritten pieces verify: a read using only them and one other piece succeeds.
-    let rec = record(&gw, BUCKET, "rot").await.unwrap();
+    let rec = gw.record(BUCKET, "rot").await.unwrap();
     for number in [1u16, 2] {
         std::fs::remove_file(piece(&gw, &rec, 0, number).path).unwrap();
     }
@@ -293,10 +285,10 @@ async fn a_replaced_empty_node_is_refilled_by_repair() {
     gw.stop().await;
 
     // n3's disk is lost: an empty directory takes its place.
-    let dir = fs_util::node_dir(&gw, "n3");
+    let dir = gw.node_dir("n3");
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::create_dir(&dir).unwrap();
-    let data_dir = gw.dir.path().to_path_buf();
+    let data_dir = gw.data_dir().to_path_buf();
     let replaced = gateway::app::maintenance::replace_node(&data_dir, None, "n3")
         .await
         .expect("replace");
@@ -308,7 +300,7 @@ async fn a_replaced_empty_node_is_refilled_by_repair() {
     assert_eq!(report.failed, 0, "{report:?}");
     assert_eq!(report.pieces_written, replaced.lost, "{report:?}");
 
-    gw.gateway = Some(Gateway::start(&gw.prepared).await.expect("restart"));
+    gw.restart().await;
     let c = gw.client();
     for (key, body) in &objects {
         let segs = segments(&gw, key).await;
@@ -345,9 +337,9 @@ async fn a_drained_node_is_emptied_and_removed_without_losing_anything() {
     let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
     assert!(nodes_used(&gw, &keys).await.contains("n3"));
     gw.stop().await;
-    let data_dir = gw.dir.path().to_path_buf();
-    let n3 = fs_util::node_dir(&gw, "n3");
-    assert!(!fs_util::piece_paths(&n3).is_empty());
+    let data_dir = gw.data_dir().to_path_buf();
+    let n3 = gw.node_dir("n3");
+    assert!(!storage::piece_paths(&n3).is_empty());
 
     // Removing a node that still holds pieces is refused, and changes nothing.
     let config_before = std::fs::read_to_string(data_dir.join("config.toml")).unwrap();
@@ -367,7 +359,7 @@ async fn a_drained_node_is_emptied_and_removed_without_losing_anything() {
     assert_eq!(drained.left, 0, "{drained:?}");
     assert_eq!(drained.report.failed, 0, "{drained:?}");
     assert!(drained.report.pieces_written > 0, "{drained:?}");
-    assert!(fs_util::piece_paths(&n3).is_empty(), "pieces left on n3");
+    assert!(storage::piece_paths(&n3).is_empty(), "pieces left on n3");
     let config = std::fs::read_to_string(data_dir.join("config.toml")).unwrap();
     assert!(config.contains("drain = true"), "{config}");
 
@@ -390,8 +382,7 @@ async fn a_drained_node_is_emptied_and_removed_without_losing_anything() {
         "{err}"
     );
 
-    gw.prepared = gateway::app::prepare(&data_dir, None).expect("prepare");
-    gw.gateway = Some(Gateway::start(&gw.prepared).await.expect("restart"));
+    gw.restart().await;
     let c = gw.client();
     for (key, body) in &objects {
         let segs = segments(&gw, key).await;
@@ -412,14 +403,13 @@ async fn a_running_gateway_drains_in_the_background_and_writes_elsewhere() {
         objects.push((key, body));
     }
     gw.stop().await;
-    let data_dir = gw.dir.path().to_path_buf();
+    let data_dir = gw.data_dir().to_path_buf();
     let mut edit =
         gateway::app::config_edit::ConfigEdit::open(&data_dir.join("config.toml"), &data_dir)
             .unwrap();
     assert!(edit.set_drain("n2", true).unwrap());
     edit.save().unwrap();
-    gw.prepared = gateway::app::prepare(&data_dir, None).expect("prepare");
-    gw.gateway = Some(Gateway::start(&gw.prepared).await.expect("restart"));
+    gw.restart().await;
     let c = gw.client();
 
     // New writes go elsewhere at once.
@@ -439,13 +429,13 @@ async fn a_running_gateway_drains_in_the_background_and_writes_elsewhere() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!nodes_used(&gw, &keys).await.contains("n2"));
-    let n2 = fs_util::node_dir(&gw, "n2");
+    let n2 = gw.node_dir("n2");
     assert!(
-        fs_util::eventually(Duration::from_secs(10), || fs_util::piece_paths(&n2)
+        wait::eventually(Duration::from_secs(10), || storage::piece_paths(&n2)
             .is_empty())
         .await,
         "pieces left on n2: {:?}",
-        fs_util::piece_paths(&n2)
+        storage::piece_paths(&n2)
     );
     for (key, body) in &objects {
         assert!(full_health(&segments(&gw, key).await), "{key}");
