@@ -36,8 +36,12 @@ pub use facade::Meta;
 pub(crate) use sqlite::now_ms;
 pub use sqlite::{
     HealthCounts, PieceFinding, RepairSource, ReplicationState, SegmentHealth, SnapshotTaken,
-    SqliteMeta, COMPLETED_UPLOAD_RETENTION_MS, MAX_PART_NUMBER,
+    SqliteMeta, COMPLETED_UPLOAD_RETENTION_MS,
 };
+
+/// Highest part number S3 allows (part numbers are `1..=MAX_PART_NUMBER`), and so also the
+/// most parts one multipart upload can have: the one definition every layer uses.
+pub const MAX_PART_NUMBER: u32 = 10_000;
 
 use std::path::PathBuf;
 

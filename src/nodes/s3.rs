@@ -67,8 +67,8 @@ use writer::S3Writer;
 /// Bytes a writer buffers before it starts a multipart upload, and the size of every part but
 /// the last.
 pub const PART_SIZE: usize = 8 << 20;
-/// S3's largest part number.
-const MAX_PARTS: usize = 10_000;
+/// S3's largest part number (the same limit this gateway's S3 side keeps).
+const MAX_PARTS: usize = crate::meta::MAX_PART_NUMBER as usize;
 /// S3's largest `max-keys`.
 const MAX_LIST_KEYS: usize = 1000;
 

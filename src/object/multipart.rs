@@ -21,6 +21,8 @@
 //!   checksum of the concatenated part checksums plus `-N`; FULL_OBJECT (CRCs only) is the CRC
 //!   of the whole object, combined from the part CRCs.
 
+use std::collections::HashMap;
+
 use md5::{Digest, Md5};
 
 use super::put::{store_body, StoredBody};
@@ -33,7 +35,6 @@ use crate::meta::{
 
 /// Every part but the last must be at least this big (as on AWS).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
-pub const MAX_PART_NUMBER: u32 = 10_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateUpload {
@@ -270,11 +271,15 @@ impl ObjectLayer {
         let algorithm = upload
             .checksum_algorithm
             .and_then(ChecksumAlgorithm::from_id);
+        // One pass over each list (linear, not one search per listed part): both are in
+        // ascending part number order, `list` strictly (checked above), `stored` as the
+        // metadata returns it (by number).
+        let by_number: HashMap<u32, &PartRecord> = stored.iter().map(|p| (p.number, p)).collect();
         let mut chosen = Vec::with_capacity(list.len());
         for (i, want) in list.iter().enumerate() {
-            let part = stored
-                .iter()
-                .find(|p| p.number == want.number)
+            let part = by_number
+                .get(&want.number)
+                .copied()
                 .filter(|p| p.etag == want.etag)
                 .ok_or(ObjectError::InvalidPart(want.number))?;
             if let (Some(given), Some(have)) = (&want.checksum, &part.checksum) {

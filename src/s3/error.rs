@@ -307,6 +307,15 @@ fn push_element(out: &mut String, name: &str, text: &str) {
     out.push('>');
 }
 
+impl From<super::xml::XmlError> for S3Error {
+    fn from(e: super::xml::XmlError) -> Self {
+        match e {
+            super::xml::XmlError::Malformed => S3ErrorCode::MalformedXML.into(),
+            super::xml::XmlError::TooLarge => S3ErrorCode::MaxMessageLengthExceeded.into(),
+        }
+    }
+}
+
 impl From<S3ErrorCode> for S3Error {
     /// The code with AWS's generic message.
     fn from(code: S3ErrorCode) -> Self {

@@ -17,7 +17,7 @@ use super::xml::{self, ListMultipartUploads, ListParts, PartEntry, UploadEntry};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
 use crate::checksum::{ChecksumAlgorithm, ChecksumType};
 use crate::meta::UploadListQuery;
-use crate::object::multipart::MAX_PART_NUMBER;
+use crate::meta::MAX_PART_NUMBER;
 use crate::object::{BodyReceiver, CompletedPart, CreateUpload, ObjectError};
 
 const MAX_LIST: usize = 1000;
@@ -26,7 +26,8 @@ fn upload_id<'a>(ctx: &'a Ctx<'_>) -> &'a str {
     ctx.query.get("uploadId").unwrap_or("")
 }
 
-fn part_number(ctx: &Ctx<'_>) -> Result<u32, S3Error> {
+/// The `partNumber` query parameter: `1..=MAX_PART_NUMBER`, else InvalidArgument.
+pub(super) fn part_number(ctx: &Ctx<'_>) -> Result<u32, S3Error> {
     let raw = ctx.query.get("partNumber").unwrap_or("");
     raw.parse::<u32>()
         .ok()

@@ -155,18 +155,8 @@ pub(super) async fn get_object(
         }
     }
     let mut range = header_str(h, "range").and_then(parse_range);
-    if let Some(n) = ctx.query.get("partNumber") {
-        let n: u32 = n
-            .parse()
-            .ok()
-            .filter(|n| (1..=10_000).contains(n))
-            .ok_or_else(|| {
-                S3Error::invalid_argument(
-                    "Part number must be an integer between 1 and 10000, inclusive",
-                    "partNumber",
-                    n,
-                )
-            })?;
+    if ctx.query.get("partNumber").is_some() {
+        let n = super::multipart::part_number(ctx)?;
         if range.is_some() {
             return Err(S3Error::invalid_request(
                 "Cannot specify both Range header and partNumber query parameter",
@@ -275,7 +265,7 @@ pub(super) async fn delete_objects(
             Err(e) => errors.push(DeleteError {
                 key: obj.key,
                 version_id: obj.version_id,
-                code: e.code,
+                code: e.code.as_str(),
                 message: e.message,
             }),
         }

@@ -23,15 +23,13 @@
 use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
 
-use super::error::S3ErrorCode;
-
 pub mod read;
 pub mod time;
 
 pub use read::{
     parse_complete_multipart_upload, parse_create_bucket_configuration, parse_delete,
-    parse_tagging, CompletedPart, DeleteRequest, ObjectIdentifier, MAX_COMPLETE_MULTIPART_BODY,
-    MAX_DELETE_OBJECTS, MAX_PARTS, MAX_XML_BODY,
+    parse_tagging, CompletedPart, DeleteRequest, ObjectIdentifier, XmlError,
+    MAX_COMPLETE_MULTIPART_BODY, MAX_DELETE_OBJECTS, MAX_PARTS, MAX_XML_BODY,
 };
 
 /// The S3 namespace on every response root.
@@ -344,7 +342,8 @@ pub struct DeletedObject {
 pub struct DeleteError {
     pub key: String,
     pub version_id: Option<String>,
-    pub code: S3ErrorCode,
+    /// The S3 error code (`AccessDenied`...).
+    pub code: &'static str,
     pub message: String,
 }
 
@@ -370,7 +369,7 @@ pub fn delete_result(deleted: &[DeletedObject], errors: &[DeleteError], quiet: b
         d.open("Error");
         d.text("Key", &e.key);
         d.opt_text("VersionId", e.version_id.as_deref());
-        d.text("Code", e.code.as_str());
+        d.text("Code", e.code);
         d.text("Message", &e.message);
         d.close("Error");
     }

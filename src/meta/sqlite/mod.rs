@@ -38,7 +38,7 @@ mod tests;
 
 pub use health::{HealthCounts, PieceFinding, RepairSource, SegmentHealth};
 pub use replication::{ReplicationState, SnapshotTaken};
-pub use uploads::{COMPLETED_UPLOAD_RETENTION_MS, MAX_PART_NUMBER};
+pub use uploads::COMPLETED_UPLOAD_RETENTION_MS;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

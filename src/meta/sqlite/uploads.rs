@@ -9,15 +9,13 @@
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::super::log::Change;
+use super::super::MAX_PART_NUMBER;
 use super::super::{
     CompletedUpload, MetaError, ObjectRecord, PartRecord, PartSummary, Precondition, StreamId,
     UploadListPage, UploadListQuery, UploadRecord,
 };
 use super::objects::{check_precondition, replace_object, validate_object};
 use super::{from_json, list, require_bucket, sql_limit, streams, to_json, SqliteMeta};
-
-/// Highest part number S3 allows.
-pub const MAX_PART_NUMBER: u32 = 10_000;
 
 /// How long a completion is remembered for retried CompleteMultipartUploads. Rows are pruned
 /// by later completions, counted back from the completing object's `last_modified_ms` (not

@@ -20,8 +20,6 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use crate::s3::error::{S3Error, S3ErrorCode};
-
 /// Largest body the readers accept (except CompleteMultipartUpload).
 pub const MAX_XML_BODY: usize = 1 << 20;
 /// Largest CompleteMultipartUpload body: 10,000 parts with a SHA-256 checksum each is ~1.7 MiB.
@@ -31,9 +29,19 @@ pub const MAX_DELETE_BODY: usize = 2 << 20;
 /// DeleteObjects takes at most this many keys per request.
 pub const MAX_DELETE_OBJECTS: usize = 1000;
 /// A multipart upload has at most this many parts.
-pub const MAX_PARTS: usize = 10_000;
+pub const MAX_PARTS: usize = crate::meta::MAX_PART_NUMBER as usize;
 /// Deepest element nesting accepted.
 pub const MAX_DEPTH: usize = 16;
+
+/// Why a request body was refused. The S3 layer answers `Malformed` with MalformedXML and
+/// `TooLarge` with MaxMessageLengthExceeded (one `From` in `s3::error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("the XML is not well-formed or does not match the request's schema")]
+    Malformed,
+    #[error("the XML body is larger than this request allows")]
+    TooLarge,
+}
 /// Most elements accepted in one document.
 pub const MAX_ELEMENTS: usize = 100_000;
 
@@ -67,7 +75,7 @@ pub struct CompletedPart {
 
 /// CreateBucket body → the requested location constraint. An empty body, a missing or empty
 /// `LocationConstraint` all mean "none given".
-pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, S3Error> {
+pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, XmlError> {
     if body.iter().all(|b| is_xml_space(char::from(*b))) {
         return Ok(None);
     }
@@ -77,7 +85,7 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, 
 }
 
 /// DeleteObjects body.
-pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
+pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, XmlError> {
     let root = parse_root(body, "Delete", MAX_DELETE_BODY)?;
     let quiet = match root.optional_trimmed("Quiet")? {
         None => false,
@@ -100,7 +108,7 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
 }
 
 /// CompleteMultipartUpload body: 1..=[`MAX_PARTS`] parts in request order.
-pub fn parse_complete_multipart_upload(body: &[u8]) -> Result<Vec<CompletedPart>, S3Error> {
+pub fn parse_complete_multipart_upload(body: &[u8]) -> Result<Vec<CompletedPart>, XmlError> {
     let root = parse_root(body, "CompleteMultipartUpload", MAX_COMPLETE_MULTIPART_BODY)?;
     let mut parts = Vec::new();
     for part in root.children_named("Part") {
@@ -126,7 +134,7 @@ pub fn parse_complete_multipart_upload(body: &[u8]) -> Result<Vec<CompletedPart>
 }
 
 /// PutObjectTagging / PutBucketTagging body: the tags in request order (possibly none).
-pub fn parse_tagging(body: &[u8]) -> Result<Vec<super::Tag>, S3Error> {
+pub fn parse_tagging(body: &[u8]) -> Result<Vec<super::Tag>, XmlError> {
     let root = parse_root(body, "Tagging", MAX_XML_BODY)?;
     let tag_set = root.single("TagSet")?.ok_or_else(malformed)?;
     tag_set
@@ -140,15 +148,15 @@ pub fn parse_tagging(body: &[u8]) -> Result<Vec<super::Tag>, S3Error> {
         .collect()
 }
 
-fn malformed() -> S3Error {
-    S3Error::malformed_xml()
+fn malformed() -> XmlError {
+    XmlError::Malformed
 }
 
 fn is_xml_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r')
 }
 
-fn parse_bool(s: &str) -> Result<bool, S3Error> {
+fn parse_bool(s: &str) -> Result<bool, XmlError> {
     if s.eq_ignore_ascii_case("true") || s == "1" {
         Ok(true)
     } else if s.eq_ignore_ascii_case("false") || s == "0" {
@@ -158,7 +166,7 @@ fn parse_bool(s: &str) -> Result<bool, S3Error> {
     }
 }
 
-fn parse_u32(s: &str) -> Result<u32, S3Error> {
+fn parse_u32(s: &str) -> Result<u32, XmlError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(malformed());
     }
@@ -186,7 +194,7 @@ impl Element {
     }
 
     /// The child called `name`, if present; present twice is malformed.
-    fn single(&self, name: &str) -> Result<Option<&Element>, S3Error> {
+    fn single(&self, name: &str) -> Result<Option<&Element>, XmlError> {
         let mut found = self.children.iter().filter(|c| c.name == name);
         let first = found.next();
         if found.next().is_some() {
@@ -196,7 +204,7 @@ impl Element {
     }
 
     /// Text of a leaf child, exactly as sent.
-    fn required_exact(&self, name: &str) -> Result<String, S3Error> {
+    fn required_exact(&self, name: &str) -> Result<String, XmlError> {
         let child = self.single(name)?.ok_or_else(malformed)?;
         if !child.children.is_empty() {
             return Err(malformed());
@@ -205,7 +213,7 @@ impl Element {
     }
 
     /// Text of an optional leaf child, trimmed of XML whitespace.
-    fn optional_trimmed(&self, name: &str) -> Result<Option<String>, S3Error> {
+    fn optional_trimmed(&self, name: &str) -> Result<Option<String>, XmlError> {
         match self.single(name)? {
             None => Ok(None),
             Some(child) if !child.children.is_empty() => Err(malformed()),
@@ -215,9 +223,9 @@ impl Element {
 }
 
 /// Parses `body` into its root element, which must be called `root_name`.
-fn parse_root(body: &[u8], root_name: &str, max_len: usize) -> Result<Element, S3Error> {
+fn parse_root(body: &[u8], root_name: &str, max_len: usize) -> Result<Element, XmlError> {
     if body.len() > max_len {
-        return Err(S3ErrorCode::MaxMessageLengthExceeded.into());
+        return Err(XmlError::TooLarge);
     }
     let text = std::str::from_utf8(body).map_err(|_| malformed())?;
     let root = parse_tree(text.strip_prefix('\u{FEFF}').unwrap_or(text))?;
@@ -227,7 +235,7 @@ fn parse_root(body: &[u8], root_name: &str, max_len: usize) -> Result<Element, S
     Ok(root)
 }
 
-fn parse_tree(text: &str) -> Result<Element, S3Error> {
+fn parse_tree(text: &str) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(text);
     let config = reader.config_mut();
     config.trim_text(false);
@@ -292,7 +300,7 @@ fn parse_tree(text: &str) -> Result<Element, S3Error> {
 }
 
 /// Closes the innermost open element, attaching it to its parent or making it the root.
-fn close(open: &mut Vec<Element>, root: &mut Option<Element>) -> Result<(), S3Error> {
+fn close(open: &mut Vec<Element>, root: &mut Option<Element>) -> Result<(), XmlError> {
     let el = open.pop().ok_or_else(malformed)?;
     match open.last_mut() {
         Some(parent) => parent.children.push(el),
@@ -317,8 +325,8 @@ mod tests {
     use super::*;
     use crate::s3::xml::Tag;
 
-    fn code<T: std::fmt::Debug>(r: Result<T, S3Error>) -> S3ErrorCode {
-        r.unwrap_err().code
+    fn code<T: std::fmt::Debug>(r: Result<T, XmlError>) -> XmlError {
+        r.unwrap_err()
     }
 
     const NS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
@@ -349,7 +357,7 @@ mod tests {
             b"not xml",
             b"<CreateBucketConfiguration><LocationConstraint>a</LocationConstraint><LocationConstraint>b</LocationConstraint></CreateBucketConfiguration>",
         ] {
-            assert_eq!(code(parse_create_bucket_configuration(bad)), S3ErrorCode::MalformedXML);
+            assert_eq!(code(parse_create_bucket_configuration(bad)), XmlError::Malformed);
         }
     }
 
@@ -416,17 +424,14 @@ mod tests {
         );
         assert_eq!(
             code(parse_delete(objects(1001).as_bytes())),
-            S3ErrorCode::MalformedXML
+            XmlError::Malformed
         );
         assert_eq!(
             code(parse_delete(objects(0).as_bytes())),
-            S3ErrorCode::MalformedXML
+            XmlError::Malformed
         );
         let huge = vec![b' '; MAX_DELETE_BODY + 1];
-        assert_eq!(
-            code(parse_delete(&huge)),
-            S3ErrorCode::MaxMessageLengthExceeded
-        );
+        assert_eq!(code(parse_delete(&huge)), XmlError::TooLarge);
     }
 
     #[test]
@@ -453,7 +458,7 @@ mod tests {
         ] {
             assert_eq!(
                 code(parse_delete(bad.as_bytes())),
-                S3ErrorCode::MalformedXML,
+                XmlError::Malformed,
                 "{bad:?}"
             );
         }
@@ -461,7 +466,7 @@ mod tests {
             code(parse_delete(
                 b"<Delete><Object><Key>\xff</Key></Object></Delete>"
             )),
-            S3ErrorCode::MalformedXML
+            XmlError::Malformed
         );
     }
 
@@ -479,10 +484,7 @@ mod tests {
         body.push_str(&"<x>".repeat(MAX_DEPTH));
         body.push_str(&"</x>".repeat(MAX_DEPTH));
         body.push_str("</Delete>");
-        assert_eq!(
-            code(parse_delete(body.as_bytes())),
-            S3ErrorCode::MalformedXML
-        );
+        assert_eq!(code(parse_delete(body.as_bytes())), XmlError::Malformed);
     }
 
     #[test]
@@ -520,7 +522,7 @@ mod tests {
         ] {
             assert_eq!(
                 code(parse_complete_multipart_upload(bad.as_bytes())),
-                S3ErrorCode::MalformedXML,
+                XmlError::Malformed,
                 "{bad:?}"
             );
         }
@@ -551,7 +553,7 @@ mod tests {
             code(parse_complete_multipart_upload(
                 parts(MAX_PARTS + 1).as_bytes()
             )),
-            S3ErrorCode::MalformedXML
+            XmlError::Malformed
         );
     }
 
@@ -585,7 +587,7 @@ mod tests {
         ] {
             assert_eq!(
                 code(parse_tagging(bad.as_bytes())),
-                S3ErrorCode::MalformedXML,
+                XmlError::Malformed,
                 "{bad:?}"
             );
         }

@@ -325,7 +325,7 @@ fn delete_result_verbose_and_quiet() {
     let errors = [DeleteError {
         key: "c".to_owned(),
         version_id: None,
-        code: S3ErrorCode::AccessDenied,
+        code: "AccessDenied",
         message: "Access Denied".to_owned(),
     }];
     assert_eq!(

@@ -3,7 +3,7 @@
 use std::sync::Barrier;
 
 use super::*;
-use crate::meta::{PartRecord, PartSummary, UploadRecord};
+use crate::meta::{PartRecord, PartSummary, UploadRecord, MAX_PART_NUMBER};
 
 pub(super) fn upload(bucket: &str, key: &str, upload_id: &str) -> UploadRecord {
     UploadRecord {
