@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use gateway::config::{parse_scheme, LimitsConfig, StorageConfig};
+use gateway::config::{LimitsConfig, StorageConfig};
 use gateway::crypto::RootKey;
+use gateway::erasure::Scheme;
 use gateway::meta::Meta;
 use gateway::metrics::Metrics;
 use gateway::nodes::{DirNode, NodeStore};
@@ -31,7 +32,7 @@ async fn run() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(256);
     let scheme = std::env::var("BENCH_SCHEME").unwrap_or_else(|_| "4/5/6/6".into());
-    let scheme = parse_scheme(&scheme).expect("scheme");
+    let scheme = scheme.parse::<Scheme>().expect("scheme");
     let nodes_n: usize = std::env::var("BENCH_NODES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gateway::config::{parse_scheme, LimitsConfig, StorageConfig};
+use gateway::config::{LimitsConfig, StorageConfig};
 use gateway::crypto::RootKey;
+use gateway::erasure::Scheme;
 use gateway::meta::Meta;
 use gateway::metrics::Metrics;
 use gateway::nodes::{DirNode, NodeStore};
@@ -40,7 +41,9 @@ fn main() {
 
 async fn run() {
     let mb: usize = env("BENCH_MB", 256);
-    let scheme = parse_scheme(&env("BENCH_SCHEME", "4/5/6/8".to_string())).expect("scheme");
+    let scheme = env("BENCH_SCHEME", "4/5/6/8".to_string())
+        .parse::<Scheme>()
+        .expect("scheme");
     let nodes_n: usize = env("BENCH_NODES", scheme.total as usize);
     let lose: usize = env("BENCH_LOSE", 1);
     let concurrency: usize = env("BENCH_CONCURRENCY", 2);

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gateway::config::{parse_scheme, LimitsConfig, StorageConfig};
+use gateway::config::{LimitsConfig, StorageConfig};
 use gateway::crypto::RootKey;
 use gateway::erasure::Scheme;
 use gateway::meta::Meta;
@@ -163,7 +163,7 @@ fn run_config(config: &str, mb: u64) -> Vec<String> {
     let tmp = tempfile::tempdir_in(&base).expect("tempdir");
     match config {
         "dir" => {
-            let scheme = parse_scheme("29/35/80/110").expect("scheme");
+            let scheme = "29/35/80/110".parse::<Scheme>().expect("scheme");
             check_space(tmp.path(), mb, scheme);
             let stores = (0..scheme.total)
                 .map(|i| {
@@ -181,7 +181,7 @@ fn run_config(config: &str, mb: u64) -> Vec<String> {
             m.row(config, scheme, None)
         }
         "remote" => {
-            let scheme = parse_scheme("4/5/6/8").expect("scheme");
+            let scheme = "4/5/6/8".parse::<Scheme>().expect("scheme");
             check_space(tmp.path(), mb, scheme);
             let mut procs: Vec<NodeProcess> = (0..12)
                 .map(|i| NodeProcess::start(&tmp.path().join(format!("node{i}"))))

@@ -230,42 +230,39 @@ async fn serve(
     let history = Arc::new(History::default());
     // The plots start from the counters at start.
     history.record(source.metrics());
-    let mut sample = tokio::time::interval_at(
-        tokio::time::Instant::now() + HISTORY_INTERVAL,
-        HISTORY_INTERVAL,
-    );
-    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = sample.tick() => history.record(source.metrics()),
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "admin listener: accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let (source, history) = (source.clone(), history.clone());
-                let service = hyper::service::service_fn(move |req| {
-                    let (source, history) = (source.clone(), history.clone());
-                    async move { Ok::<_, Infallible>(handle(source.as_ref(), &history, req).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                conns.spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "admin connection ended with an error");
-                    }
-                });
+    let sampler = {
+        let (source, history) = (source.clone(), history.clone());
+        tokio::spawn(async move {
+            let mut sample = tokio::time::interval_at(
+                tokio::time::Instant::now() + HISTORY_INTERVAL,
+                HISTORY_INTERVAL,
+            );
+            sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                sample.tick().await;
+                history.record(source.metrics());
             }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            // Also taken when the AdminServer is dropped without stop().
-            _ = &mut shutdown => break,
-        }
+        })
+    };
+    // `shutdown` also resolves when the AdminServer is dropped without stop().
+    while let Some((stream, peer)) =
+        crate::serve::next_connection(&listener, &mut shutdown, "admin").await
+    {
+        while conns.try_join_next().is_some() {}
+        let (source, history) = (source.clone(), history.clone());
+        let service = hyper::service::service_fn(move |req| {
+            let (source, history) = (source.clone(), history.clone());
+            async move { Ok::<_, Infallible>(handle(source.as_ref(), &history, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        conns.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+            }
+        });
     }
+    sampler.abort();
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await

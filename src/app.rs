@@ -38,6 +38,7 @@ use crate::config::{
     S3Secret, CONFIG_FILE,
 };
 use crate::crypto::{CryptoError, RootKey};
+use crate::erasure::Scheme;
 use crate::meta::{Meta, MetaError};
 use crate::metrics::{Metrics, Reason};
 use crate::nodes::protocol::NodeToken;
@@ -512,7 +513,7 @@ pub async fn open_transfers(
 struct AdminView {
     transfers: Arc<Transfers>,
     meta: Meta,
-    scheme: String,
+    scheme: Scheme,
     replication: ReplicationMode,
     orphan_grace: Option<std::time::Duration>,
     orphan_scan_interval: std::time::Duration,
@@ -645,7 +646,7 @@ impl AdminSource for AdminView {
                 replication,
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 uptime_secs: self.transfers.metrics().uptime().as_secs(),
-                scheme: self.scheme.clone(),
+                scheme: self.scheme,
                 limits: LimitsReport {
                     max_connections: limits.max_connections as u64,
                     max_per_node: limits.max_connections_per_node as u64,
@@ -752,7 +753,7 @@ impl Gateway {
                     Arc::new(AdminView {
                         transfers: transfers.clone(),
                         meta: meta.clone(),
-                        scheme: cfg.storage.scheme.to_string(),
+                        scheme: cfg.storage.scheme,
                         replication: cfg.metadata.replication,
                         orphan_grace: cfg.storage.orphan_grace,
                         orphan_scan_interval: cfg.storage.orphan_scan_interval,

@@ -431,12 +431,7 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
-            scheme: Scheme {
-                minimum: 4,
-                repair: 5,
-                success: 6,
-                total: 6,
-            },
+            scheme: Scheme::default(),
             segment_size: 64 << 20,
             inline_limit: 4096,
             block_size: 64 << 10,
@@ -1257,7 +1252,9 @@ fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
     let d = StorageConfig::default();
     let scheme = match raw.scheme {
         None => d.scheme,
-        Some(s) => parse_scheme(&s).map_err(|r| ConfigError::new("storage.scheme", r))?,
+        Some(s) => s
+            .parse::<Scheme>()
+            .map_err(|r| ConfigError::new("storage.scheme", r))?,
     };
     let block_size = raw.block_size.map_or(u64::from(d.block_size), |b| b.0);
     if !(1024..=(16 << 20)).contains(&block_size) {
@@ -1347,29 +1344,6 @@ fn storage_from_raw(raw: RawStorage) -> Result<StorageConfig, ConfigError> {
         orphan_scan_interval,
         orphan_max_share,
     })
-}
-
-/// Parses Storj notation `minimum/repair/success/total`, e.g. `4/5/6/6`.
-pub fn parse_scheme(s: &str) -> Result<Scheme, String> {
-    let parts: Vec<&str> = s.split('/').collect();
-    let nums: Vec<u16> = parts
-        .iter()
-        .map(|p| p.trim().parse::<u16>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("{s:?} is not minimum/repair/success/total, e.g. \"4/5/6/6\""))?;
-    let [minimum, repair, success, total] = nums[..] else {
-        return Err(format!(
-            "{s:?} is not minimum/repair/success/total, e.g. \"4/5/6/6\""
-        ));
-    };
-    let scheme = Scheme {
-        minimum,
-        repair,
-        success,
-        total,
-    };
-    scheme.validate()?;
-    Ok(scheme)
 }
 
 const EMBEDDED_HEADER: &str = r#"# gateway configuration, written at first start (see config/example.toml for every field).

@@ -144,7 +144,7 @@ enum Command {
         #[arg(long, conflicts_with = "size")]
         dir: Option<PathBuf>,
         /// Scheme minimum/repair/success/total (default: the configuration's).
-        #[arg(long, value_parser = gateway::config::parse_scheme)]
+        #[arg(long, value_parser = |s: &str| s.parse::<gateway::erasure::Scheme>())]
         scheme: Option<gateway::erasure::Scheme>,
         /// Number of nodes (default: the configuration's).
         #[arg(long)]

@@ -64,7 +64,7 @@ impl DataSet {
 /// What uploading a [`DataSet`] costs (see the module doc).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Plan {
-    pub scheme: String,
+    pub scheme: crate::erasure::Scheme,
     pub nodes: usize,
     pub objects: u64,
     pub inline_objects: u64,
@@ -136,7 +136,7 @@ pub fn plan(
     let uplink = uplink.max(1);
     let max_connections = limits.max_connections as u64;
     Plan {
-        scheme: storage.scheme.to_string(),
+        scheme: storage.scheme,
         nodes,
         objects: data.sizes.len() as u64,
         inline_objects: inline,
@@ -224,9 +224,7 @@ pub fn render(p: &Plan) -> String {
     );
     out.push_str(&format!(
         "scheme {} over {} nodes: any {} of each segment's pieces rebuild it\n",
-        p.scheme,
-        p.nodes,
-        p.scheme.split('/').next().unwrap_or("?"),
+        p.scheme, p.nodes, p.scheme.minimum,
     ));
     out.push_str(&format!(
         "  upstream      {} ({:.2}× the data: every piece of every segment)\n",
@@ -253,12 +251,7 @@ pub fn render(p: &Plan) -> String {
             "  cost          at least {cost:.2} per month for what is kept on the nodes\n"
         ));
     }
-    let success: u64 = p
-        .scheme
-        .split('/')
-        .nth(2)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let success = u64::from(p.scheme.success);
     if (p.nodes as u64) < success {
         out.push_str(&format!(
             "  WARNING: {} nodes cannot hold the {success} pieces an upload needs on different nodes\n",
@@ -274,7 +267,7 @@ mod tests {
 
     fn storage(scheme: &str) -> StorageConfig {
         StorageConfig {
-            scheme: crate::config::parse_scheme(scheme).unwrap(),
+            scheme: scheme.parse().unwrap(),
             ..StorageConfig::default()
         }
     }

@@ -160,5 +160,5 @@ fn format_ms(ms: i64) -> String {
     if ms <= 0 {
         return "unknown".into();
     }
-    crate::s3::xml::time::format_iso8601_millis(ms)
+    crate::timestamp::format_iso8601_millis(ms)
 }

@@ -63,6 +63,57 @@ impl Scheme {
     }
 }
 
+/// The embedded default, 4/5/6/6: any 4 of 6 pieces rebuild a segment, repair below 5.
+impl Default for Scheme {
+    fn default() -> Self {
+        Scheme {
+            minimum: 4,
+            repair: 5,
+            success: 6,
+            total: 6,
+        }
+    }
+}
+
+/// Storj notation `minimum/repair/success/total`, e.g. `4/5/6/6`, validated.
+impl std::str::FromStr for Scheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Scheme, String> {
+        let malformed = || format!("{s:?} is not minimum/repair/success/total, e.g. \"4/5/6/6\"");
+        let nums: Vec<u16> = s
+            .split('/')
+            .map(|p| p.trim().parse::<u16>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| malformed())?;
+        let [minimum, repair, success, total] = nums[..] else {
+            return Err(malformed());
+        };
+        let scheme = Scheme {
+            minimum,
+            repair,
+            success,
+            total,
+        };
+        scheme.validate()?;
+        Ok(scheme)
+    }
+}
+
+/// In JSON (the admin API) a scheme is its Storj notation string.
+impl serde::Serialize for Scheme {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scheme {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::fmt::Display for Scheme {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -249,33 +249,20 @@ async fn serve(
     let builder = Arc::new(builder);
     // Connections live in this set so that aborting the server task (`kill`) drops them all.
     let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                // Watched from accept on, so a graceful stop also waits for (bounded) handshakes.
-                let conn = connection(
-                    stream,
-                    peer,
-                    state.clone(),
-                    builder.clone(),
-                    tls.clone(),
-                    graceful.watcher(),
-                );
-                conns.spawn(conn);
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = &mut shutdown => break,
-        }
+    while let Some((stream, peer)) =
+        crate::serve::next_connection(&listener, &mut shutdown, "node").await
+    {
+        while conns.try_join_next().is_some() {}
+        // Watched from accept on, so a graceful stop also waits for (bounded) handshakes.
+        let conn = connection(
+            stream,
+            peer,
+            state.clone(),
+            builder.clone(),
+            tls.clone(),
+            graceful.watcher(),
+        );
+        conns.spawn(conn);
     }
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())

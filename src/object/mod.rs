@@ -46,7 +46,7 @@ use crate::meta::{
 };
 use crate::nodes::NodeError;
 use crate::transfer::download::FaultKind;
-use crate::transfer::{PieceFault, Transfers};
+use crate::transfer::{PieceFault, TransferError, Transfers};
 
 pub use conditions::{Conditions, Outcome as ConditionOutcome};
 pub use copy::{CopyObject, CopyOutcome, MetadataDirective, TaggingDirective};
@@ -164,27 +164,9 @@ pub enum ObjectError {
     InvalidPart(u32),
     #[error("part {0} is smaller than the minimum allowed size")]
     EntityTooSmall(u32),
-    #[error("segment {segment}: only {durable} of the {needed} required pieces became durable: {causes}")]
-    NotEnoughDurable {
-        segment: u32,
-        durable: usize,
-        needed: usize,
-        causes: String,
-    },
-    #[error("segment {segment}: only {usable} of {nodes} nodes can take a piece, {needed} needed ({causes})")]
-    NotEnoughNodes {
-        segment: u32,
-        usable: usize,
-        needed: usize,
-        nodes: usize,
-        causes: String,
-    },
-    /// The queue for node connections is full, or a request waited in it for
-    /// `limits.queue_wait`: the client should retry later.
-    #[error("gateway busy: {0}")]
-    Busy(String),
-    #[error("segment {segment}: not enough intact pieces to read ({causes})")]
-    NotEnoughPieces { segment: u32, causes: String },
+    /// Moving pieces to or from the nodes failed (too few nodes, pieces or connection slots).
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
     /// Sync replication: the write is committed but its metadata is not on the nodes yet.
     #[error("metadata replication: {0}")]
     NotReplicated(String),

@@ -155,7 +155,7 @@ impl Collector {
     async fn round(&mut self, inner: &Arc<Inner>) {
         let t = &inner.transfers;
         for index in 0..t.node_count() {
-            let node = t.slot(index).id().to_string();
+            let node = t.node(index).id().to_string();
             if t.is_offline(index) {
                 continue;
             }
@@ -168,7 +168,7 @@ impl Collector {
         }
         // Nodes no longer configured are forgotten.
         let configured: Vec<String> = (0..t.node_count())
-            .map(|i| t.slot(i).id().to_string())
+            .map(|i| t.node(i).id().to_string())
             .collect();
         self.nodes.retain(|n, _| configured.contains(n));
     }
@@ -210,7 +210,7 @@ async fn collect_node(
     candidates: &mut HashMap<PieceId, Candidate>,
 ) -> Result<(), String> {
     let t = &inner.transfers;
-    let node = t.slot(index).id().to_string();
+    let node = t.node(index).id().to_string();
     let scan_started_ms = now_ms();
     let mut rewrites_seen = t.in_flight().rewrites_done();
     let mut expected = expected_on(inner, index).await?;
@@ -436,7 +436,7 @@ async fn expected_on(inner: &Arc<Inner>, index: usize) -> Result<Expected, Strin
             }
         }
     }
-    let node = t.slot(index).id().to_string();
+    let node = t.node(index).id().to_string();
     let mut after = None;
     loop {
         let page = inner

@@ -38,6 +38,7 @@ use crate::nodes::PieceWriter;
 use crate::transfer::download::{Fetch, SegmentReads};
 use crate::transfer::health::Rank;
 use crate::transfer::limits::TokenBucket;
+use crate::transfer::TransferError;
 
 /// Ciphertext bytes per group of stripes read and re-encoded at once.
 const GROUP_BYTES: u64 = 4 << 20;
@@ -166,12 +167,12 @@ impl ObjectLayer {
         let t = &self.inner.transfers;
         (0..t.node_count())
             .filter(|&i| {
-                t.slot(i)
+                t.node(i)
                     .health
                     .down_for()
                     .is_some_and(|d| d >= offline_after)
             })
-            .map(|i| t.slot(i).id().to_string())
+            .map(|i| t.node(i).id().to_string())
             .collect()
     }
 
@@ -317,17 +318,18 @@ impl ObjectLayer {
         let written = rebuild(inner, stream_id, segment, &src, &plan, pace).await?;
         if written.is_empty() {
             // Every planned write failed: a failure of this repair, not "nothing to do".
-            return Err(ObjectError::NotEnoughDurable {
+            return Err(TransferError::NotEnoughDurable {
                 segment,
                 durable: 0,
                 needed: plan.writes.len(),
                 causes: "no repaired piece could be written (the node errors are in the log)"
                     .into(),
-            });
+            }
+            .into());
         }
         let new: Vec<PieceRecord> = written
             .iter()
-            .map(|w| PieceRecord::new(w.number, inner.transfers.slot(w.node).id()))
+            .map(|w| PieceRecord::new(w.number, inner.transfers.node(w.node).id()))
             .collect();
         let switched = inner
             .meta
@@ -347,7 +349,7 @@ impl ObjectLayer {
                 .map(|s| s.pieces)
                 .unwrap_or_default();
             for w in &written {
-                let node = inner.transfers.slot(w.node).id();
+                let node = inner.transfers.node(w.node).id();
                 if current
                     .iter()
                     .any(|p| p.number == w.number && p.node == node)
@@ -377,7 +379,7 @@ impl ObjectLayer {
             let moved = new
                 .iter()
                 .any(|p| p.number == old.number && p.node != old.node);
-            if moved && inner.transfers.slot(i).draining() {
+            if moved && inner.transfers.node(i).draining() {
                 if let Err(e) = inner
                     .transfers
                     .delete_piece(&old.node, &stream_id.0, segment, old.number)
@@ -475,24 +477,24 @@ fn plan(inner: &Inner, src: &RepairSource, excluded: &HashSet<String>) -> Plan {
     let mut per_domain: HashMap<String, usize> = HashMap::new();
     for p in &good {
         if let Some(i) = t.index_of(&p.node) {
-            *per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
+            *per_domain.entry(t.node(i).domain.clone()).or_insert(0) += 1;
         }
     }
     let cap = t.max_per_domain;
     // Backed-off nodes are tried last (the preference order), not skipped: a node that just
     // came back is still backed off from its outage.
     let writable = |i: usize| {
-        t.slot(i).health.rank() != Rank::Offline && !t.slot(i).draining() && usable(t.slot(i).id())
+        t.node(i).health.rank() != Rank::Offline && !t.node(i).draining() && usable(t.node(i).id())
     };
     let mut taken: HashSet<usize> = HashSet::new();
     let mut order: Vec<usize> = t
         .preference_order()
         .unwrap_or_else(|_| (0..t.node_count()).collect());
-    order.retain(|&i| writable(i) && !holding.contains(t.slot(i).id()));
+    order.retain(|&i| writable(i) && !holding.contains(t.node(i).id()));
     let mut writes = Vec::new();
     for (number, old_node) in numbers {
         let room = |per_domain: &HashMap<String, usize>, i: usize| {
-            cap.is_none_or(|c| per_domain.get(&t.slot(i).domain).copied().unwrap_or(0) < c)
+            cap.is_none_or(|c| per_domain.get(&t.node(i).domain).copied().unwrap_or(0) < c)
         };
         // The bad piece's own node first: the new piece replaces it under the same id.
         let own = old_node
@@ -506,7 +508,7 @@ fn plan(inner: &Inner, src: &RepairSource, excluded: &HashSet<String>) -> Plan {
         });
         let Some(i) = pick else { break };
         taken.insert(i);
-        *per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
+        *per_domain.entry(t.node(i).domain.clone()).or_insert(0) += 1;
         writes.push((number, i));
     }
     Plan {
@@ -573,7 +575,7 @@ async fn rebuild(
             .map_err(|e| ObjectError::Internal(e.to_string()))?;
         let id = t.piece_id(node, &stream_id.0, segment, number);
         let started = Instant::now();
-        match t.slot(node).store.create(id).await {
+        match t.node(node).store.create(id).await {
             Ok(w) => outs.push(Out {
                 number,
                 node,
@@ -584,7 +586,7 @@ async fn rebuild(
             }),
             Err(e) => {
                 t.record(node, NodeOp::Put, started, Err(&e));
-                tracing::warn!(node = t.slot(node).id(), error = %e, "repair could not write to a node");
+                tracing::warn!(node = t.node(node).id(), error = %e, "repair could not write to a node");
             }
         }
     }
@@ -663,7 +665,7 @@ async fn rebuild(
                 bytes: o.sent,
             }),
             Err(e) => {
-                tracing::warn!(node = t.slot(o.node).id(), error = %e, "repaired piece did not commit")
+                tracing::warn!(node = t.node(o.node).id(), error = %e, "repaired piece did not commit")
             }
         }
     }
@@ -713,7 +715,7 @@ async fn send_one(
         }
         Err(e) => {
             t.record(o.node, NodeOp::Put, o.started, Err(&e));
-            tracing::warn!(node = t.slot(o.node).id(), error = %e, "repair lost a node mid-piece");
+            tracing::warn!(node = t.node(o.node).id(), error = %e, "repair lost a node mid-piece");
             if let Some(w) = o.writer.take() {
                 w.abort().await;
             }

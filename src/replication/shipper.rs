@@ -1,5 +1,5 @@
 //! The shipper: the background task that puts committed changes and snapshots on the nodes,
-//! and the [`SyncGate`] that makes sync mode wait for it.
+//! and what makes sync mode wait for it ([`Replicator`]).
 //!
 //! One task does everything, in order: ship every unshipped change as the next log batch;
 //! when none is left and a snapshot is due, take one, write its parts, then the head record

@@ -1,6 +1,6 @@
 //! Request and response bodies.
 //!
-//! [`pump_request_body`] moves a request body into the object layer's [`BodyReceiver`]
+//! [`pump_request_body`] moves a request body into the object layer's [`BodyReceiver`](crate::object::BodyReceiver)
 //! channel, decoding `aws-chunked` framing (each chunk's signature verified before its bytes
 //! are forwarded) and checking the declared payload hash and lengths. `BodyEvent::End` is sent
 //! only after every check passed, so the object layer never commits a body that failed one:
@@ -347,7 +347,7 @@ pub async fn read_small_body(
 }
 
 fn chunked_error(e: &super::auth::ChunkedError) -> S3Error {
-    S3Error::new(super::error::code_from_str(e.s3_code()), e.to_string())
+    S3Error::new(e.s3_code(), e.to_string())
 }
 
 /// The response body: a whole buffer, or a stream of plaintext from the object layer.

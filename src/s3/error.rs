@@ -335,16 +335,6 @@ impl fmt::Display for S3Error {
 
 impl std::error::Error for S3Error {}
 
-/// The code named `s` (as produced by other modules' `s3_code()`); unknown names map to
-/// InternalError so a typo can never turn into a success.
-pub fn code_from_str(s: &str) -> S3ErrorCode {
-    S3ErrorCode::ALL
-        .iter()
-        .copied()
-        .find(|c| c.as_str() == s)
-        .unwrap_or(S3ErrorCode::InternalError)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

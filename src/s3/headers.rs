@@ -6,7 +6,6 @@ use http::HeaderValue;
 
 use super::error::{S3Error, S3ErrorCode};
 use super::router::decode_path;
-use super::xml;
 use crate::checksum::ChecksumAlgorithm;
 use crate::meta::{ObjectRecord, Precondition};
 use crate::object::Conditions;
@@ -148,7 +147,7 @@ fn parse_etags(v: &str) -> Vec<String> {
 
 fn parse_time(h: &HeaderMap, name: &str) -> Option<i64> {
     // An unparseable date is ignored, as HTTP prescribes.
-    header_str(h, name).and_then(|v| xml::time::parse_http_date(v.trim()).ok())
+    header_str(h, name).and_then(|v| crate::timestamp::parse_http_date(v.trim()).ok())
 }
 
 /// `If-*` headers (prefix "") or copy-source conditions (prefix "x-amz-copy-source-").
@@ -245,7 +244,7 @@ pub fn object_headers(h: &mut HeaderMap, rec: &ObjectRecord, checksum_mode: bool
     insert(
         h,
         header::LAST_MODIFIED,
-        &xml::time::format_http_date(rec.last_modified_ms.div_euclid(1000)),
+        &crate::timestamp::format_http_date(rec.last_modified_ms.div_euclid(1000)),
     );
     insert(
         h,

@@ -227,7 +227,7 @@ pub(super) async fn list_object_versions(
         out.push_str(&format!(
             "<Version><Key>{}</Key><VersionId>null</VersionId><IsLatest>true</IsLatest><LastModified>{}</LastModified><ETag>&quot;{}&quot;</ETag><Size>{}</Size><Owner><ID>{}</ID><DisplayName>{}</DisplayName></Owner><StorageClass>STANDARD</StorageClass></Version>",
             enc(&o.key),
-            xml::time::format_iso8601_millis(o.last_modified_ms),
+            crate::timestamp::format_iso8601_millis(o.last_modified_ms),
             xml::escape_text(&o.etag),
             o.size,
             xml::escape_text(&owner.id),

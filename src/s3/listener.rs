@@ -370,20 +370,10 @@ where
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
     tokio::pin!(shutdown);
-    'accept: loop {
+    'accept: while let Some((stream, peer)) =
+        crate::serve::next_connection(&listener, &mut shutdown, "s3").await
+    {
         while tasks.try_join_next().is_some() {}
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
         // A connection slot for it: at the cap, close the idlest connection and wait for its
         // slot (or any other) to come back.
         // Until one comes back, the idlest connection is asked again every 100 ms: a
@@ -411,7 +401,6 @@ where
                 }
             }
         };
-        let _ = stream.set_nodelay(true);
         let id = next_id;
         next_id += 1;
         let state = Arc::new(ConnState {

@@ -1,7 +1,7 @@
 //! The S3 HTTP surface: listener, routing, authentication, XML bodies and errors.
 //!
 //! [`S3Service::handle`] is the whole request path: authenticate (SigV4, header or query),
-//! route to an [`router::Endpoint`], call one thin handler that translates to the object layer
+//! route to an [`router::Op`], call one thin handler that translates to the object layer
 //! and back, and turn any error into S3's XML error document. Nothing else lives here.
 
 pub mod auth;
@@ -32,9 +32,10 @@ use tokio::net::TcpListener;
 
 use self::auth::{AuthError, Credentials, Verified};
 use self::body::ResponseBody;
-use self::error::{code_from_str, S3Error};
+use self::error::S3Error;
 use self::router::{Op, Query};
 use crate::object::{ObjectError, ObjectLayer};
+use crate::transfer::TransferError;
 
 /// Settings of the S3 listener.
 #[derive(Clone)]
@@ -256,7 +257,7 @@ fn request_id() -> String {
 }
 
 fn auth_error(e: &AuthError) -> S3Error {
-    S3Error::new(code_from_str(e.s3_code()), e.to_string())
+    S3Error::new(e.s3_code(), e.to_string())
 }
 
 fn error_response(e: &S3Error, resource: &str, request_id: &str, is_head: bool) -> HttpResponse {
@@ -332,15 +333,19 @@ pub(crate) fn object_error(e: ObjectError, bucket: &str, key: &str) -> S3Error {
             C::EntityTooSmall,
             format!("Your proposed upload is smaller than the minimum allowed object size. (part {n})"),
         ),
-        ObjectError::Busy(why) => S3Error::new(C::SlowDown, "Please reduce your request rate.")
-            .with_cause(why)
-            .with_header(
-                http::header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            ),
-        e @ (ObjectError::NotEnoughDurable { .. }
-        | ObjectError::NotEnoughNodes { .. }
-        | ObjectError::NotEnoughPieces { .. }
+        ObjectError::Transfer(TransferError::Busy(why)) => {
+            S3Error::new(C::SlowDown, "Please reduce your request rate.")
+                .with_cause(why)
+                .with_header(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                )
+        }
+        e @ (ObjectError::Transfer(
+            TransferError::NotEnoughDurable { .. }
+            | TransferError::NotEnoughNodes { .. }
+            | TransferError::NotEnoughPieces { .. },
+        )
         | ObjectError::NotReplicated(_)) => {
             // A clear 5xx naming the cause; node ids are not secret in a single-tenant setup.
             S3Error::new(C::ServiceUnavailable, e.to_string())

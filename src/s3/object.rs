@@ -149,7 +149,7 @@ pub(super) async fn get_object(
             insert(
                 hm,
                 header::LAST_MODIFIED,
-                &xml::time::format_http_date(rec.last_modified_ms.div_euclid(1000)),
+                &crate::timestamp::format_http_date(rec.last_modified_ms.div_euclid(1000)),
             );
             return Ok(resp);
         }

@@ -2,7 +2,7 @@
 //!
 //! Path style (`/bucket/key`) and virtual-host style (`bucket.<domain>/key`, for the
 //! configured domains) are both accepted. Any sub-resource we do not implement is routed to
-//! [`Endpoint::NotImplemented`] so it answers 501 rather than being mistaken for a plain GET or
+//! [`Op::NotImplemented`] so it answers 501 rather than being mistaken for a plain GET or
 //! PUT of an object.
 
 use super::error::{S3Error, S3ErrorCode};

@@ -1,5 +1,5 @@
-//! S3 XML bodies: response writers, request readers ([`read`], re-exported here) and the
-//! timestamp formats S3 uses ([`time`]).
+//! S3 XML bodies: response writers and request readers ([`read`], re-exported here);
+//! timestamps are formatted by [`crate::timestamp`].
 //!
 //! Writer contract:
 //! - Every response document is `<?xml version="1.0" encoding="UTF-8"?>\n` followed by one root
@@ -24,7 +24,6 @@ use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
 
 pub mod read;
-pub mod time;
 
 pub use read::{
     parse_complete_multipart_upload, parse_create_bucket_configuration, parse_delete,
@@ -141,7 +140,7 @@ impl Doc {
     }
 
     fn time(&mut self, tag: &str, epoch_millis: i64) {
-        self.text(tag, &time::format_iso8601_millis(epoch_millis));
+        self.text(tag, &crate::timestamp::format_iso8601_millis(epoch_millis));
     }
 
     fn owner(&mut self, tag: &str, owner: &Owner) {

@@ -31,13 +31,13 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 use super::health::Rank;
+use super::TransferError;
 use super::Transfers;
 use crate::erasure::piece::verify_record;
 use crate::erasure::{Layout, PieceHeader, PIECE_HEADER_LEN};
 use crate::meta::PieceRecord;
 use crate::metrics::{NodeOp, Reason};
 use crate::nodes::NodeError;
-use crate::object::ObjectError;
 
 /// What is wrong with a stored piece.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -263,7 +263,7 @@ impl Transfers {
         g0: u64,
         g1: u64,
         reads: &mut SegmentReads,
-    ) -> Result<Stripes, ObjectError> {
+    ) -> Result<Stripes, TransferError> {
         let k = f.layout.k;
         let count = (g1 - g0 + 1) as usize;
         let mut causes = Vec::new();
@@ -280,7 +280,7 @@ impl Transfers {
         }
         // Pieces known bad (missing, corrupt, lost) last: tried only if the others fall short.
         candidates.sort_by_key(|&(i, number, ok)| {
-            (!ok, self.slot(i).health.rank() >= Rank::Backoff, number)
+            (!ok, self.node(i).health.rank() >= Rank::Backoff, number)
         });
         let mut candidates = candidates.into_iter().map(|(i, number, _)| (i, number));
         let mut running = JoinSet::new();
@@ -319,8 +319,8 @@ impl Transfers {
                 done = running.join_next() => {
                     let Some(done) = done else { break };
                     let (number, node, result) =
-                        done.map_err(|e| ObjectError::Internal(e.to_string()))?;
-                    let node = self.slot(node).id();
+                        done.map_err(|e| TransferError::Internal(e.to_string()))?;
+                    let node = self.node(node).id();
                     match result {
                         Ok(chunks) => {
                             if let Some(damage) = &chunks.damage {
@@ -380,13 +380,13 @@ impl Transfers {
         // Overload only when the reads that waited in vain could have made up the shortfall;
         // pieces really missing or corrupt beyond that are reported as such.
         if busy > 0 && busy >= k.saturating_sub(fewest) {
-            return Err(ObjectError::Busy(format!(
+            return Err(TransferError::Busy(format!(
                 "reading stripe {}: {}",
                 g0 + worst as u64,
                 causes.join("; ")
             )));
         }
-        Err(ObjectError::NotEnoughPieces {
+        Err(TransferError::NotEnoughPieces {
             segment: f.segment,
             causes: format!(
                 "stripe {}: {} of {} needed chunks intact; {}",
@@ -436,12 +436,12 @@ impl Transfers {
         };
         self.pace_down(len).await;
         let started = Instant::now();
-        let r = self.slot(node).store.read(id, offset, len).await;
+        let r = self.node(node).store.read(id, offset, len).await;
         self.record(node, NodeOp::Get, started, r.as_ref().map(|_| ()));
         drop(conn);
         let bytes = r?;
         self.metrics
-            .node_received(self.slot(node).id(), reason, bytes.len() as u64);
+            .node_received(self.node(node).id(), reason, bytes.len() as u64);
         if bytes.len() as u64 != len {
             return Err(ReadFailure {
                 fault: Some(FaultKind::Corrupt),

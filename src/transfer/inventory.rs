@@ -34,7 +34,7 @@ impl Transfers {
 
     /// Whether node `index` could not be opened at start (every request to it fails).
     pub(crate) fn is_offline(&self, index: usize) -> bool {
-        self.slot(index).health.rank() == super::health::Rank::Offline
+        self.node(index).health.rank() == super::health::Rank::Offline
     }
 
     /// Up to `limit` piece ids of node `index` after `after`, in byte order; fewer than
@@ -47,7 +47,7 @@ impl Transfers {
     ) -> Result<Vec<PieceId>, NodeError> {
         let _conn = self.connect(index).await?;
         let started = Instant::now();
-        let r = self.slot(index).store.list(after, limit).await;
+        let r = self.node(index).store.list(after, limit).await;
         self.record(index, NodeOp::List, started, r.as_ref().map(|_| ()));
         r
     }
@@ -56,7 +56,7 @@ impl Transfers {
     pub(crate) async fn piece_size(&self, index: usize, id: PieceId) -> Result<u64, NodeError> {
         let _conn = self.connect(index).await?;
         let started = Instant::now();
-        let r = self.slot(index).store.size(id).await;
+        let r = self.node(index).store.size(id).await;
         self.record(index, NodeOp::Get, started, r.as_ref().map(|_| ()));
         r
     }
@@ -68,14 +68,14 @@ impl Transfers {
         id: PieceId,
     ) -> Result<PieceProbe, NodeError> {
         let _conn = self.connect(index).await?;
-        let store = &self.slot(index).store;
+        let store = &self.node(index).store;
         let started = Instant::now();
         let head = store.read(id, 0, PROBE_LEN).await;
         let magic = match head {
             Ok(b) => {
                 self.record(index, NodeOp::Get, started, Ok(()));
                 self.metrics
-                    .node_received(self.slot(index).id(), Reason::Delete, b.len() as u64);
+                    .node_received(self.node(index).id(), Reason::Delete, b.len() as u64);
                 let mut m = [0u8; PROBE_LEN as usize];
                 m.copy_from_slice(&b[..PROBE_LEN as usize]);
                 Some(m)

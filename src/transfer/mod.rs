@@ -39,6 +39,42 @@ use limits::Rate;
 pub use download::{FaultKind, PieceFault};
 pub use upload::{SegmentUpload, Target, UploadedSegment};
 
+/// Why moving pieces to or from the nodes failed. The object layer wraps it
+/// (`ObjectError::Transfer`); the S3 layer answers `Busy` with SlowDown and a Retry-After, the
+/// `NotEnough*` cases with ServiceUnavailable naming the cause, the rest with InternalError.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("segment {segment}: only {durable} of the {needed} required pieces became durable: {causes}")]
+    NotEnoughDurable {
+        segment: u32,
+        durable: usize,
+        needed: usize,
+        causes: String,
+    },
+    #[error("segment {segment}: only {usable} of {nodes} nodes can take a piece, {needed} needed ({causes})")]
+    NotEnoughNodes {
+        segment: u32,
+        usable: usize,
+        needed: usize,
+        nodes: usize,
+        causes: String,
+    },
+    #[error("segment {segment}: not enough intact pieces to read ({causes})")]
+    NotEnoughPieces { segment: u32, causes: String },
+    /// The queue for node connections or memory is full, or a request waited in it for
+    /// `limits.queue_wait`: the client should retry later.
+    #[error("gateway busy: {0}")]
+    Busy(String),
+    #[error("gateway is shutting down")]
+    ShuttingDown,
+    /// The random source failed (node order shuffling).
+    #[error("random source: {0}")]
+    Random(#[from] crate::crypto::CryptoError),
+    /// A task of the transfer failed (a panic) or its bookkeeping broke.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
 /// A configured node as the application opened it.
 pub struct NodeSpec {
     pub store: Arc<dyn NodeStore>,
@@ -52,7 +88,9 @@ pub struct NodeSpec {
     pub offline: Option<String>,
 }
 
-pub(crate) struct NodeSlot {
+/// What the transfer layer keeps of one configured node: its store, health, connection
+/// permits (its connection slots) and state.
+pub(crate) struct NodeHandle {
     pub store: Arc<dyn NodeStore>,
     pub id_key: [u8; 32],
     pub kind: String,
@@ -66,7 +104,7 @@ pub(crate) struct NodeSlot {
     space_busy: Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl NodeSlot {
+impl NodeHandle {
     pub fn id(&self) -> &str {
         self.store.id()
     }
@@ -87,7 +125,7 @@ pub struct NodeView {
 }
 
 pub struct Transfers {
-    nodes: Vec<NodeSlot>,
+    nodes: Vec<NodeHandle>,
     by_id: HashMap<String, usize>,
     limits: LimitsConfig,
     pub(crate) max_per_domain: Option<usize>,
@@ -157,12 +195,12 @@ impl Transfers {
         max_per_domain: Option<u16>,
         metrics: Arc<Metrics>,
     ) -> Arc<Transfers> {
-        let nodes: Vec<NodeSlot> = specs
+        let nodes: Vec<NodeHandle> = specs
             .into_iter()
             .map(|s| {
                 metrics.add_node(s.store.id());
                 metrics.set_node_up(s.store.id(), s.offline.is_none());
-                NodeSlot {
+                NodeHandle {
                     id_key: root.piece_id_key(s.store.id()),
                     store: s.store,
                     kind: s.kind,
@@ -203,19 +241,15 @@ impl Transfers {
     /// Reserves `bytes` of the memory budget for transfers (`limits.memory`, shared by uploads
     /// and downloads; a request needing more than all of it takes all of it), waiting in the
     /// queue for node connections: bounded by
-    /// `limits.queue_depth`, and told to come back later ([`ObjectError::Busy`]) when the
+    /// `limits.queue_depth`, and told to come back later ([`TransferError::Busy`]) when the
     /// queue has not moved (no reservation granted or given back) for `limits.queue_wait`. A
     /// queue that moves is waited through: a backlog finishes rather than fails.
-    pub async fn reserve_memory(
-        &self,
-        bytes: usize,
-    ) -> Result<MemoryReservation, crate::object::ObjectError> {
-        use crate::object::ObjectError;
+    pub async fn reserve_memory(&self, bytes: usize) -> Result<MemoryReservation, TransferError> {
         let kib = u32::try_from(bytes.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, self.memory_kib);
         let Some(queued) = self.join_queue() else {
-            return Err(ObjectError::Busy(format!(
+            return Err(TransferError::Busy(format!(
                 "{} requests already wait for memory or node connections",
                 self.limits.queue_depth
             )));
@@ -234,11 +268,11 @@ impl Transfers {
                         moves: self.memory_moves.clone(),
                     });
                 }
-                Ok(Err(_)) => break Err(ObjectError::Internal("gateway is shutting down".into())),
+                Ok(Err(_)) => break Err(TransferError::ShuttingDown),
                 Err(_) => {
                     let now = self.memory_moves.load(Ordering::Relaxed);
                     if now == seen {
-                        break Err(ObjectError::Busy(format!(
+                        break Err(TransferError::Busy(format!(
                             "the queue for transfer memory (limits.memory) has not moved for {wait:?}"
                         )));
                     }
@@ -286,7 +320,7 @@ impl Transfers {
         self.nodes.len()
     }
 
-    pub(crate) fn slot(&self, index: usize) -> &NodeSlot {
+    pub(crate) fn node(&self, index: usize) -> &NodeHandle {
         &self.nodes[index]
     }
 
@@ -386,7 +420,7 @@ impl Transfers {
 
     /// Takes a global slot and then a slot of node `index`, waiting for both.
     pub(crate) async fn connect(&self, index: usize) -> Result<Conn, NodeError> {
-        let closed = |n: &NodeSlot| NodeError::Unavailable {
+        let closed = |n: &NodeHandle| NodeError::Unavailable {
             node: n.id().to_string(),
             reason: "gateway is shutting down".into(),
         };

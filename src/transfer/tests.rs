@@ -346,7 +346,7 @@ async fn upload_memory_is_reserved_fairly_and_bounded_in_wait_and_depth() {
     // The next one waits, then is told to come back later.
     let started = std::time::Instant::now();
     let e = t.reserve_memory(1 << 20).await.err().unwrap();
-    assert!(matches!(e, crate::object::ObjectError::Busy(_)), "{e}");
+    assert!(matches!(e, TransferError::Busy(_)), "{e}");
     assert!(started.elapsed() >= Duration::from_millis(250));
     // Waiters beyond the queue's depth are refused at once.
     let (t1, t2) = (t.clone(), t.clone());
@@ -355,7 +355,7 @@ async fn upload_memory_is_reserved_fairly_and_bounded_in_wait_and_depth() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = std::time::Instant::now();
     let e = t.reserve_memory(1 << 20).await.err().unwrap();
-    assert!(matches!(e, crate::object::ObjectError::Busy(_)), "{e}");
+    assert!(matches!(e, TransferError::Busy(_)), "{e}");
     assert!(started.elapsed() < Duration::from_millis(100));
     // Freed memory goes to the waiters (two halves of the budget).
     drop(all);
@@ -388,7 +388,7 @@ async fn a_moving_memory_queue_is_waited_through() {
     let _all = t.reserve_memory(16 << 20).await.unwrap();
     let started = tokio::time::Instant::now();
     let e = t.reserve_memory(1 << 20).await.err().unwrap();
-    assert!(matches!(e, crate::object::ObjectError::Busy(_)), "{e}");
+    assert!(matches!(e, TransferError::Busy(_)), "{e}");
     assert_eq!(started.elapsed(), Duration::from_millis(300));
 }
 

@@ -33,11 +33,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::health::Rank;
+use super::TransferError;
 use super::{Conn, Transfers};
 use crate::meta::PieceRecord;
 use crate::metrics::{NodeOp, Reason};
 use crate::nodes::NodeError;
-use crate::object::ObjectError;
 
 /// Batches queued per writer before it counts as lagging.
 const QUEUE_DEPTH: usize = 4;
@@ -110,12 +110,12 @@ struct Spares {
 impl Spares {
     /// Gives up node `failed` and takes the first spare with room in its domain and a free slot.
     fn replace(&mut self, t: &Transfers, failed: usize) -> Option<(usize, OwnedSemaphorePermit)> {
-        if let Some(c) = self.per_domain.get_mut(&t.slot(failed).domain) {
+        if let Some(c) = self.per_domain.get_mut(&t.node(failed).domain) {
             *c = c.saturating_sub(1);
         }
         for pos in 0..self.order.len() {
             let i = self.order[pos];
-            let slot = t.slot(i);
+            let slot = t.node(i);
             let room = self
                 .cap
                 .is_none_or(|cap| self.per_domain.get(&slot.domain).copied().unwrap_or(0) < cap);
@@ -215,12 +215,12 @@ impl SegmentUpload {
         n: usize,
         target: Target,
         header: Bytes,
-    ) -> Result<SegmentUpload, ObjectError> {
+    ) -> Result<SegmentUpload, TransferError> {
         let Target { success, floor } = target;
         let floor = floor.min(success);
-        let shutting = || ObjectError::Internal("gateway is shutting down".into());
+        let shutting = || TransferError::ShuttingDown;
         let wait = t.limits.queue_wait;
-        let busy_error = |why: String| ObjectError::Busy(why);
+        let busy_error = |why: String| TransferError::Busy(why);
         // The queue for connection slots: bounded in length and in time. A body's later
         // segments are not refused for the queue's length (the body is under way and its
         // earlier segments would be lost); they still wait their turn.
@@ -259,7 +259,7 @@ impl SegmentUpload {
         let cap = t.max_per_domain;
         let mut per_domain: HashMap<String, usize> = HashMap::new();
         let room = |per_domain: &HashMap<String, usize>, i: usize| {
-            cap.is_none_or(|cap| per_domain.get(&t.slot(i).domain).copied().unwrap_or(0) < cap)
+            cap.is_none_or(|cap| per_domain.get(&t.node(i).domain).copied().unwrap_or(0) < cap)
         };
         let mut chosen: Vec<(usize, OwnedSemaphorePermit)> = Vec::new();
         let mut busy = Vec::new();
@@ -267,11 +267,11 @@ impl SegmentUpload {
         let mut offline = Vec::new();
         let mut draining = Vec::new();
         for i in t.preference_order()? {
-            if t.slot(i).draining() {
+            if t.node(i).draining() {
                 draining.push(i);
                 continue;
             }
-            if t.slot(i).health.rank() == Rank::Offline {
+            if t.node(i).health.rank() == Rank::Offline {
                 offline.push(i);
                 continue;
             }
@@ -279,9 +279,9 @@ impl SegmentUpload {
                 rest.push_back(i);
                 continue;
             }
-            match t.slot(i).permits.clone().try_acquire_owned() {
+            match t.node(i).permits.clone().try_acquire_owned() {
                 Ok(p) => {
-                    *per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
+                    *per_domain.entry(t.node(i).domain.clone()).or_insert(0) += 1;
                     chosen.push((i, p));
                 }
                 Err(_) => busy.push(i),
@@ -306,10 +306,10 @@ impl SegmentUpload {
                     rest.push_back(i);
                     continue;
                 }
-                let permit = t.slot(i).permits.clone().acquire_owned();
+                let permit = t.node(i).permits.clone().acquire_owned();
                 match tokio::time::timeout_at(deadline, permit).await {
                     Ok(Ok(p)) => {
-                        *per_domain.entry(t.slot(i).domain.clone()).or_insert(0) += 1;
+                        *per_domain.entry(t.node(i).domain.clone()).or_insert(0) += 1;
                         chosen.push((i, p));
                     }
                     _ => busy.push(i),
@@ -328,8 +328,8 @@ impl SegmentUpload {
         if chosen.len() < floor {
             let mut causes = Vec::new();
             for &i in &offline {
-                let why = t.slot(i).health.view().last_error.unwrap_or_default();
-                causes.push(format!("{} offline: {why}", t.slot(i).id()));
+                let why = t.node(i).health.view().last_error.unwrap_or_default();
+                causes.push(format!("{} offline: {why}", t.node(i).id()));
             }
             for &i in &busy {
                 let wait = if waited {
@@ -339,16 +339,16 @@ impl SegmentUpload {
                 };
                 causes.push(format!(
                     "{}: every connection slot busy{wait}",
-                    t.slot(i).id()
+                    t.node(i).id()
                 ));
             }
             for &i in &rest {
-                causes.push(format!("{}: over the failure-domain limit", t.slot(i).id()));
+                causes.push(format!("{}: over the failure-domain limit", t.node(i).id()));
             }
             for &i in &draining {
-                causes.push(format!("{}: draining", t.slot(i).id()));
+                causes.push(format!("{}: draining", t.node(i).id()));
             }
-            return Err(ObjectError::NotEnoughNodes {
+            return Err(TransferError::NotEnoughNodes {
                 segment,
                 usable: chosen.len(),
                 needed: floor,
@@ -373,7 +373,9 @@ impl SegmentUpload {
             // Each writer owns its global slot for as long as it runs (a cancelled writer whose
             // commit is left to land still counts against the limit).
             let Some(global_slot) = global.split(1) else {
-                return Err(ObjectError::Internal("connection slots miscounted".into()));
+                return Err(TransferError::Internal(
+                    "connection slots miscounted".into(),
+                ));
             };
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
             let state = Arc::new(WriterState::default());
@@ -422,13 +424,13 @@ impl SegmentUpload {
 
     /// Hands each writer its record: `records[number]`. Records of pieces without a writer are
     /// dropped.
-    pub async fn send(&mut self, mut records: Vec<Vec<u8>>) -> Result<(), ObjectError> {
+    pub async fn send(&mut self, mut records: Vec<Vec<u8>>) -> Result<(), TransferError> {
         let mut pending = Vec::new();
         let mut accepted = 0;
         for (i, w) in self.writers.iter_mut().enumerate() {
             let Some(tx) = &w.tx else { continue };
             let Some(rec) = records.get_mut(w.number as usize) else {
-                return Err(ObjectError::Internal(format!(
+                return Err(TransferError::Internal(format!(
                     "no record for piece {}",
                     w.number
                 )));
@@ -453,7 +455,7 @@ impl SegmentUpload {
         &mut self,
         pending: Vec<(usize, mpsc::Sender<Msg>, Msg)>,
         mut accepted: usize,
-    ) -> Result<(), ObjectError> {
+    ) -> Result<(), TransferError> {
         let grace = self.t.limits.long_tail_grace;
         let mut waiting: HashSet<usize> = pending.iter().map(|p| p.0).collect();
         let mut set = JoinSet::new();
@@ -482,7 +484,7 @@ impl SegmentUpload {
                             self.writers[i].tx = None;
                         }
                     }
-                    Some(Err(e)) => return Err(ObjectError::Internal(e.to_string())),
+                    Some(Err(e)) => return Err(TransferError::Internal(e.to_string())),
                 },
                 _ = timer => {
                     set.abort_all();
@@ -501,7 +503,7 @@ impl SegmentUpload {
     }
 
     /// Commits every piece; returns once `success` are durable and cancels the rest.
-    pub async fn finish(mut self) -> Result<UploadedSegment, ObjectError> {
+    pub async fn finish(mut self) -> Result<UploadedSegment, TransferError> {
         self.committing = true;
         for w in &mut self.writers {
             if let Some(tx) = w.tx.take() {
@@ -566,7 +568,7 @@ impl SegmentUpload {
                         self.t.sent(*node, Reason::Upload, sent);
                         out.pieces.push(PieceRecord::new(
                             w.number,
-                            self.t.slot(*node).id().to_string(),
+                            self.t.node(*node).id().to_string(),
                         ));
                     } else {
                         // The segment failed: its durable pieces are waste too.
@@ -585,7 +587,7 @@ impl SegmentUpload {
             }
         }
         if !ok {
-            return Err(ObjectError::NotEnoughDurable {
+            return Err(TransferError::NotEnoughDurable {
                 segment: self.segment,
                 durable,
                 needed: self.floor,
@@ -613,7 +615,7 @@ impl SegmentUpload {
 
     /// Stops every writer (no commit was requested yet) and returns the error naming each
     /// piece's fate.
-    async fn fail(&mut self) -> ObjectError {
+    async fn fail(&mut self) -> TransferError {
         let mut causes = Vec::new();
         for w in &mut self.writers {
             w.tx = None;
@@ -629,7 +631,7 @@ impl SegmentUpload {
             }
         }
         self.finished = true;
-        ObjectError::NotEnoughDurable {
+        TransferError::NotEnoughDurable {
             segment: self.segment,
             durable: 0,
             needed: self.floor,
@@ -695,7 +697,7 @@ fn abandon(t: &Arc<Transfers>, w: &mut Writer, stream: [u8; 16], segment: u32) {
             t.sent(node, Reason::LongTail, state.sent.swap(0, Ordering::Relaxed));
             let id = t.piece_id(node, &stream, segment, number);
             if let Err(e) = t.delete_at(node, id).await {
-                tracing::warn!(node = t.slot(node).id(), error = %e, "could not delete a cancelled piece; left for garbage collection");
+                tracing::warn!(node = t.node(node).id(), error = %e, "could not delete a cancelled piece; left for garbage collection");
             }
         }
     });
@@ -710,7 +712,7 @@ fn delete_later(t: &Arc<Transfers>, node: usize, stream: [u8; 16], segment: u32,
     rt.spawn(async move {
         let id = t.piece_id(node, &stream, segment, number);
         if let Err(e) = t.delete_at(node, id).await {
-            tracing::warn!(node = t.slot(node).id(), error = %e, "could not delete an abandoned piece; left for garbage collection");
+            tracing::warn!(node = t.node(node).id(), error = %e, "could not delete an abandoned piece; left for garbage collection");
         }
     });
 }
@@ -763,7 +765,7 @@ impl Job {
             self.state.node.store(node, Ordering::Relaxed);
             self.state.sent.store(0, Ordering::Relaxed);
             let r = self.attempt(node, &mut replay, &mut rx, &mut conn).await;
-            let node_id = self.t.slot(node).id().to_string();
+            let node_id = self.t.node(node).id().to_string();
             match r {
                 // The segment counts the bytes of kept pieces (it knows which are kept).
                 Ok(()) => return Ok(node),
@@ -803,7 +805,7 @@ impl Job {
                         .replace(&self.t, node);
                     match spare {
                         Some((next, p)) => {
-                            tracing::info!(segment = self.segment, piece = self.number, failed = %node_id, spare = self.t.slot(next).id(), "moving piece to a spare node");
+                            tracing::info!(segment = self.segment, piece = self.number, failed = %node_id, spare = self.t.node(next).id(), "moving piece to a spare node");
                             node = next;
                             conn = Some(self.t.conn(node, Some(global), p));
                         }
@@ -841,7 +843,7 @@ impl Job {
             let global = self.t.connections.clone().acquire_owned().await.ok()?;
             let own = self
                 .t
-                .slot(node)
+                .node(node)
                 .permits
                 .clone()
                 .acquire_owned()
@@ -875,7 +877,7 @@ impl Job {
         match tokio::time::timeout(limit, f).await {
             Ok(r) => r,
             Err(_) => Err(NodeError::Unavailable {
-                node: self.t.slot(node).id().to_string(),
+                node: self.t.node(node).id().to_string(),
                 reason: format!("no progress for {limit:?}"),
             }),
         }
@@ -903,7 +905,7 @@ impl Job {
         conn: &mut Option<Conn>,
     ) -> Result<(), Attempt> {
         let t = &self.t;
-        let store = t.slot(node).store.clone();
+        let store = t.node(node).store.clone();
         let id = t.piece_id(node, &self.stream, self.segment, self.number);
         let started = Instant::now();
         let fail = |e: NodeError, committing: bool| {

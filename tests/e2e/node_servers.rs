@@ -356,8 +356,9 @@ async fn full_node_is_refused_and_skipped() {
     assert!(t.requests_error > 0, "no refused request on {full}: {t:?}");
     assert_eq!(sent_for(&t, Reason::Upload), 0, "{t:?}");
     assert_eq!(nodes[FULL].piece_count(), 0, "pieces on the full node");
-    let (rank, last_error) = rank_of(&gw, &full);
-    assert_ne!(rank, Rank::Healthy);
+    // The refusal is in the node's health. (Its rank may be back to healthy by now: the
+    // clean-up of the refused upload deletes on the node, and a delete succeeds.)
+    let (_, last_error) = rank_of(&gw, &full);
     let last_error = last_error.expect("last error");
     assert!(last_error.contains("full"), "{last_error}");
     gw.stop().await;

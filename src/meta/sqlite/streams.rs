@@ -1,6 +1,6 @@
 //! Stream rows (a stored body: its segments and pieces) and their reference counting.
 //!
-//! A stream is referenced by object parts and upload parts. [`reference`] is how a writer
+//! A stream is referenced by object parts and upload parts. [`reference()`] is how a writer
 //! attaches a stream to a new reference: an unknown stream is inserted, a live one is shared,
 //! a garbage one is refused ([`MetaError::StreamGone`]: garbage collection may already be
 //! deleting its pieces). [`release`] is called, in the same transaction, with every stream

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use aws_lc_rs::digest;
 use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
@@ -126,34 +126,8 @@ fn canonical_headers(headers: &HeaderMap) -> (String, String) {
 
 /// `YYYYMMDD` and `YYYYMMDDTHHMMSSZ` in UTC.
 fn amz_date(time: SystemTime) -> (String, String) {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let rem = secs % 86_400;
-    let date = format!("{year:04}{month:02}{day:02}");
-    let datetime = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
-    (date, datetime)
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let datetime = crate::timestamp::format_amz_date(time);
+    (datetime[..8].to_string(), datetime)
 }
 
 /// Appends `s` URI-encoded the SigV4 way: unreserved characters kept, every other byte
@@ -201,7 +175,7 @@ pub(super) fn encode_query(params: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     const AK: &str = "AKIAIOSFODNN7EXAMPLE";
     const SK: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";

@@ -34,7 +34,7 @@ pub(super) async fn audit_node(
     report: &mut AuditReport,
 ) -> Result<(), ObjectError> {
     let t = &inner.transfers;
-    let node = t.slot(index).id().to_string();
+    let node = t.node(index).id().to_string();
     if t.is_offline(index) {
         report.nodes_skipped += 1;
         return Ok(());
@@ -78,7 +78,7 @@ pub(super) async fn audit_node(
 /// their ids there.
 async fn expected_on(inner: &Arc<Inner>, index: usize) -> Result<Expected, ObjectError> {
     let t = &inner.transfers;
-    let node = t.slot(index).id().to_string();
+    let node = t.node(index).id().to_string();
     let mut keys = Vec::new();
     let mut after = None;
     loop {
@@ -135,7 +135,7 @@ async fn absent_pieces(
     absent: &HashSet<u64>,
 ) -> Result<Vec<(StreamId, u32, u16)>, ObjectError> {
     let t = &inner.transfers;
-    let node = t.slot(index).id().to_string();
+    let node = t.node(index).id().to_string();
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -167,7 +167,7 @@ async fn confirm_missing(
     report: &mut AuditReport,
 ) -> Result<(), ObjectError> {
     let t = &inner.transfers;
-    let node = t.slot(index).id().to_string();
+    let node = t.node(index).id().to_string();
     pace.request(0).await;
     // Repair (the only writer of existing pieces) must not switch this segment between the
     // node's answer and the finding.

@@ -130,11 +130,11 @@ async fn sample_segment(
                 continue;
             }
             RangeCheck::NodeFailed(cause) => {
-                tracing::debug!(node = t.slot(node).id(), %cause, "audit read failed; the node's health, not the piece's");
+                tracing::debug!(node = t.node(node).id(), %cause, "audit read failed; the node's health, not the piece's");
                 continue;
             }
             RangeCheck::Faulty { kind, cause } => {
-                tracing::debug!(node = t.slot(node).id(), piece = number, segment, %cause, "audit read found a faulty piece");
+                tracing::debug!(node = t.node(node).id(), piece = number, segment, %cause, "audit read found a faulty piece");
                 match kind {
                     FaultKind::Missing => PieceState::Missing,
                     FaultKind::Corrupt => PieceState::Corrupt,
@@ -145,7 +145,7 @@ async fn sample_segment(
             stream_id: stream,
             segment,
             number,
-            node: t.slot(node).id().to_string(),
+            node: t.node(node).id().to_string(),
             state,
             found_by: "audit".into(),
         };

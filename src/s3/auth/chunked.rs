@@ -33,6 +33,7 @@ use aws_lc_rs::digest;
 
 use super::signing::{self, ChunkSigning};
 use super::PayloadMode;
+use crate::s3::error::S3ErrorCode;
 
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILER_SECTION: usize = 16 * 1024;
@@ -65,27 +66,19 @@ pub enum ChunkedError {
 }
 
 impl ChunkedError {
-    /// The S3 `<Code>` for this error.
-    pub fn s3_code(&self) -> &'static str {
+    /// The S3 error code (and so the HTTP status) for this error.
+    pub fn s3_code(&self) -> S3ErrorCode {
+        use S3ErrorCode as C;
         match self {
             Self::ChunkSignatureMismatch | Self::TrailerSignatureMismatch => {
-                "SignatureDoesNotMatch"
+                C::SignatureDoesNotMatch
             }
-            Self::MalformedChunk(_) | Self::MissingChunkEnd | Self::Incomplete => "IncompleteBody",
+            Self::MalformedChunk(_) | Self::MissingChunkEnd | Self::Incomplete => C::IncompleteBody,
             Self::NotStreaming
             | Self::ChunkTooLarge { .. }
             | Self::MalformedTrailer(_)
-            | Self::TrailingData => "InvalidArgument",
-            Self::MissingSigning => "InternalError",
-        }
-    }
-
-    /// The HTTP status for this error.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Self::ChunkSignatureMismatch | Self::TrailerSignatureMismatch => 403,
-            Self::MissingSigning => 500,
-            _ => 400,
+            | Self::TrailingData => C::InvalidArgument,
+            Self::MissingSigning => C::InternalError,
         }
     }
 }

@@ -52,6 +52,8 @@ use std::time::SystemTime;
 
 use http::request::Parts;
 
+use super::error::S3ErrorCode;
+
 pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use signing::ChunkSigning;
 
@@ -194,34 +196,24 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The S3 `<Code>` for this error.
-    pub fn s3_code(&self) -> &'static str {
+    /// The S3 error code (and so the HTTP status) AWS answers this error with.
+    pub fn s3_code(&self) -> S3ErrorCode {
+        use S3ErrorCode as C;
         match self {
             Self::MissingAuthentication
             | Self::InvalidDate
             | Self::Expired
             | Self::NotYetValid
-            | Self::HeadersNotSigned(_) => "AccessDenied",
-            Self::UnsupportedMechanism | Self::MissingContentSha256 => "InvalidRequest",
+            | Self::HeadersNotSigned(_) => C::AccessDenied,
+            Self::UnsupportedMechanism | Self::MissingContentSha256 => C::InvalidRequest,
             Self::UnsupportedAuthorizationType
             | Self::ConflictingMechanisms
-            | Self::InvalidContentSha256 => "InvalidArgument",
-            Self::MalformedHeader(_) => "AuthorizationHeaderMalformed",
-            Self::MalformedQuery(_) => "AuthorizationQueryParametersError",
-            Self::InvalidAccessKeyId(_) => "InvalidAccessKeyId",
-            Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
-            Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
-        }
-    }
-
-    /// The HTTP status AWS answers this error with.
-    pub fn http_status(&self) -> u16 {
-        match self.s3_code() {
-            "AccessDenied"
-            | "InvalidAccessKeyId"
-            | "SignatureDoesNotMatch"
-            | "RequestTimeTooSkewed" => 403,
-            _ => 400,
+            | Self::InvalidContentSha256 => C::InvalidArgument,
+            Self::MalformedHeader(_) => C::AuthorizationHeaderMalformed,
+            Self::MalformedQuery(_) => C::AuthorizationQueryParametersError,
+            Self::InvalidAccessKeyId(_) => C::InvalidAccessKeyId,
+            Self::SignatureDoesNotMatch => C::SignatureDoesNotMatch,
+            Self::RequestTimeTooSkewed => C::RequestTimeTooSkewed,
         }
     }
 }

@@ -286,9 +286,22 @@ fn parse_date(text: &str) -> Option<i64> {
     if !(1..=2).contains(&day.len()) {
         return None;
     }
-    // Re-spelled as IMF-fixdate, which `AmzDate` parses (it ignores the weekday name).
-    let fixed = format!("Mon, {day:0>2} {month} {year} {clock} GMT");
-    let local = AmzDate::parse_http(&fixed)?.unix();
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == month)? + 1;
+    let clock = clock.as_bytes();
+    if year.len() != 4 || clock.len() != 8 || clock[2] != b':' || clock[5] != b':' {
+        return None;
+    }
+    let hms: String = [&clock[0..2], &clock[3..5], &clock[6..8]]
+        .concat()
+        .into_iter()
+        .map(char::from)
+        .collect();
+    // Re-spelled in ISO 8601 basic form, which `AmzDate` checks field by field (the weekday
+    // name, when given, is not cross-checked).
+    let local = AmzDate::parse_iso(&format!("{year}{month:02}{day:0>2}T{hms}Z"))?.unix();
     Some(local - zone_offset(zone)?)
 }
 

@@ -219,7 +219,7 @@ impl Fixture {
         g0: u64,
         g1: u64,
         reads: &mut SegmentReads,
-    ) -> Result<Stripes, ObjectError> {
+    ) -> Result<Stripes, TransferError> {
         let f = self.fetch();
         tokio::time::timeout(
             Duration::from_secs(20),
@@ -332,7 +332,7 @@ async fn a_stripe_with_fewer_than_k_good_chunks_fails_the_group() {
     assert!(
         matches!(
             err,
-            ObjectError::NotEnoughPieces {
+            TransferError::NotEnoughPieces {
                 segment: SEGMENT,
                 ..
             }

@@ -318,7 +318,7 @@ impl Setup {
 }
 
 fn scheme(s: &str) -> Scheme {
-    gateway::config::parse_scheme(s).unwrap_or_else(|e| panic!("scheme {s}: {e}"))
+    s.parse().unwrap_or_else(|e| panic!("scheme {s}: {e}"))
 }
 
 /// A gateway running in this process.

@@ -204,7 +204,7 @@ fn chunks_over_the_limit_are_refused_before_their_data() {
             max: 65_535
         }
     );
-    assert_eq!(error.s3_code(), "InvalidArgument");
+    assert_eq!(error.s3_code().as_str(), "InvalidArgument");
     // The error sticks.
     assert_eq!(d.feed(b"anything", &mut out), Err(error.clone()));
     assert_eq!(d.finish(), Err(error));
@@ -464,7 +464,7 @@ fn construction_checks_mode_and_signing() {
     ] {
         let error = ChunkedDecoder::new(&mode, None, MAX).unwrap_err();
         assert_eq!(
-            (error.s3_code(), error.http_status()),
+            (error.s3_code().as_str(), error.s3_code().status().as_u16()),
             ("InternalError", 500)
         );
     }
@@ -474,17 +474,32 @@ fn construction_checks_mode_and_signing() {
 #[test]
 fn errors_map_to_s3_codes() {
     assert_eq!(
-        ChunkedError::ChunkSignatureMismatch.s3_code(),
+        ChunkedError::ChunkSignatureMismatch.s3_code().as_str(),
         "SignatureDoesNotMatch"
     );
-    assert_eq!(ChunkedError::ChunkSignatureMismatch.http_status(), 403);
-    assert_eq!(ChunkedError::TrailerSignatureMismatch.http_status(), 403);
-    assert_eq!(ChunkedError::Incomplete.s3_code(), "IncompleteBody");
     assert_eq!(
-        ChunkedError::MalformedChunk("x").s3_code(),
+        ChunkedError::ChunkSignatureMismatch
+            .s3_code()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        ChunkedError::TrailerSignatureMismatch
+            .s3_code()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        ChunkedError::Incomplete.s3_code().as_str(),
         "IncompleteBody"
     );
-    assert_eq!(ChunkedError::TrailingData.http_status(), 400);
+    assert_eq!(
+        ChunkedError::MalformedChunk("x").s3_code().as_str(),
+        "IncompleteBody"
+    );
+    assert_eq!(ChunkedError::TrailingData.s3_code().status().as_u16(), 400);
 }
 
 /// Bodies signed by aws-sigv4's own chunk and trailer signers, for chunk layouts and trailer

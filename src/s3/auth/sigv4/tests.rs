@@ -177,14 +177,14 @@ fn aws_example_presigned_url_and_its_validity_window() {
     let early = check(EXAMPLE_TIME - 15 * 60 - 1).unwrap_err();
     assert_eq!(early, AuthError::NotYetValid);
     assert_eq!(
-        (early.s3_code(), early.http_status()),
+        (early.s3_code().as_str(), early.s3_code().status().as_u16()),
         ("AccessDenied", 403)
     );
     let expired = AuthError::Expired;
     assert_eq!(
         (
-            expired.s3_code(),
-            expired.http_status(),
+            expired.s3_code().as_str(),
+            expired.s3_code().status().as_u16(),
             expired.to_string().as_str()
         ),
         ("AccessDenied", 403, "Request has expired")
@@ -302,7 +302,10 @@ fn aws_example_streaming_upload_with_a_signed_trailer() {
 fn requests_without_v4_authentication_are_refused() {
     let none = verify(&head("GET", "/bucket/key", &[("host", "h")])).unwrap_err();
     assert_eq!(none, AuthError::MissingAuthentication);
-    assert_eq!((none.s3_code(), none.http_status()), ("AccessDenied", 403));
+    assert_eq!(
+        (none.s3_code().as_str(), none.s3_code().status().as_u16()),
+        ("AccessDenied", 403)
+    );
 
     let v2 = verify(&head(
         "GET",
@@ -317,7 +320,10 @@ fn requests_without_v4_authentication_are_refused() {
     ))
     .unwrap_err();
     assert_eq!(v2, AuthError::UnsupportedMechanism);
-    assert_eq!((v2.s3_code(), v2.http_status()), ("InvalidRequest", 400));
+    assert_eq!(
+        (v2.s3_code().as_str(), v2.s3_code().status().as_u16()),
+        ("InvalidRequest", 400)
+    );
     assert!(v2.to_string().contains("AWS4-HMAC-SHA256"));
 
     let v2_query = verify(&head(
@@ -345,7 +351,7 @@ fn requests_without_v4_authentication_are_refused() {
         &[("host", "h"), ("authorization", "Bearer abc")],
     ))
     .unwrap_err();
-    assert_eq!(bearer.s3_code(), "InvalidArgument");
+    assert_eq!(bearer.s3_code().as_str(), "InvalidArgument");
 
     let mut both = head(
         "GET",
@@ -403,7 +409,7 @@ fn malformed_authorization_headers_are_refused() {
             "{bad}: {error:?}"
         );
         assert_eq!(
-            (error.s3_code(), error.http_status()),
+            (error.s3_code().as_str(), error.s3_code().status().as_u16()),
             ("AuthorizationHeaderMalformed", 400)
         );
     }
@@ -418,7 +424,7 @@ fn content_sha256_and_date_are_required_for_header_auth() {
     let error = verify(&missing).unwrap_err();
     assert_eq!(error, AuthError::MissingContentSha256);
     assert_eq!(
-        (error.s3_code(), error.http_status()),
+        (error.s3_code().as_str(), error.s3_code().status().as_u16()),
         ("InvalidRequest", 400)
     );
 
@@ -433,7 +439,7 @@ fn content_sha256_and_date_are_required_for_header_auth() {
             .insert("x-amz-content-sha256", bad.parse().unwrap());
         let error = verify(&parts).unwrap_err();
         assert_eq!(error, AuthError::InvalidContentSha256, "{bad}");
-        assert_eq!(error.s3_code(), "InvalidArgument");
+        assert_eq!(error.s3_code().as_str(), "InvalidArgument");
     }
 
     // Without x-amz-date (and no Date header) there is no request time at all.
@@ -455,7 +461,7 @@ fn bad_dates_are_refused() {
         parts.headers.insert("x-amz-date", bad.parse().unwrap());
         let error = verify(&parts).unwrap_err();
         assert_eq!(error, AuthError::InvalidDate, "{bad}");
-        assert_eq!(error.http_status(), 403);
+        assert_eq!(error.s3_code().status().as_u16(), 403);
     }
 }
 
@@ -470,7 +476,7 @@ fn header_auth_allows_fifteen_minutes_of_skew() {
         let error = verify_request(&parts, &creds(), at(secs)).unwrap_err();
         assert_eq!(error, AuthError::RequestTimeTooSkewed);
         assert_eq!(
-            (error.s3_code(), error.http_status()),
+            (error.s3_code().as_str(), error.s3_code().status().as_u16()),
             ("RequestTimeTooSkewed", 403)
         );
     }
@@ -487,7 +493,7 @@ fn wrong_credentials_are_refused_without_leaking_secrets() {
     let error = verify_request(&parts, &other_key, at(EXAMPLE_TIME)).unwrap_err();
     assert_eq!(error, AuthError::InvalidAccessKeyId(ACCESS_KEY.to_owned()));
     assert_eq!(
-        (error.s3_code(), error.http_status()),
+        (error.s3_code().as_str(), error.s3_code().status().as_u16()),
         ("InvalidAccessKeyId", 403)
     );
 
@@ -498,7 +504,7 @@ fn wrong_credentials_are_refused_without_leaking_secrets() {
     let error = verify_request(&parts, &other_secret, at(EXAMPLE_TIME)).unwrap_err();
     assert_eq!(error, AuthError::SignatureDoesNotMatch);
     assert_eq!(
-        (error.s3_code(), error.http_status()),
+        (error.s3_code().as_str(), error.s3_code().status().as_u16()),
         ("SignatureDoesNotMatch", 403)
     );
 
@@ -532,7 +538,7 @@ fn host_and_x_amz_headers_must_be_signed() {
         AuthError::HeadersNotSigned(vec!["x-amz-meta-late".to_owned()])
     );
     assert_eq!(
-        (error.s3_code(), error.http_status()),
+        (error.s3_code().as_str(), error.s3_code().status().as_u16()),
         ("AccessDenied", 403)
     );
 
@@ -590,7 +596,7 @@ fn malformed_query_authentication_is_refused() {
             "{uri}: {error:?}"
         );
         assert_eq!(
-            (error.s3_code(), error.http_status()),
+            (error.s3_code().as_str(), error.s3_code().status().as_u16()),
             ("AuthorizationQueryParametersError", 400)
         );
     }
