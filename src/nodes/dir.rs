@@ -464,10 +464,21 @@ impl PieceWriter for DirWriter {
 }
 
 impl Drop for DirWriter {
+    /// An uncommitted piece's temp file is removed: on the blocking pool when dropped on a
+    /// runtime (a cancelled upload drops its writers on a reactor thread), else in place.
     fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            self.file.take();
-            let _ = fs::remove_file(&self.tmp);
+        if self.tmp.as_os_str().is_empty() {
+            return;
+        }
+        self.file.take();
+        let tmp = std::mem::take(&mut self.tmp);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || fs::remove_file(&tmp));
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&tmp);
+            }
         }
     }
 }

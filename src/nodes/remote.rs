@@ -590,14 +590,31 @@ impl RemoteWriter {
     }
 }
 
+/// Writes smaller than this are hashed in place: cheaper than a hop to the blocking pool.
+const HASH_IN_PLACE: usize = 64 << 10;
+
 impl PieceWriter for RemoteWriter {
     fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), NodeError>> {
         Box::pin(async move {
             if data.is_empty() {
                 return Ok(());
             }
-            self.hasher.update(&data);
-            self.send(BodyMsg::Data(data)).await
+            if data.len() < HASH_IN_PLACE {
+                self.hasher.update(&data);
+                return self.send(BodyMsg::Data(data)).await;
+            }
+            // Larger writes are hashed on the blocking pool while the bytes go out.
+            let mut hasher = std::mem::take(&mut self.hasher);
+            let hashed = data.clone();
+            let hashing = tokio::task::spawn_blocking(move || {
+                hasher.update(&hashed);
+                hasher
+            });
+            let sent = self.send(BodyMsg::Data(data)).await;
+            self.hasher = hashing
+                .await
+                .map_err(|e| self.inner.unavailable(format!("hashing failed: {e}")))?;
+            sent
         })
     }
 

@@ -111,12 +111,101 @@ impl RequestBody {
     }
 }
 
+/// Bytes of body frames handed to the blocking pool at once.
+const WORK_BATCH: usize = 256 << 10;
+/// A last batch smaller than this (a small body) is worked in place: cheaper than a hop to
+/// the blocking pool.
+const WORK_INLINE: usize = 32 << 10;
+
+/// The CPU work on a request body: aws-chunked decoding (each chunk's signature checked), the
+/// payload SHA-256 and the checksum. It runs on the blocking pool, a batch of frames at a time,
+/// while the next batch arrives: the reactor threads only move bytes.
+struct BodyWork {
+    decoder: Option<ChunkedDecoder>,
+    sha: Option<digest::Context>,
+    hasher: Option<Hasher>,
+}
+
+type WorkDone = (BodyWork, Result<Vec<Bytes>, S3Error>);
+
+impl BodyWork {
+    /// Decodes and hashes `frames`; returns the decoded bytes, in order.
+    fn run(&mut self, frames: Vec<Bytes>) -> Result<Vec<Bytes>, S3Error> {
+        let mut out = Vec::with_capacity(frames.len());
+        for data in frames {
+            let data = match self.decoder.as_mut() {
+                Some(d) => {
+                    let mut decoded = Vec::with_capacity(data.len());
+                    d.feed(&data, &mut decoded).map_err(|e| chunked_error(&e))?;
+                    Bytes::from(decoded)
+                }
+                None => data,
+            };
+            if data.is_empty() {
+                continue;
+            }
+            if let Some(h) = self.sha.as_mut() {
+                h.update(&data);
+            }
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&data);
+            }
+            out.push(data);
+        }
+        Ok(out)
+    }
+
+    /// [`BodyWork::run`] on the blocking pool.
+    fn spawn(mut self, frames: Vec<Bytes>) -> tokio::task::JoinHandle<WorkDone> {
+        tokio::task::spawn_blocking(move || {
+            let out = self.run(frames);
+            (self, out)
+        })
+    }
+}
+
+/// Where a body's decoded bytes go: the length checks, then the object layer.
+struct Forward<'a> {
+    tx: &'a mpsc::Sender<BodyEvent>,
+    expected_len: Option<u64>,
+    total: u64,
+}
+
+impl Forward<'_> {
+    /// Checks and sends `data`; `false` when the object layer stopped reading (its own error
+    /// is the one reported).
+    async fn send(&mut self, data: Vec<Bytes>) -> Result<bool, S3Error> {
+        for chunk in data {
+            self.total += chunk.len() as u64;
+            if self.total > MAX_PUT_SIZE {
+                return Err(S3Error::new(
+                    S3ErrorCode::EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed object size (5 GiB).",
+                ));
+            }
+            if self.expected_len.is_some_and(|n| self.total > n) {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidRequest,
+                    "the body is longer than its declared length",
+                ));
+            }
+            if self.tx.send(BodyEvent::Data(chunk)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// Reads the request body into `tx`. `expected_len` is the decoded length the client
 /// declared (Content-Length, or x-amz-decoded-content-length for aws-chunked).
 ///
 /// `checksums` is what the request declared (headers, trailer, algorithm); `compute` asks for
 /// a checksum even when the client sent none (multipart uploads created with an algorithm).
 /// The verified checksum travels with `BodyEvent::End`.
+///
+/// Frames are gathered into batches of [`WORK_BATCH`] bytes; a batch is decoded and hashed on
+/// the blocking pool while the next one arrives, and forwarded once that one is complete.
 pub async fn pump_request_body(
     mut body: RequestBody,
     auth: &Verified,
@@ -125,7 +214,7 @@ pub async fn pump_request_body(
     compute: Option<ChecksumAlgorithm>,
     tx: mpsc::Sender<BodyEvent>,
 ) -> Result<(), S3Error> {
-    let mut decoder = if auth.payload.is_streaming() {
+    let decoder = if auth.payload.is_streaming() {
         Some(
             ChunkedDecoder::new(&auth.payload, auth.chunk_signing.as_ref(), MAX_CHUNK)
                 .map_err(|e| chunked_error(&e))?,
@@ -133,53 +222,77 @@ pub async fn pump_request_body(
     } else {
         None
     };
-    let mut sha = match auth.payload {
+    let sha = match auth.payload {
         PayloadMode::Sha256(_) => Some(digest::Context::new(&digest::SHA256)),
         _ => None,
     };
-    let mut hasher = checksums.algorithm.or(compute).map(Hasher::new);
-    let mut total = 0u64;
-    let mut decoded = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        let Ok(data) = frame.into_data() else {
-            continue; // HTTP trailers: aws-chunked carries its own
-        };
-        let data = match decoder.as_mut() {
-            Some(d) => {
-                decoded.clear();
-                d.feed(&data, &mut decoded).map_err(|e| chunked_error(&e))?;
-                Bytes::from(std::mem::take(&mut decoded))
+    let hasher = checksums.algorithm.or(compute).map(Hasher::new);
+    // `None` while a batch is on the blocking pool: the work travels with it.
+    let mut work = Some(BodyWork {
+        decoder,
+        sha,
+        hasher,
+    });
+    let lost = || S3Error::internal("body work lost");
+    let mut forward = Forward {
+        tx: &tx,
+        expected_len,
+        total: 0,
+    };
+    let join_error = |e: tokio::task::JoinError| S3Error::internal(format!("body work: {e}"));
+    // The batch being worked on the blocking pool, if any: it owns `work` until it is done.
+    let mut pending: Option<tokio::task::JoinHandle<WorkDone>> = None;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_len = 0usize;
+    loop {
+        let ended = match body.frame().await {
+            Some(frame) => {
+                // HTTP trailers are skipped: aws-chunked carries its own.
+                if let Ok(data) = frame?.into_data() {
+                    batch_len += data.len();
+                    batch.push(data);
+                }
+                if batch_len < WORK_BATCH {
+                    continue;
+                }
+                false
             }
-            None => data,
+            None => true,
         };
-        if data.is_empty() {
+        // The previous batch was worked while this one arrived: forward it first.
+        if let Some(p) = pending.take() {
+            let (done, out) = p.await.map_err(join_error)?;
+            work = Some(done);
+            if !forward.send(out?).await? {
+                return Ok(());
+            }
+        }
+        let frames = std::mem::take(&mut batch);
+        let len = std::mem::take(&mut batch_len);
+        let mut w = work.take().ok_or_else(lost)?;
+        if !ended {
+            pending = Some(w.spawn(frames));
             continue;
         }
-        if let Some(h) = sha.as_mut() {
-            h.update(&data);
-        }
-        if let Some(h) = hasher.as_mut() {
-            h.update(&data);
-        }
-        total += data.len() as u64;
-        if total > MAX_PUT_SIZE {
-            return Err(S3Error::new(
-                S3ErrorCode::EntityTooLarge,
-                "Your proposed upload exceeds the maximum allowed object size (5 GiB).",
-            ));
-        }
-        if expected_len.is_some_and(|n| total > n) {
-            return Err(S3Error::new(
-                S3ErrorCode::InvalidRequest,
-                "the body is longer than its declared length",
-            ));
-        }
-        if tx.send(BodyEvent::Data(data)).await.is_err() {
-            // The object layer stopped reading; its own error is reported.
+        let out = if len < WORK_INLINE {
+            w.run(frames)
+        } else {
+            let (done, out) = w.spawn(frames).await.map_err(join_error)?;
+            w = done;
+            out
+        };
+        work = Some(w);
+        if !forward.send(out?).await? {
             return Ok(());
         }
+        break;
     }
+    let total = forward.total;
+    let BodyWork {
+        decoder,
+        sha,
+        hasher,
+    } = work.ok_or_else(lost)?;
     let trailers = match decoder {
         Some(d) => d.finish().map_err(|e| chunked_error(&e))?,
         None => Vec::new(),

@@ -73,10 +73,24 @@ impl Req {
         self
     }
 
-    /// Sets the body and its `Content-MD5`.
-    pub(super) fn body(mut self, body: Bytes) -> Req {
+    /// Sets a small body (an XML document) and its `Content-MD5`.
+    pub(super) fn body(self, body: Bytes) -> Req {
         let digest = Md5::digest(&body);
-        self.md5 = HeaderValue::from_str(&crate::checksum::base64_encode(&digest)).ok();
+        self.with_md5(body, &digest)
+    }
+
+    /// Sets a piece-sized body and its `Content-MD5`, computed on the blocking pool.
+    pub(super) async fn large_body(self, body: Bytes) -> Req {
+        let data = body.clone();
+        match tokio::task::spawn_blocking(move || Md5::digest(&data)).await {
+            Ok(digest) => self.with_md5(body, &digest),
+            // Only a panic in the task (none can come from MD5) gets here: do it in place.
+            Err(_) => self.body(body),
+        }
+    }
+
+    fn with_md5(mut self, body: Bytes, digest: &[u8]) -> Req {
+        self.md5 = HeaderValue::from_str(&crate::checksum::base64_encode(digest)).ok();
         self.body = body;
         self
     }

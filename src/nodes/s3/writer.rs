@@ -184,7 +184,9 @@ impl Drop for S3Writer {
 impl Inner {
     /// PutObject: the whole piece in one request.
     async fn put_object(&self, path: &str, body: Bytes) -> Result<(), NodeError> {
-        let req = Req::new("PutObject", Method::PUT, path).body(body);
+        let req = Req::new("PutObject", Method::PUT, path)
+            .large_body(body)
+            .await;
         let r = self.call(&req, XML_BODY_MAX).await?;
         if !r.status.is_success() {
             return Err(self.failure(req.what, &r));
@@ -213,7 +215,8 @@ impl Inner {
         let number = number.to_string();
         let req = Req::new("UploadPart", Method::PUT, path)
             .query(&[("partNumber", &number), ("uploadId", upload_id)])
-            .body(part);
+            .large_body(part)
+            .await;
         let r = self.call(&req, XML_BODY_MAX).await?;
         if !r.status.is_success() {
             return Err(self.failure(req.what, &r));

@@ -137,10 +137,9 @@ async fn receive(
             check_space(state, 0)?;
             next_space_check += SPACE_CHECK_EVERY;
         }
-        hasher.update(&data);
         buf.extend_from_slice(&data);
         if buf.len() >= WRITE_BATCH {
-            writer.write(buf.split().freeze()).await?;
+            hasher = hash_and_write(writer, hasher, buf.split().freeze()).await?;
         }
     }
     if let Some(n) = declared.filter(|n| *n != received) {
@@ -149,12 +148,44 @@ async fn receive(
             format!("body ended after {received} of {n} bytes"),
         ));
     }
+    // The last batch is hashed before the digest is checked, and written only after.
+    let last = buf.freeze();
+    if !last.is_empty() {
+        hasher = hash(hasher, last.clone()).await?;
+    }
     verify_digest(trailers.as_ref(), &hasher.finalize())
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    if !buf.is_empty() {
-        writer.write(buf.freeze()).await?;
+    if !last.is_empty() {
+        writer.write(last).await?;
     }
     Ok(())
+}
+
+/// `hasher` fed with `data` on the blocking pool.
+async fn hash(mut hasher: blake3::Hasher, data: Bytes) -> Result<blake3::Hasher, Failure> {
+    tokio::task::spawn_blocking(move || {
+        hasher.update(&data);
+        hasher
+    })
+    .await
+    .map_err(|e| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("hashing failed: {e}"),
+        )
+    })
+}
+
+/// Writes a batch while it is hashed on the blocking pool.
+async fn hash_and_write(
+    writer: &mut dyn PieceWriter,
+    hasher: blake3::Hasher,
+    batch: Bytes,
+) -> Result<blake3::Hasher, Failure> {
+    let hashing = hash(hasher, batch.clone());
+    let (hashed, written) = tokio::join!(hashing, writer.write(batch));
+    written?;
+    hashed
 }
 
 pub(super) async fn get_piece(
