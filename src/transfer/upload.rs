@@ -195,172 +195,200 @@ pub struct SegmentUpload {
     finished: bool,
 }
 
-impl SegmentUpload {
-    /// The most memory the upload of one segment holds besides its input: for `n` pieces
-    /// whose records are `record_len` bytes, each writer's queue, the encoded batch being
-    /// handed out, and what is kept to move pieces to spare nodes.
-    pub fn memory_bound(n: usize, record_len: usize) -> usize {
-        let replay = REPLAY_BUDGET.max(REPLAY_MIN * n);
-        n * record_len * (QUEUE_DEPTH + 1) + replay
+/// The global connection slots a segment upload holds: the `success` its pieces need, in
+/// one step (fair: first come, first served, and no two uploads can each hold half of what
+/// both need), then whatever else is free now, up to `n`. Returns them and how many.
+async fn take_global_slots(
+    t: &Transfers,
+    success: usize,
+    n: usize,
+    deadline: tokio::time::Instant,
+) -> Result<(OwnedSemaphorePermit, usize), TransferError> {
+    let all = t.connections.clone().acquire_many_owned(success as u32);
+    let mut global = match tokio::time::timeout_at(deadline, all).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => return Err(TransferError::ShuttingDown),
+        Err(_) => {
+            return Err(TransferError::Busy(format!(
+                "no node connection free within {:?}",
+                t.limits.queue_wait
+            )))
+        }
+    };
+    let mut want = success;
+    while want < n {
+        match t.connections.clone().try_acquire_owned() {
+            Ok(p) => {
+                global.merge(p);
+                want += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    Ok((global, want))
+}
+
+/// The nodes a segment upload writes to, each with one of its connection slots, and why the
+/// others were not taken.
+struct NodePick {
+    chosen: Vec<(usize, OwnedSemaphorePermit)>,
+    /// Usable, but every connection slot was busy.
+    busy: Vec<usize>,
+    /// Usable but not needed, or over the failure-domain cap: the spares, in preference order.
+    rest: VecDeque<usize>,
+    offline: Vec<usize>,
+    draining: Vec<usize>,
+    per_domain: HashMap<String, usize>,
+    cap: Option<usize>,
+    /// Whether the pick waited for busy nodes.
+    waited: bool,
+}
+
+impl NodePick {
+    fn room(&self, t: &Transfers, i: usize) -> bool {
+        self.cap
+            .is_none_or(|cap| self.per_domain.get(&t.node(i).domain).copied().unwrap_or(0) < cap)
     }
 
-    /// Starts writers for up to `n` pieces (numbers `0..`) of segment `segment`, aiming at
-    /// `success` durable pieces and accepting no fewer than `floor` (a degraded write, see
-    /// [`Target`]); fails when fewer than `floor` nodes can take a piece. Every piece
-    /// starts with `header`.
-    pub async fn start(
-        t: &Arc<Transfers>,
-        stream: [u8; 16],
-        segment: u32,
-        n: usize,
-        target: Target,
-        header: Bytes,
-    ) -> Result<SegmentUpload, TransferError> {
-        let Target { success, floor } = target;
-        let floor = floor.min(success);
-        let shutting = || TransferError::ShuttingDown;
-        let wait = t.limits.queue_wait;
-        let busy_error = |why: String| TransferError::Busy(why);
-        // The queue for connection slots: bounded in length and in time. A body's later
-        // segments are not refused for the queue's length (the body is under way and its
-        // earlier segments would be lost); they still wait their turn.
-        let queued = t.join_queue();
-        if queued.is_none() && segment == 0 {
-            return Err(busy_error(format!(
-                "{} uploads already wait for node connections",
-                t.limits.queue_depth
-            )));
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        // The slots `success` pieces need, in one step (fair: first come, first served, and no
-        // two uploads can each hold half of what both need); then whatever else is free, up
-        // to `n`.
-        let all = t.connections.clone().acquire_many_owned(success as u32);
-        let mut global = match tokio::time::timeout_at(deadline, all).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(shutting()),
-            Err(_) => {
-                return Err(busy_error(format!(
-                    "no node connection free within {wait:?}"
-                )))
-            }
-        };
-        let mut want = success;
-        while want < n {
-            match t.connections.clone().try_acquire_owned() {
-                Ok(p) => {
-                    global.merge(p);
-                    want += 1;
-                }
-                Err(_) => break,
-            }
-        }
+    fn take(&mut self, t: &Transfers, i: usize, permit: OwnedSemaphorePermit) {
+        *self.per_domain.entry(t.node(i).domain.clone()).or_insert(0) += 1;
+        self.chosen.push((i, permit));
+    }
 
-        let cap = t.max_per_domain;
-        let mut per_domain: HashMap<String, usize> = HashMap::new();
-        let room = |per_domain: &HashMap<String, usize>, i: usize| {
-            cap.is_none_or(|cap| per_domain.get(&t.node(i).domain).copied().unwrap_or(0) < cap)
+    /// Up to `want` nodes in preference order (healthy first, shuffled within a rank) whose
+    /// connection slot is free now, within the failure-domain caps.
+    fn in_preferred_order(t: &Transfers, want: usize) -> Result<NodePick, TransferError> {
+        let mut pick = NodePick {
+            chosen: Vec::new(),
+            busy: Vec::new(),
+            rest: VecDeque::new(),
+            offline: Vec::new(),
+            draining: Vec::new(),
+            per_domain: HashMap::new(),
+            cap: t.max_per_domain,
+            waited: false,
         };
-        let mut chosen: Vec<(usize, OwnedSemaphorePermit)> = Vec::new();
-        let mut busy = Vec::new();
-        let mut rest = VecDeque::new();
-        let mut offline = Vec::new();
-        let mut draining = Vec::new();
         for i in t.preference_order()? {
             if t.node(i).draining() {
-                draining.push(i);
+                pick.draining.push(i);
                 continue;
             }
             if t.node(i).health.rank() == Rank::Offline {
-                offline.push(i);
+                pick.offline.push(i);
                 continue;
             }
-            if chosen.len() >= want || !room(&per_domain, i) {
-                rest.push_back(i);
+            if pick.chosen.len() >= want || !pick.room(t, i) {
+                pick.rest.push_back(i);
                 continue;
             }
             match t.node(i).permits.clone().try_acquire_owned() {
-                Ok(p) => {
-                    *per_domain.entry(t.node(i).domain.clone()).or_insert(0) += 1;
-                    chosen.push((i, p));
-                }
-                Err(_) => busy.push(i),
+                Ok(p) => pick.take(t, i, p),
+                Err(_) => pick.busy.push(i),
             }
         }
-        let mut waited = false;
-        if chosen.len() < success && !busy.is_empty() {
-            // Too many nodes busy. Give back every node slot and take them again in index
-            // order, waiting where needed: every upload that waits does so in that one global
-            // order while holding only lower-indexed slots, so waits cannot form a cycle.
-            waited = true;
-            per_domain.clear();
-            let mut all: Vec<usize> = chosen
-                .drain(..)
-                .map(|(i, _)| i)
-                .chain(rest.drain(..))
-                .chain(busy.drain(..))
-                .collect();
-            all.sort_unstable();
-            for i in all {
-                if chosen.len() >= success || !room(&per_domain, i) {
-                    rest.push_back(i);
-                    continue;
-                }
-                let permit = t.node(i).permits.clone().acquire_owned();
-                match tokio::time::timeout_at(deadline, permit).await {
-                    Ok(Ok(p)) => {
-                        *per_domain.entry(t.node(i).domain.clone()).or_insert(0) += 1;
-                        chosen.push((i, p));
-                    }
-                    _ => busy.push(i),
-                }
+        Ok(pick)
+    }
+
+    /// Too many nodes busy: gives back every node slot and takes them again in index order,
+    /// waiting (until `deadline`) where needed, up to `success`. Every upload that waits does
+    /// so in that one global order while holding only lower-indexed slots, so waits cannot
+    /// form a cycle.
+    async fn wait_in_index_order(
+        &mut self,
+        t: &Transfers,
+        success: usize,
+        deadline: tokio::time::Instant,
+    ) {
+        self.waited = true;
+        self.per_domain.clear();
+        let mut all: Vec<usize> = self
+            .chosen
+            .drain(..)
+            .map(|(i, _)| i)
+            .chain(self.rest.drain(..))
+            .chain(self.busy.drain(..))
+            .collect();
+        all.sort_unstable();
+        for i in all {
+            if self.chosen.len() >= success || !self.room(t, i) {
+                self.rest.push_back(i);
+                continue;
+            }
+            let permit = t.node(i).permits.clone().acquire_owned();
+            match tokio::time::timeout_at(deadline, permit).await {
+                Ok(Ok(p)) => self.take(t, i, p),
+                _ => self.busy.push(i),
             }
         }
-        drop(queued);
-        if chosen.len() < floor && waited && chosen.len() + busy.len() >= floor {
+    }
+
+    /// Fails unless at least `floor` nodes were picked: Busy when only connection slots were
+    /// missing (after waiting for them), else NotEnoughNodes naming why each other node was
+    /// not taken.
+    fn check_floor(&self, t: &Transfers, segment: u32, floor: usize) -> Result<(), TransferError> {
+        if self.chosen.len() >= floor {
+            return Ok(());
+        }
+        let wait = t.limits.queue_wait;
+        if self.waited && self.chosen.len() + self.busy.len() >= floor {
             // Nodes are there, only their connection slots stayed busy: the gateway is busy.
-            return Err(busy_error(format!(
+            return Err(TransferError::Busy(format!(
                 "{} of {} nodes had no connection slot free within {wait:?}",
-                busy.len(),
+                self.busy.len(),
                 t.node_count()
             )));
         }
-        if chosen.len() < floor {
-            let mut causes = Vec::new();
-            for &i in &offline {
-                let why = t.node(i).health.view().last_error.unwrap_or_default();
-                causes.push(format!("{} offline: {why}", t.node(i).id()));
-            }
-            for &i in &busy {
-                let wait = if waited {
-                    format!(" for {wait:?}")
-                } else {
-                    String::new()
-                };
-                causes.push(format!(
-                    "{}: every connection slot busy{wait}",
-                    t.node(i).id()
-                ));
-            }
-            for &i in &rest {
-                causes.push(format!("{}: over the failure-domain limit", t.node(i).id()));
-            }
-            for &i in &draining {
-                causes.push(format!("{}: draining", t.node(i).id()));
-            }
-            return Err(TransferError::NotEnoughNodes {
-                segment,
-                usable: chosen.len(),
-                needed: floor,
-                nodes: t.node_count(),
-                causes: causes.join("; "),
-            });
+        let mut causes = Vec::new();
+        for &i in &self.offline {
+            let why = t.node(i).health.view().last_error.unwrap_or_default();
+            causes.push(format!("{} offline: {why}", t.node(i).id()));
         }
-        rest.extend(busy);
-        if chosen.len() < want {
-            drop(global.split(want - chosen.len()));
+        for &i in &self.busy {
+            let wait = if self.waited {
+                format!(" for {wait:?}")
+            } else {
+                String::new()
+            };
+            causes.push(format!(
+                "{}: every connection slot busy{wait}",
+                t.node(i).id()
+            ));
         }
+        for &i in &self.rest {
+            causes.push(format!("{}: over the failure-domain limit", t.node(i).id()));
+        }
+        for &i in &self.draining {
+            causes.push(format!("{}: draining", t.node(i).id()));
+        }
+        Err(TransferError::NotEnoughNodes {
+            segment,
+            usable: self.chosen.len(),
+            needed: floor,
+            nodes: t.node_count(),
+            causes: causes.join("; "),
+        })
+    }
 
+    /// One writer task per chosen node (piece numbers in pick order), each owning one of the
+    /// `global` slots for as long as it runs (a cancelled writer whose commit is left to land
+    /// still counts against the limit); the unchosen usable nodes become the spares.
+    fn start_writers(
+        self,
+        t: &Arc<Transfers>,
+        stream: [u8; 16],
+        segment: u32,
+        mut global: OwnedSemaphorePermit,
+        header: &Bytes,
+    ) -> Result<(Vec<Writer>, mpsc::UnboundedReceiver<usize>), TransferError> {
+        let NodePick {
+            chosen,
+            busy,
+            mut rest,
+            per_domain,
+            cap,
+            ..
+        } = self;
+        rest.extend(busy);
         let spares = Arc::new(Mutex::new(Spares {
             order: rest,
             per_domain,
@@ -369,9 +397,7 @@ impl SegmentUpload {
         let replay_cap = (REPLAY_BUDGET / chosen.len().max(1)).max(REPLAY_MIN);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut writers = Vec::with_capacity(chosen.len());
-        for (slot, (node, permit)) in chosen.into_iter().enumerate() {
-            // Each writer owns its global slot for as long as it runs (a cancelled writer whose
-            // commit is left to land still counts against the limit).
+        for (number, (node, permit)) in chosen.into_iter().enumerate() {
             let Some(global_slot) = global.split(1) else {
                 return Err(TransferError::Internal(
                     "connection slots miscounted".into(),
@@ -385,24 +411,76 @@ impl SegmentUpload {
                 state: state.clone(),
                 stream,
                 segment,
-                number: slot as u16,
+                number: number as u16,
                 replay_cap,
             };
             let done = done_tx.clone();
             let header = header.clone();
             let handle = tokio::spawn(async move {
                 let r = job.run(global_slot, node, permit, header, rx).await;
-                let _ = done.send(slot);
+                let _ = done.send(number);
                 r
             });
             writers.push(Writer {
-                number: slot as u16,
+                number: number as u16,
                 tx: Some(tx),
                 handle: Some(handle),
                 result: None,
                 state,
             });
         }
+        Ok((writers, done_rx))
+    }
+}
+
+impl SegmentUpload {
+    /// The most memory the upload of one segment holds besides its input: for `n` pieces
+    /// whose records are `record_len` bytes, each writer's queue, the encoded batch being
+    /// handed out, and what is kept to move pieces to spare nodes.
+    pub fn memory_bound(n: usize, record_len: usize) -> usize {
+        let replay = REPLAY_BUDGET.max(REPLAY_MIN * n);
+        n * record_len * (QUEUE_DEPTH + 1) + replay
+    }
+
+    /// Starts writers for up to `n` pieces (numbers `0..`) of segment `segment`, aiming at
+    /// `success` durable pieces and accepting no fewer than `floor` (a degraded write, see
+    /// [`Target`]); fails when fewer than `floor` nodes can take a piece. Every piece
+    /// starts with `header`.
+    ///
+    /// The steps: a place in the queue for connection slots (bounded in length and in time),
+    /// the global slots ([`take_global_slots`]), the nodes ([`NodePick`]: preferred order,
+    /// then, if too many were busy, waiting in index order), the floor check, the writers.
+    pub async fn start(
+        t: &Arc<Transfers>,
+        stream: [u8; 16],
+        segment: u32,
+        n: usize,
+        target: Target,
+        header: Bytes,
+    ) -> Result<SegmentUpload, TransferError> {
+        let Target { success, floor } = target;
+        let floor = floor.min(success);
+        // A body's later segments are not refused for the queue's length (the body is under
+        // way and its earlier segments would be lost); they still wait their turn.
+        let queued = t.join_queue();
+        if queued.is_none() && segment == 0 {
+            return Err(TransferError::Busy(format!(
+                "{} uploads already wait for node connections",
+                t.limits.queue_depth
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + t.limits.queue_wait;
+        let (mut global, want) = take_global_slots(t, success, n, deadline).await?;
+        let mut pick = NodePick::in_preferred_order(t, want)?;
+        if pick.chosen.len() < success && !pick.busy.is_empty() {
+            pick.wait_in_index_order(t, success, deadline).await;
+        }
+        drop(queued);
+        pick.check_floor(t, segment, floor)?;
+        if pick.chosen.len() < want {
+            drop(global.split(want - pick.chosen.len()));
+        }
+        let (writers, done_rx) = pick.start_writers(t, stream, segment, global, &header)?;
         Ok(SegmentUpload {
             t: t.clone(),
             stream,
