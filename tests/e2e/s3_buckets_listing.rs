@@ -5,24 +5,16 @@
 
 use std::collections::BTreeSet;
 
+use crate::harness::s3x::status_code;
 use crate::harness::{raw, TestGateway};
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, EncodingType, ObjectIdentifier};
 use aws_sdk_s3::Client;
 
-/// The HTTP status and S3 code of a failed SDK call.
-fn status_and_code<E: ProvideErrorMetadata>(e: &SdkError<E>) -> (Option<u16>, Option<String>) {
-    (
-        e.raw_response().map(|r| r.status().as_u16()),
-        e.code().map(str::to_string),
-    )
-}
-
 macro_rules! assert_s3_err {
     ($result:expr, $status:expr, $code:expr) => {{
         let e = $result.expect_err("expected an error");
-        let (status, code) = status_and_code(&e);
+        let (status, code) = status_code(&e);
         assert_eq!(status, Some($status), "{e:?}");
         if let Some(c) = $code {
             assert_eq!(code.as_deref(), Some(c), "{e:?}");

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::harness;
 use crate::harness::raw::{self, Payload};
+use crate::harness::s3x::{base64, status_code};
 use crate::harness::{data, TestGateway};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
@@ -18,17 +18,10 @@ use gateway::object::ObjectError;
 
 const SEG: usize = 256 << 10;
 
-fn status_and_code<E: ProvideErrorMetadata>(e: &SdkError<E>) -> (Option<u16>, Option<String>) {
-    (
-        e.raw_response().map(|r| r.status().as_u16()),
-        e.code().map(str::to_string),
-    )
-}
-
 macro_rules! assert_s3_err {
     ($result:expr, $status:expr, $code:expr) => {{
         let e = $result.expect_err("expected an error");
-        let (status, code) = status_and_code(&e);
+        let (status, code) = status_code(&e);
         assert_eq!(status, Some($status), "{e:?}");
         assert_eq!(code.as_deref(), Some($code), "{e:?}");
     }};
@@ -52,24 +45,6 @@ fn hex(b: &[u8]) -> String {
 fn md5_of(b: &[u8]) -> [u8; 16] {
     use md5::{Digest, Md5};
     Md5::digest(b).into()
-}
-
-fn base64(b: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Every file under `nodes/*/pieces`.
