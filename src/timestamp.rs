@@ -13,7 +13,7 @@
 //!   accept (IMF-fixdate, RFC 850, asctime), case-sensitive, no surrounding whitespace, years
 //!   1970..=9999. The weekday must match the date; second 60 is refused. RFC 850 two-digit
 //!   years 70–99 are 19xx and 00–69 are 20xx (a fixed pivot, so parsing does not depend on the
-//!   clock).
+//!   clock). httpdate's RFC 850 reader does not check the space after the weekday's comma.
 //! - [`parse_amz_date`] / [`format_amz_date`]: ISO 8601 basic `20261125T171311Z` (SigV4
 //!   `X-Amz-Date`), exactly 16 ASCII characters with calendar-valid fields.
 

@@ -456,29 +456,42 @@ impl PieceWriter for DirWriter {
         })
     }
 
-    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+    /// Returns once the temp file is gone.
+    fn abort(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+            let _ = tokio::task::spawn_blocking(move || self.remove_temp()).await;
         })
     }
 }
 
-impl Drop for DirWriter {
-    /// An uncommitted piece's temp file is removed: on the blocking pool when dropped on a
-    /// runtime (a cancelled upload drops its writers on a reactor thread), else in place.
-    fn drop(&mut self) {
+impl DirWriter {
+    /// Closes and removes the temp file of an uncommitted piece, here and now.
+    fn remove_temp(&mut self) {
         if self.tmp.as_os_str().is_empty() {
             return;
         }
         self.file.take();
-        let tmp = std::mem::take(&mut self.tmp);
+        let _ = fs::remove_file(std::mem::take(&mut self.tmp));
+    }
+}
+
+impl Drop for DirWriter {
+    /// A writer dropped without commit or abort (a cancelled upload drops its writers on a
+    /// reactor thread) has its temp file removed on the blocking pool, or in place outside a
+    /// runtime; the next start's sweep removes what a shutdown left.
+    fn drop(&mut self) {
+        if self.tmp.as_os_str().is_empty() {
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn_blocking(move || fs::remove_file(&tmp));
+                let (file, tmp) = (self.file.take(), std::mem::take(&mut self.tmp));
+                rt.spawn_blocking(move || {
+                    drop(file);
+                    let _ = fs::remove_file(tmp);
+                });
             }
-            Err(_) => {
-                let _ = fs::remove_file(&tmp);
-            }
+            Err(_) => self.remove_temp(),
         }
     }
 }

@@ -451,7 +451,7 @@ impl NodeStore for RemoteNode {
                 inner,
                 tx: Some(tx),
                 task: Some(task),
-                hasher: blake3::Hasher::new(),
+                hasher: Some(blake3::Hasher::new()),
             }) as Box<dyn PieceWriter>)
         })
     }
@@ -544,7 +544,9 @@ struct RemoteWriter {
     inner: Arc<Inner>,
     tx: Option<mpsc::Sender<BodyMsg>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
-    hasher: blake3::Hasher,
+    /// `None` while a write hashes on the blocking pool, and for good when that write was
+    /// cancelled or failed: a commit then fails instead of sending a wrong digest.
+    hasher: Option<blake3::Hasher>,
 }
 
 impl RemoteWriter {
@@ -599,28 +601,35 @@ impl PieceWriter for RemoteWriter {
             if data.is_empty() {
                 return Ok(());
             }
+            let Some(mut hasher) = self.hasher.take() else {
+                return Err(self.inner.unavailable("upload already failed"));
+            };
             if data.len() < HASH_IN_PLACE {
-                self.hasher.update(&data);
+                hasher.update(&data);
+                self.hasher = Some(hasher);
                 return self.send(BodyMsg::Data(data)).await;
             }
             // Larger writes are hashed on the blocking pool while the bytes go out.
-            let mut hasher = std::mem::take(&mut self.hasher);
             let hashed = data.clone();
             let hashing = tokio::task::spawn_blocking(move || {
                 hasher.update(&hashed);
                 hasher
             });
             let sent = self.send(BodyMsg::Data(data)).await;
-            self.hasher = hashing
+            let hasher = hashing
                 .await
                 .map_err(|e| self.inner.unavailable(format!("hashing failed: {e}")))?;
+            self.hasher = Some(hasher);
             sent
         })
     }
 
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), NodeError>> {
         Box::pin(async move {
-            let trailers = digest_trailers(&self.hasher.finalize());
+            let Some(hasher) = self.hasher.take() else {
+                return Err(self.inner.unavailable("upload already failed"));
+            };
+            let trailers = digest_trailers(&hasher.finalize());
             self.send(BodyMsg::EndWithTrailers(trailers)).await?;
             self.tx = None;
             let Some(mut task) = self.task.take() else {

@@ -113,13 +113,12 @@ impl RequestBody {
 
 /// Bytes of body frames handed to the blocking pool at once.
 const WORK_BATCH: usize = 256 << 10;
-/// A last batch smaller than this (a small body) is worked in place: cheaper than a hop to
-/// the blocking pool.
+/// A batch smaller than this is worked in place: cheaper than a hop to the blocking pool.
 const WORK_INLINE: usize = 32 << 10;
 
 /// The CPU work on a request body: aws-chunked decoding (each chunk's signature checked), the
-/// payload SHA-256 and the checksum. It runs on the blocking pool, a batch of frames at a time,
-/// while the next batch arrives: the reactor threads only move bytes.
+/// payload SHA-256 and the checksum. It runs on the blocking pool, a batch of frames at a time
+/// (what has arrived, up to [`WORK_BATCH`]): the reactor threads only move bytes.
 struct BodyWork {
     decoder: Option<ChunkedDecoder>,
     sha: Option<digest::Context>,
@@ -204,8 +203,9 @@ impl Forward<'_> {
 /// a checksum even when the client sent none (multipart uploads created with an algorithm).
 /// The verified checksum travels with `BodyEvent::End`.
 ///
-/// Frames are gathered into batches of [`WORK_BATCH`] bytes; a batch is decoded and hashed on
-/// the blocking pool while the next one arrives, and forwarded once that one is complete.
+/// Each wait for the client ends with a batch of what has arrived (up to [`WORK_BATCH`]
+/// bytes), decoded and hashed on the blocking pool (in place under [`WORK_INLINE`]) and
+/// forwarded at once: a slow client's bytes are never held back waiting for more.
 pub async fn pump_request_body(
     mut body: RequestBody,
     auth: &Verified,
@@ -227,72 +227,68 @@ pub async fn pump_request_body(
         _ => None,
     };
     let hasher = checksums.algorithm.or(compute).map(Hasher::new);
-    // `None` while a batch is on the blocking pool: the work travels with it.
-    let mut work = Some(BodyWork {
+    let mut work = BodyWork {
         decoder,
         sha,
         hasher,
-    });
-    let lost = || S3Error::internal("body work lost");
+    };
     let mut forward = Forward {
         tx: &tx,
         expected_len,
         total: 0,
     };
     let join_error = |e: tokio::task::JoinError| S3Error::internal(format!("body work: {e}"));
-    // The batch being worked on the blocking pool, if any: it owns `work` until it is done.
-    let mut pending: Option<tokio::task::JoinHandle<WorkDone>> = None;
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut batch_len = 0usize;
-    loop {
-        let ended = match body.frame().await {
-            Some(frame) => {
+    let mut ended = false;
+    while !ended {
+        // Wait for the client; then take what else has arrived, without waiting: bytes are
+        // never held back for a client that sends slowly.
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch_len = 0usize;
+        let mut next = body.frame().await;
+        loop {
+            match next {
                 // HTTP trailers are skipped: aws-chunked carries its own.
-                if let Ok(data) = frame?.into_data() {
-                    batch_len += data.len();
-                    batch.push(data);
+                Some(frame) => {
+                    if let Ok(data) = frame?.into_data() {
+                        batch_len += data.len();
+                        batch.push(data);
+                    }
                 }
-                if batch_len < WORK_BATCH {
-                    continue;
+                None => {
+                    ended = true;
+                    break;
                 }
-                false
             }
-            None => true,
-        };
-        // The previous batch was worked while this one arrived: forward it first.
-        if let Some(p) = pending.take() {
-            let (done, out) = p.await.map_err(join_error)?;
-            work = Some(done);
-            if !forward.send(out?).await? {
-                return Ok(());
+            if batch_len >= WORK_BATCH {
+                break;
+            }
+            // One poll: a frame already received, or nothing (dropping a pending read loses
+            // nothing and counts no waiting time).
+            match tokio::time::timeout(Duration::ZERO, body.frame()).await {
+                Ok(frame) => next = frame,
+                Err(_) => break,
             }
         }
-        let frames = std::mem::take(&mut batch);
-        let len = std::mem::take(&mut batch_len);
-        let mut w = work.take().ok_or_else(lost)?;
-        if !ended {
-            pending = Some(w.spawn(frames));
+        if batch.is_empty() {
             continue;
         }
-        let out = if len < WORK_INLINE {
-            w.run(frames)
+        let out = if batch_len < WORK_INLINE {
+            work.run(batch)
         } else {
-            let (done, out) = w.spawn(frames).await.map_err(join_error)?;
-            w = done;
+            let (done, out) = work.spawn(batch).await.map_err(join_error)?;
+            work = done;
             out
         };
-        work = Some(w);
         if !forward.send(out?).await? {
             return Ok(());
         }
-        break;
     }
     let total = forward.total;
     let BodyWork {
         decoder,
         sha,
         hasher,
-    } = work.ok_or_else(lost)?;
+    } = work;
     let trailers = match decoder {
         Some(d) => d.finish().map_err(|e| chunked_error(&e))?,
         None => Vec::new(),
