@@ -35,8 +35,8 @@ pub const MAX_PUT_SIZE: u64 = 5 << 30;
 /// nodes, does not count), the client must send at least `body_min_rate` bytes per second
 /// (at least one byte when the rate is 0), else the request ends with `RequestTimeout` and
 /// the connection is closed.
-pub struct RequestBody {
-    inner: Incoming,
+pub struct RequestBody<B = Incoming> {
+    inner: B,
     window: Duration,
     /// Bytes a window must bring.
     needed: u64,
@@ -45,8 +45,12 @@ pub struct RequestBody {
     got: u64,
 }
 
-impl RequestBody {
-    pub fn new(inner: Incoming, limits: &crate::config::ServerConfig) -> RequestBody {
+impl<B> RequestBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    pub fn new(inner: B, limits: &crate::config::ServerConfig) -> RequestBody<B> {
         let needed = (limits.body_min_rate as f64 * limits.body_timeout.as_secs_f64()) as u64;
         RequestBody {
             inner,
@@ -206,14 +210,18 @@ impl Forward<'_> {
 /// Each wait for the client ends with a batch of what has arrived (up to [`WORK_BATCH`]
 /// bytes), decoded and hashed on the blocking pool (in place under [`WORK_INLINE`]) and
 /// forwarded at once: a slow client's bytes are never held back waiting for more.
-pub async fn pump_request_body(
-    mut body: RequestBody,
+pub async fn pump_request_body<B>(
+    mut body: RequestBody<B>,
     auth: &Verified,
     expected_len: Option<u64>,
     checksums: &ChecksumExpectation,
     compute: Option<ChecksumAlgorithm>,
     tx: mpsc::Sender<BodyEvent>,
-) -> Result<(), S3Error> {
+) -> Result<(), S3Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let decoder = if auth.payload.is_streaming() {
         Some(
             ChunkedDecoder::new(&auth.payload, auth.chunk_signing.as_ref(), MAX_CHUNK)
@@ -508,5 +516,74 @@ impl Body for ResponseBody {
             ResponseBody::Full(None) => http_body::SizeHint::with_exact(0),
             ResponseBody::Stream(_) => http_body::SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    /// A request body fed by the test, one frame at a time.
+    struct Fed(mpsc::Receiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    /// A client that sends slowly has its bytes forwarded as they arrive, never held back
+    /// waiting for a batch to fill (the object layer gives up on a body idle for 60 s).
+    #[tokio::test]
+    async fn a_slow_client_s_bytes_are_forwarded_as_they_arrive() {
+        let (client, fed) = mpsc::channel(4);
+        let (tx, mut rx) = mpsc::channel(64);
+        let auth = Verified {
+            access_key: "k".into(),
+            region: "us-east-1".into(),
+            payload: PayloadMode::Unsigned,
+            chunk_signing: None,
+        };
+        let checksums = ChecksumExpectation {
+            algorithm: Some(ChecksumAlgorithm::Crc32),
+            ..ChecksumExpectation::default()
+        };
+        let total = 40 * 10_000;
+        let limits = crate::config::ServerConfig::default();
+        let pump = tokio::spawn(async move {
+            let body = RequestBody::new(Fed(fed), &limits);
+            pump_request_body(body, &auth, Some(total as u64), &checksums, None, tx).await
+        });
+        let mut got = 0usize;
+        for i in 0..40u8 {
+            client.send(Bytes::from(vec![i; 10_000])).await.unwrap();
+            // This frame reaches the object layer before the client sends the next one.
+            while got < (usize::from(i) + 1) * 10_000 {
+                let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                    .await
+                    .expect("bytes forwarded while the client waits")
+                    .unwrap();
+                let BodyEvent::Data(d) = event else {
+                    panic!("end before the body")
+                };
+                assert!(d.iter().all(|b| *b == i));
+                got += d.len();
+            }
+        }
+        drop(client);
+        let BodyEvent::End(sum) = rx.recv().await.unwrap() else {
+            panic!("no end")
+        };
+        assert!(sum.is_some(), "the checksum of the whole body");
+        assert_eq!(got, total);
+        pump.await.unwrap().unwrap();
     }
 }
