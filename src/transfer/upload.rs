@@ -581,16 +581,64 @@ impl SegmentUpload {
     }
 
     /// Commits every piece; returns once `success` are durable and cancels the rest.
+    ///
+    /// The steps: ask every writer to commit ([`Self::request_commits`]), wait for `success`
+    /// durable pieces or until the floor is out of reach ([`Self::wait_durable`]), keep the
+    /// pieces whose commit is under way for a moment ([`Self::keep_committing`]), cancel the
+    /// long tail ([`Self::cancel_long_tail`]), then account every piece's bytes and report
+    /// ([`Self::account`]).
     pub async fn finish(mut self) -> Result<UploadedSegment, TransferError> {
+        self.request_commits();
+        let mut durable = self.wait_durable().await;
+        if durable >= self.floor {
+            durable += self.keep_committing().await;
+        }
+        durable += self.cancel_long_tail().await;
+        self.finished = true;
+        let ok = durable >= self.floor;
+        let (out, causes) = self.account(ok);
+        if !ok {
+            return Err(TransferError::NotEnoughDurable {
+                segment: self.segment,
+                durable,
+                needed: self.floor,
+                causes: causes.join("; "),
+            });
+        }
+        if out.pieces.len() < self.target_success {
+            tracing::warn!(
+                segment = self.segment,
+                pieces = out.pieces.len(),
+                wanted = self.target_success,
+                "segment stored degraded (repair will restore it): {}",
+                causes.join("; ")
+            );
+        } else if !causes.is_empty() {
+            tracing::debug!(
+                segment = self.segment,
+                pieces = out.pieces.len(),
+                "segment stored; not kept: {}",
+                causes.join("; ")
+            );
+        }
+        Ok(out)
+    }
+
+    /// Queues a commit behind every writer's data (without waiting: a writer may be slow).
+    fn request_commits(&mut self) {
         self.committing = true;
         for w in &mut self.writers {
             if let Some(tx) = w.tx.take() {
-                // Behind the writer's queued data; the writer may be slow, so don't wait here.
                 tokio::spawn(async move {
                     let _ = tx.send(Msg::Commit).await;
                 });
             }
         }
+    }
+
+    /// Reaps writers as they end until `success` pieces are durable, none is left, or the
+    /// floor cannot be reached any more; returns the durable count.
+    async fn wait_durable(&mut self) -> usize {
         let mut durable = 0;
         // Writers cancelled while lagging never report; the channel closes once every task ended.
         let mut outstanding = self.writers.iter().filter(|w| w.handle.is_some()).count();
@@ -603,35 +651,47 @@ impl SegmentUpload {
                 durable += usize::from(ok);
             }
         }
-        // Pieces already committing are not the long tail: they have sent everything and only
-        // wait for their node's fsync. Keeping the ones that land within a moment adds
-        // durability for bandwidth already spent.
-        if durable >= self.floor {
-            let until =
-                tokio::time::Instant::now() + COMMIT_GRACE.min(self.t.limits.long_tail_grace);
-            while self
-                .writers
-                .iter()
-                .any(|w| w.handle.is_some() && w.state.committing.load(Ordering::Relaxed))
-            {
-                let Ok(Some(i)) = tokio::time::timeout_at(until, self.done_rx.recv()).await else {
-                    break;
-                };
-                durable += usize::from(self.writers[i].reap().await == Some(true));
-            }
+        durable
+    }
+
+    /// Pieces already committing are not the long tail: they have sent everything and only
+    /// wait for their node's fsync. Keeping the ones that land within a moment adds
+    /// durability for bandwidth already spent. Returns how many more became durable.
+    async fn keep_committing(&mut self) -> usize {
+        let mut more = 0;
+        let until = tokio::time::Instant::now() + COMMIT_GRACE.min(self.t.limits.long_tail_grace);
+        while self
+            .writers
+            .iter()
+            .any(|w| w.handle.is_some() && w.state.committing.load(Ordering::Relaxed))
+        {
+            let Ok(Some(i)) = tokio::time::timeout_at(until, self.done_rx.recv()).await else {
+                break;
+            };
+            more += usize::from(self.writers[i].reap().await == Some(true));
         }
-        // The long tail. A piece that made it in the meantime is kept.
+        more
+    }
+
+    /// Cancels every writer still running (a piece that made it in the meantime is kept);
+    /// returns how many more became durable.
+    async fn cancel_long_tail(&mut self) -> usize {
+        let mut more = 0;
         for w in &mut self.writers {
             if w.handle.as_ref().is_some_and(|h| h.is_finished()) {
-                durable += usize::from(w.reap().await == Some(true));
+                more += usize::from(w.reap().await == Some(true));
             }
             if w.handle.is_some() {
                 abandon(&self.t, w, self.stream, self.segment);
                 w.result = Some(Err("cancelled: long tail".into()));
             }
         }
-        self.finished = true;
-        let ok = durable >= self.floor;
+        more
+    }
+
+    /// Every piece's bytes as kept (`ok`: the segment is stored) or wasted, the kept pieces,
+    /// and why the others were not kept. A failed segment's durable pieces are deleted later.
+    fn account(&self, ok: bool) -> (UploadedSegment, Vec<String>) {
         let mut out = UploadedSegment::default();
         let mut causes = Vec::new();
         for w in &self.writers {
@@ -664,31 +724,7 @@ impl SegmentUpload {
                 None => causes.push(format!("piece {}: no result", w.number)),
             }
         }
-        if !ok {
-            return Err(TransferError::NotEnoughDurable {
-                segment: self.segment,
-                durable,
-                needed: self.floor,
-                causes: causes.join("; "),
-            });
-        }
-        if out.pieces.len() < self.target_success {
-            tracing::warn!(
-                segment = self.segment,
-                pieces = out.pieces.len(),
-                wanted = self.target_success,
-                "segment stored degraded (repair will restore it): {}",
-                causes.join("; ")
-            );
-        } else if !causes.is_empty() {
-            tracing::debug!(
-                segment = self.segment,
-                pieces = out.pieces.len(),
-                "segment stored; not kept: {}",
-                causes.join("; ")
-            );
-        }
-        Ok(out)
+        (out, causes)
     }
 
     /// Stops every writer (no commit was requested yet) and returns the error naming each
