@@ -7,8 +7,24 @@ use http::HeaderValue;
 use super::error::{S3Error, S3ErrorCode};
 use super::router::decode_path;
 use crate::checksum::ChecksumAlgorithm;
-use crate::meta::{ObjectRecord, Precondition};
+use crate::meta::{ObjectRecord, Precondition, MAX_PART_NUMBER};
 use crate::object::Conditions;
+
+/// The `partNumber` query parameter (GetObject, HeadObject, UploadPart, UploadPartCopy):
+/// `1..=MAX_PART_NUMBER`, else InvalidArgument.
+pub fn part_number(raw: Option<&str>) -> Result<u32, S3Error> {
+    let raw = raw.unwrap_or("");
+    raw.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            S3Error::invalid_argument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+                "partNumber",
+                raw,
+            )
+        })
+}
 
 /// Keys are at most 1024 bytes of UTF-8, as on AWS.
 const MAX_KEY_LEN: usize = 1024;

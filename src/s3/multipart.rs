@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::body::{pump_request_body, read_small_body, RequestBody};
 use super::error::S3Error;
 use super::headers::{
-    check_key, conditions, content_md5, copy_source, header_str, insert, system_meta,
+    check_key, conditions, content_md5, copy_source, header_str, insert, part_number, system_meta,
     tagging_header, user_meta, write_precondition,
 };
 use super::object::{checksum_response_headers, declared_length};
@@ -17,28 +17,12 @@ use super::xml::{self, ListMultipartUploads, ListParts, PartEntry, UploadEntry};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
 use crate::checksum::{ChecksumAlgorithm, ChecksumType};
 use crate::meta::UploadListQuery;
-use crate::meta::MAX_PART_NUMBER;
 use crate::object::{BodyReceiver, CompletedPart, CreateUpload, ObjectError};
 
 const MAX_LIST: usize = 1000;
 
 fn upload_id<'a>(ctx: &'a Ctx<'_>) -> &'a str {
     ctx.query.get("uploadId").unwrap_or("")
-}
-
-/// The `partNumber` query parameter: `1..=MAX_PART_NUMBER`, else InvalidArgument.
-pub(super) fn part_number(ctx: &Ctx<'_>) -> Result<u32, S3Error> {
-    let raw = ctx.query.get("partNumber").unwrap_or("");
-    raw.parse::<u32>()
-        .ok()
-        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-        .ok_or_else(|| {
-            S3Error::invalid_argument(
-                "Part number must be an integer between 1 and 10000, inclusive",
-                "partNumber",
-                raw,
-            )
-        })
 }
 
 fn map(e: ObjectError, bucket: &str, key: &str, upload: &str) -> S3Error {
@@ -146,7 +130,7 @@ pub(super) async fn upload_part(
     body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
     check_key(key)?;
-    let number = part_number(ctx)?;
+    let number = part_number(ctx.query.get("partNumber"))?;
     let id = upload_id(ctx);
     let h = &ctx.parts.headers;
     let expected_len = declared_length(ctx)?;
@@ -230,7 +214,7 @@ pub(super) async fn upload_part_copy(
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
     check_key(key)?;
-    let number = part_number(ctx)?;
+    let number = part_number(ctx.query.get("partNumber"))?;
     let id = upload_id(ctx);
     let h = &ctx.parts.headers;
     let (src_bucket, src_key) = copy_source(h)?;

@@ -9,7 +9,7 @@ use super::body::{pump_request_body, read_small_body, RequestBody, ResponseBody,
 use super::error::{S3Error, S3ErrorCode};
 use super::headers::{
     apply_response_overrides, check_key, conditions, content_md5, header_str, insert,
-    object_headers, system_meta, tagging_header, user_meta, write_precondition,
+    object_headers, part_number, system_meta, tagging_header, user_meta, write_precondition,
 };
 use super::xml::{self, DeleteError, DeletedObject};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
@@ -156,7 +156,7 @@ pub(super) async fn get_object(
     }
     let mut range = header_str(h, "range").and_then(parse_range);
     if ctx.query.get("partNumber").is_some() {
-        let n = super::multipart::part_number(ctx)?;
+        let n = part_number(ctx.query.get("partNumber"))?;
         if range.is_some() {
             return Err(S3Error::invalid_request(
                 "Cannot specify both Range header and partNumber query parameter",
