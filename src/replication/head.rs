@@ -134,5 +134,5 @@ pub async fn write_head(
     head: &Head,
 ) -> Result<(), ReplicationError> {
     let plain = serde_json::to_vec(head).map_err(|e| ReplicationError::Io(e.to_string()))?;
-    super::shipper::put_blob(transfers, root, scheme, BlobName::HEAD, &plain, 1).await
+    super::io::put_blob(transfers, root, scheme, BlobName::HEAD, &plain, 1).await
 }

@@ -25,6 +25,7 @@
 
 pub mod blob;
 pub mod head;
+mod io;
 pub mod recover;
 mod shipper;
 

@@ -16,15 +16,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::blob::{open_blob, piece_len_from_header, BlobName, BLOB_HEADER_LEN};
+use super::blob::{open_blob, BlobName};
 use super::head::{read_head, HeadRead, SnapshotRef};
-use super::shipper::piece_ids;
+use super::io::{fetch, Fetched};
 use super::{MetaScheme, ReplicationError};
 use crate::crypto::RootKey;
 use crate::erasure::Scheme;
 use crate::meta::log::{decode_batch, Batch};
 use crate::meta::{ReplicationState, SqliteMeta};
-use crate::nodes::NodeError;
 use crate::progress::Progress;
 use crate::transfer::Transfers;
 
@@ -47,38 +46,6 @@ pub struct RecoverySummary {
     pub newest_change_ms: i64,
     /// Pieces found that were damaged, foreign or stale and therefore not used.
     pub rejected_pieces: usize,
-}
-
-/// The pieces of one blob found on the nodes.
-pub(super) struct Fetched {
-    pub(super) pieces: Vec<Vec<u8>>,
-    not_found: usize,
-    causes: Vec<String>,
-}
-
-pub(super) async fn fetch(transfers: &Arc<Transfers>, root: &RootKey, name: &BlobName) -> Fetched {
-    let results = transfers
-        .get_pieces_everywhere(
-            piece_ids(transfers, root, name),
-            BLOB_HEADER_LEN as u64,
-            piece_len_from_header,
-        )
-        .await;
-    let mut f = Fetched {
-        pieces: Vec::new(),
-        not_found: 0,
-        causes: Vec::new(),
-    };
-    // Only the first `n` nodes (at most 255) are given metadata pieces.
-    let n = transfers.node_count().min(255);
-    for r in results.into_iter().take(n) {
-        match r {
-            Ok(p) => f.pieces.push(p),
-            Err(NodeError::NotFound { .. }) => f.not_found += 1,
-            Err(e) => f.causes.push(e.to_string()),
-        }
-    }
-    f
 }
 
 fn unreadable(name: &BlobName, f: &Fetched, scheme: &MetaScheme) -> String {

@@ -13,8 +13,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::blob::{seal_blob, BlobName};
+use super::blob::BlobName;
 use super::head::{read_head, write_head, Head, HeadRead, SnapshotRef, HEAD_FORMAT};
+use super::io::{piece_ids, put_blob};
 use super::{MetaScheme, ReplicationError};
 use crate::config::{MetadataConfig, ReplicationMode};
 use crate::crypto::{encode_hex, RootKey};
@@ -452,7 +453,7 @@ async fn check_log_tail(
         return Err(ahead());
     }
     let name = BlobName::log(state.next_batch);
-    let found = super::recover::fetch(transfers, root, &name).await.pieces;
+    let found = super::io::fetch(transfers, root, &name).await.pieces;
     if found.is_empty() {
         return Ok(());
     }
@@ -476,61 +477,4 @@ async fn blob_exists(transfers: &Arc<Transfers>, root: &RootKey, name: &BlobName
         .await
         .iter()
         .any(Result::is_ok)
-}
-
-/// The ids of blob `name`'s pieces, one per node in configuration order.
-pub(super) fn piece_ids(
-    transfers: &Transfers,
-    root: &RootKey,
-    name: &BlobName,
-) -> Vec<crate::nodes::PieceId> {
-    transfers
-        .node_ids()
-        .iter()
-        .map(|id| name.piece_id(&root.piece_id_key(id), id))
-        .collect()
-}
-
-/// Seals `plain` as blob `name` (coded `k` of one piece per node) and writes it everywhere;
-/// `Ok` once `scheme.success` nodes committed their piece.
-pub(super) async fn put_blob(
-    transfers: &Arc<Transfers>,
-    root: &RootKey,
-    scheme: &MetaScheme,
-    name: BlobName,
-    plain: &[u8],
-    k: u16,
-) -> Result<(), ReplicationError> {
-    let key = root.metadata_key();
-    let plain = plain.to_vec();
-    let n = scheme.n;
-    let pieces = tokio::task::spawn_blocking(move || seal_blob(&key, &name, &plain, k, n))
-        .await
-        .map_err(|e| ReplicationError::Crypto(e.to_string()))??;
-    let mut pieces: Vec<Option<Vec<u8>>> = pieces.into_iter().map(Some).collect();
-    pieces.resize(transfers.node_count(), None);
-    let results = transfers
-        .put_pieces_everywhere(
-            piece_ids(transfers, root, &name),
-            pieces,
-            usize::from(scheme.success),
-        )
-        .await;
-    let durable = results.iter().filter(|r| matches!(r, Some(Ok(())))).count();
-    if durable >= usize::from(scheme.success) {
-        return Ok(());
-    }
-    let causes: Vec<String> = results
-        .iter()
-        .filter_map(|r| match r {
-            Some(Err(e)) => Some(e.to_string()),
-            _ => None,
-        })
-        .collect();
-    Err(ReplicationError::NotDurable {
-        what: name.to_string(),
-        durable,
-        needed: usize::from(scheme.success),
-        causes: causes.join("; "),
-    })
 }
