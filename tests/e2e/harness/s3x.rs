@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -215,29 +215,11 @@ pub fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
     }
 }
 
-/// Every committed piece file on every node.
 /// Data piece files on every node (metadata blobs left out).
 pub fn pieces(gw: &TestGateway) -> BTreeSet<PathBuf> {
-    fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if !super::is_metadata_blob(&p) {
-                out.insert(p);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    if let Ok(nodes) = std::fs::read_dir(gw.nodes_dir()) {
-        for node in nodes.flatten() {
-            walk(&node.path().join("pieces"), &mut out);
-        }
-    }
-    out
+    super::storage::piece_paths(&gw.nodes_dir())
+        .into_iter()
+        .collect()
 }
 
 /// Piece files present now that were not in `before`.
