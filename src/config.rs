@@ -138,20 +138,45 @@ struct RawLimits {
     memory: Option<ByteSize>,
 }
 
+/// One `[[nodes]]` entry: the settings every kind has, and the kind's own.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawNode {
     id: String,
-    #[serde(default = "default_kind")]
-    kind: String,
+    domain: Option<String>,
+    #[serde(default)]
+    drain: bool,
+    #[serde(flatten, deserialize_with = "dir_unless_told")]
+    kind: RawNodeKind,
+}
+
+/// A node kind's own settings, tagged by `kind`; each kind refuses the others' settings.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum RawNodeKind {
+    Dir(RawDirNode),
+    Remote(RawRemoteNode),
+    S3(RawS3Node),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirNode {
     path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemoteNode {
     address: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
-    connect_timeout: Option<DurationText>,
-    read_timeout: Option<DurationText>,
-    ca_file: Option<PathBuf>,
-    domain: Option<String>,
+    #[serde(flatten)]
+    connection: RawConnection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3Node {
     endpoint: Option<String>,
     region: Option<String>,
     bucket: Option<String>,
@@ -159,12 +184,27 @@ struct RawNode {
     access_key: Option<String>,
     secret_key: Option<String>,
     secret_key_file: Option<PathBuf>,
-    #[serde(default)]
-    drain: bool,
+    #[serde(flatten)]
+    connection: RawConnection,
 }
 
-fn default_kind() -> String {
-    "dir".into()
+/// How the gateway connects to a node over the network (kinds `remote` and `s3`).
+#[derive(Debug, Deserialize)]
+struct RawConnection {
+    connect_timeout: Option<DurationText>,
+    read_timeout: Option<DurationText>,
+    ca_file: Option<PathBuf>,
+}
+
+/// `kind` is optional in the file: a node without one is a directory.
+fn dir_unless_told<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RawNodeKind, D::Error> {
+    let mut table = toml::Table::deserialize(d)?;
+    let kind = table
+        .entry("kind")
+        .or_insert_with(|| "dir".into())
+        .to_string();
+    RawNodeKind::deserialize(toml::Value::Table(table))
+        .map_err(|e| serde::de::Error::custom(format!("a node of kind {kind}: {}", e.message())))
 }
 
 /// A size: an integer number of bytes or a string like `"64MiB"`, `"4 KiB"`, `"1GB"`.
@@ -776,7 +816,8 @@ impl Config {
             let field = e
                 .span()
                 .map(|s| {
-                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    let before = text.get(..s.start).unwrap_or(text);
+                    let line = before.matches('\n').count() + 1;
                     format!("line {line}")
                 })
                 .unwrap_or_else(|| "file".into());
@@ -867,7 +908,7 @@ impl Config {
                     ));
                 }
             }
-            let kind = node_kind(n.kind.as_str(), &n, &field, &resolve)?;
+            let kind = node_kind(n.kind, &field, &resolve)?;
             nodes.push(NodeConfig {
                 id: n.id,
                 kind,
@@ -962,73 +1003,38 @@ impl Config {
     }
 }
 
-/// Validates one node's kind-specific fields; `field` names a field of this node.
+/// Validates one node's kind-specific settings; `field` names a setting of this node.
 fn node_kind(
-    kind: &str,
-    n: &RawNode,
+    kind: RawNodeKind,
     field: &dyn Fn(&str) -> String,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
 ) -> Result<NodeKind, ConfigError> {
-    let set = [
-        ("path", n.path.is_some()),
-        ("address", n.address.is_some()),
-        ("token", n.token.is_some()),
-        ("token_file", n.token_file.is_some()),
-        ("connect_timeout", n.connect_timeout.is_some()),
-        ("read_timeout", n.read_timeout.is_some()),
-        ("ca_file", n.ca_file.is_some()),
-        ("endpoint", n.endpoint.is_some()),
-        ("region", n.region.is_some()),
-        ("bucket", n.bucket.is_some()),
-        ("prefix", n.prefix.is_some()),
-        ("access_key", n.access_key.is_some()),
-        ("secret_key", n.secret_key.is_some()),
-        ("secret_key_file", n.secret_key_file.is_some()),
-    ];
-    let allowed: &[&str] = match kind {
-        "dir" => &["path"],
-        "remote" => &[
-            "address",
-            "token",
-            "token_file",
-            "connect_timeout",
-            "read_timeout",
-            "ca_file",
-        ],
-        "s3" => &[
-            "endpoint",
-            "region",
-            "bucket",
-            "prefix",
-            "access_key",
-            "secret_key",
-            "secret_key_file",
-            "ca_file",
-            "connect_timeout",
-            "read_timeout",
-        ],
-        other => {
-            return Err(ConfigError::new(
-                field("kind"),
-                format!("unknown node kind {other:?} (supported: \"dir\", \"remote\", \"s3\")"),
-            ))
+    match kind {
+        RawNodeKind::Dir(d) => {
+            let path = d
+                .path
+                .ok_or_else(|| ConfigError::new(field("path"), "required for kind \"dir\""))?;
+            Ok(NodeKind::Dir {
+                path: resolve(path),
+            })
         }
-    };
-    if let Some((name, _)) = set.iter().find(|(f, on)| *on && !allowed.contains(f)) {
-        return Err(ConfigError::new(
-            field(name),
-            format!("not a setting of kind {kind:?}"),
-        ));
+        RawNodeKind::Remote(r) => remote_node(r, field, resolve),
+        RawNodeKind::S3(s) => s3_node(s, field, resolve),
     }
-    if kind == "dir" {
-        let path = n
-            .path
-            .clone()
-            .ok_or_else(|| ConfigError::new(field("path"), "required for kind \"dir\""))?;
-        return Ok(NodeKind::Dir {
-            path: resolve(path),
-        });
-    }
+}
+
+/// A network node's timeouts and CA file, checked and resolved.
+struct Connection {
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    ca_file: Option<PathBuf>,
+}
+
+fn connection(
+    c: RawConnection,
+    field: &dyn Fn(&str) -> String,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<Connection, ConfigError> {
     let timeout = |name: &str, v: Option<DurationText>, default: Duration| {
         let d = v.map_or(default, |d| d.0);
         if d.is_zero() || d > Duration::from_secs(3600) {
@@ -1039,34 +1045,40 @@ fn node_kind(
         }
         Ok(d)
     };
-    let connect_timeout = timeout(
-        "connect_timeout",
-        n.connect_timeout,
-        DEFAULT_CONNECT_TIMEOUT,
-    )?;
-    let read_timeout = timeout("read_timeout", n.read_timeout, DEFAULT_READ_TIMEOUT)?;
-    let ca_file = n.ca_file.clone().map(resolve);
-    if kind == "s3" {
-        return s3_node(n, field, resolve, ca_file, connect_timeout, read_timeout);
-    }
-    let address = n.address.clone().ok_or_else(|| {
+    Ok(Connection {
+        connect_timeout: timeout(
+            "connect_timeout",
+            c.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        read_timeout: timeout("read_timeout", c.read_timeout, DEFAULT_READ_TIMEOUT)?,
+        ca_file: c.ca_file.map(resolve),
+    })
+}
+
+fn remote_node(
+    r: RawRemoteNode,
+    field: &dyn Fn(&str) -> String,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<NodeKind, ConfigError> {
+    let address = r.address.ok_or_else(|| {
         ConfigError::new(
             field("address"),
             "required for kind \"remote\" (e.g. \"http://127.0.0.1:7001\")",
         )
     })?;
     validate_address(&address).map_err(|r| ConfigError::new(field("address"), r))?;
-    let token = match (&n.token, &n.token_file) {
+    let token = match (r.token, r.token_file) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(
                 field("token"),
                 "set either token or token_file, not both",
             ))
         }
-        (Some(t), None) => RemoteToken::Inline(NodeToken::from_hex(t).map_err(|_| {
+        (Some(t), None) => RemoteToken::Inline(NodeToken::from_hex(&t).map_err(|_| {
             ConfigError::new(field("token"), "must be 64 hex digits (the node's token)")
         })?),
-        (None, Some(p)) => RemoteToken::File(resolve(p.clone())),
+        (None, Some(p)) => RemoteToken::File(resolve(p)),
         (None, None) => {
             return Err(ConfigError::new(
                 field("token_file"),
@@ -1074,45 +1086,43 @@ fn node_kind(
             ))
         }
     };
+    let c = connection(r.connection, field, resolve)?;
     Ok(NodeKind::Remote(RemoteNodeConfig {
         address,
         token,
-        connect_timeout,
-        read_timeout,
-        ca_file,
+        connect_timeout: c.connect_timeout,
+        read_timeout: c.read_timeout,
+        ca_file: c.ca_file,
     }))
 }
 
 fn s3_node(
-    n: &RawNode,
+    n: RawS3Node,
     field: &dyn Fn(&str) -> String,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
-    ca_file: Option<PathBuf>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
 ) -> Result<NodeKind, ConfigError> {
-    let required = |name: &str, v: &Option<String>, example: &str| {
-        v.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
+    let required = |name: &str, v: Option<String>, example: &str| {
+        v.filter(|s| !s.is_empty()).ok_or_else(|| {
             ConfigError::new(
                 field(name),
                 format!("required for kind \"s3\" (e.g. {example})"),
             )
         })
     };
-    let endpoint = required("endpoint", &n.endpoint, "\"http://127.0.0.1:9000\"")?;
+    let endpoint = required("endpoint", n.endpoint, "\"http://127.0.0.1:9000\"")?;
     crate::nodes::s3::validate_endpoint(&endpoint)
         .map_err(|r| ConfigError::new(field("endpoint"), r))?;
-    let bucket = required("bucket", &n.bucket, "\"gateway-pieces\"")?;
-    let access_key = required("access_key", &n.access_key, "\"AKIA...\"")?;
-    let secret_key = match (&n.secret_key, &n.secret_key_file) {
+    let bucket = required("bucket", n.bucket, "\"gateway-pieces\"")?;
+    let access_key = required("access_key", n.access_key, "\"AKIA...\"")?;
+    let secret_key = match (n.secret_key, n.secret_key_file) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(
                 field("secret_key"),
                 "set either secret_key or secret_key_file, not both",
             ))
         }
-        (Some(s), None) if !s.is_empty() => S3Secret::Inline(s.clone()),
-        (None, Some(p)) => S3Secret::File(resolve(p.clone())),
+        (Some(s), None) if !s.is_empty() => S3Secret::Inline(s),
+        (None, Some(p)) => S3Secret::File(resolve(p)),
         _ => {
             return Err(ConfigError::new(
                 field("secret_key_file"),
@@ -1120,27 +1130,27 @@ fn s3_node(
             ))
         }
     };
-    let prefix = n.prefix.clone().unwrap_or_default();
+    let prefix = n.prefix.unwrap_or_default();
     if prefix.len() > 512 || prefix.chars().any(|c| c.is_control()) {
         return Err(ConfigError::new(
             field("prefix"),
             "must be at most 512 printable characters",
         ));
     }
+    let c = connection(n.connection, field, resolve)?;
     Ok(NodeKind::S3(S3NodeConfig {
         endpoint,
         region: n
             .region
-            .clone()
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "us-east-1".into()),
         bucket,
         prefix,
         access_key,
         secret_key,
-        ca_file,
-        connect_timeout,
-        read_timeout,
+        ca_file: c.ca_file,
+        connect_timeout: c.connect_timeout,
+        read_timeout: c.read_timeout,
     }))
 }
 
@@ -1388,7 +1398,6 @@ mod tests {
             ("[storage]\nsegment_size = \"1000\"", "storage.segment_size"),
             ("[storage]\ncipher = \"rot13\"", "storage.cipher"),
             ("[[nodes]]\nid = \"a b\"\npath = \"x\"", "nodes[0].id"),
-            ("[[nodes]]\nid = \"a\"\nkind = \"ftp\"", "nodes[0].kind"),
             ("[[nodes]]\nid = \"a\"\nkind = \"remote\"", "nodes[0].address"),
             ("[[nodes]]\nid = \"a\"\nkind = \"s3\"", "nodes[0].endpoint"),
             ("[[nodes]]\nid = \"a\"\ndomain = \"\"\npath = \"x\"", "nodes[0].domain"),
@@ -1413,19 +1422,37 @@ mod tests {
                 "nodes[0].token",
             ),
             (
-                "[[nodes]]\nid = \"a\"\nkind = \"remote\"\naddress = \"http://h:1\"\ntoken_file = \"t\"\npath = \"p\"",
-                "nodes[0].path",
-            ),
-            (
                 "[[nodes]]\nid = \"a\"\nkind = \"remote\"\naddress = \"http://h:1\"\ntoken_file = \"t\"\nread_timeout = \"0s\"",
                 "nodes[0].read_timeout",
             ),
-            ("[[nodes]]\nid = \"a\"\npath = \"p\"\naddress = \"http://h:1\"", "nodes[0].address"),
         ];
         for (text, field) in cases {
             let err = Config::parse(text, Path::new("/d")).unwrap_err();
             assert_eq!(err.field, field, "{text}");
             assert!(!err.to_string().contains('\n'));
+        }
+        // A node's kind is a tag: an unknown kind, or a setting of another kind, is refused
+        // with the line of the node's table.
+        let cases = [
+            (
+                "listen = \"127.0.0.1:1\"\n\n[[nodes]]\nid = \"a\"\nkind = \"ftp\"",
+                "unknown variant `ftp`, expected one of `dir`, `remote`, `s3`",
+            ),
+            (
+                "[[nodes]]\nid = \"a\"\nkind = \"remote\"\naddress = \"http://h:1\"\n\
+                 token_file = \"t\"\n\n[[nodes]]\nid = \"b\"\nkind = \"remote\"\n\
+                 address = \"http://h:1\"\ntoken_file = \"t\"\npath = \"p\"",
+                "of kind \"remote\": unknown field `path`",
+            ),
+            (
+                "[[nodes]]\nid = \"a\"\npath = \"p\"\naddress = \"http://h:1\"",
+                "of kind \"dir\": unknown field `address`, expected `path`",
+            ),
+        ];
+        for ((text, message), line) in cases.into_iter().zip([3, 7, 1]) {
+            let err = Config::parse(text, Path::new("/d")).unwrap_err();
+            assert_eq!(err.field, format!("line {line}"), "{text}");
+            assert!(err.to_string().contains(message), "{err}");
         }
         // Too few nodes for the scheme.
         let err = Config::parse("", Path::new("/d")).unwrap_err();
