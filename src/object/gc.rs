@@ -29,7 +29,10 @@ pub(super) fn spawn(inner: Weak<Inner>, wake: Arc<Notify>) {
                 let Some(strong) = inner.upgrade() else {
                     return;
                 };
-                collect_round(&strong, &mut deferred).await
+                strong.gc_rounds.send_modify(|r| r.begun += 1);
+                let more = collect_round(&strong, &mut deferred).await;
+                strong.gc_rounds.send_modify(|r| r.finished += 1);
+                more
             };
             if !more {
                 // Woken by a delete/replace, or retry failed deletions periodically. The
@@ -41,6 +44,14 @@ pub(super) fn spawn(inner: Weak<Inner>, wake: Arc<Notify>) {
             }
         }
     });
+}
+
+/// How many rounds the collector has begun and finished (one task: they run one at a time),
+/// so a caller can wait for a whole round that began after it asked.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Rounds {
+    pub begun: u64,
+    pub finished: u64,
 }
 
 /// Deletes one round of garbage; returns whether another round may find more to do now.

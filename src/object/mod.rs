@@ -205,6 +205,7 @@ pub(crate) struct Inner {
     pub transfers: Arc<Transfers>,
     pub meta: Meta,
     pub gc_wake: Arc<Notify>,
+    pub gc_rounds: tokio::sync::watch::Sender<gc::Rounds>,
     /// Streams being read right now, with a count of readers. Garbage collection leaves
     /// these alone, so a GET that started before an overwrite or delete still completes.
     pub reading: std::sync::Mutex<std::collections::HashMap<StreamId, usize>>,
@@ -348,6 +349,7 @@ impl ObjectLayer {
                 transfers,
                 meta,
                 gc_wake: Arc::new(Notify::new()),
+                gc_rounds: tokio::sync::watch::Sender::new(gc::Rounds::default()),
                 reading: std::sync::Mutex::new(std::collections::HashMap::new()),
                 repair_wake: Arc::new(Notify::new()),
                 repairing: std::sync::Mutex::new(std::collections::HashSet::new()),
@@ -356,6 +358,18 @@ impl ObjectLayer {
         };
         gc::spawn(Arc::downgrade(&layer.inner), layer.inner.gc_wake.clone());
         layer
+    }
+
+    /// Wakes the garbage collector and waits until a round that began after this call has
+    /// finished: what it could delete is gone, what it had to keep (being read, within the
+    /// grace period, on a node that is down) is still there. For tests and tools that need a
+    /// settled state.
+    pub async fn collect_garbage(&self) {
+        let mut rounds = self.inner.gc_rounds.subscribe();
+        let target = rounds.borrow().begun + 1;
+        self.inner.gc_wake.notify_one();
+        // The sender lives in `inner`, which `self` keeps alive: this cannot fail.
+        let _ = rounds.wait_for(|r| r.finished >= target).await;
     }
 
     pub async fn create_bucket(&self, name: &str) -> Result<(), ObjectError> {

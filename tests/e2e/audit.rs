@@ -258,19 +258,18 @@ async fn the_background_audit_finds_them_within_its_configured_pass() {
     // The missing piece is found by the next listing (or, if this pass had already listed
     // its node, by a sampled read); the corrupt one by a sampled read, one chance in six per
     // pass.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let recorded = loop {
-        let now = counts(&gw).await;
-        let f = findings(&now);
-        let missing = f
-            .iter()
-            .any(|x| x.0 == gone.node && x.1 == "missing" && ["listing", "audit"].contains(&x.2));
-        let corrupt = f.contains(&(rotten.node.as_str(), "corrupt", "audit", 1));
-        if (missing && corrupt) || tokio::time::Instant::now() > deadline {
-            break now;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let recorded = wait::observe(
+        Duration::from_secs(60),
+        || counts(&gw),
+        |now| {
+            let f = findings(now);
+            let missing = f.iter().any(|x| {
+                x.0 == gone.node && x.1 == "missing" && ["listing", "audit"].contains(&x.2)
+            });
+            missing && f.contains(&(rotten.node.as_str(), "corrupt", "audit", 1))
+        },
+    )
+    .await;
     let f = findings(&recorded);
     assert_eq!(f.len(), 2, "{recorded:?}");
     assert!(

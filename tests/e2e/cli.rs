@@ -14,7 +14,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
 use crate::harness::process::{self, wait_exit, GatewayProcess};
-use crate::harness::{client_for, no_retry, raw};
+use crate::harness::{client_for, no_retry, raw, wait};
 
 /// How long a start may take.
 const START_TIMEOUT: Duration = process::START_TIMEOUT;
@@ -883,44 +883,40 @@ async fn sigterm_drains_an_upload_in_flight_and_loses_no_acknowledged_write() {
     let half = body.len() / 2;
     put.write_all(&body[..half]).await.unwrap();
     // The request is in flight once the gateway has read some of its body (bounded wait).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = admin_json(&gw.admin, "/v1/stats").await;
-        if v["traffic"]["s3_received_bytes"].as_u64().unwrap_or(0) > 1 << 20 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the upload never reached the gateway"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        "the upload to reach the gateway",
+        || async {
+            let v = admin_json(&gw.admin, "/v1/stats").await;
+            (v["traffic"]["s3_received_bytes"].as_u64().unwrap_or(0) > 1 << 20).then_some(())
+        },
+    )
+    .await;
     signal(&gw.child, "-TERM");
     assert!(manager.next(Duration::from_secs(10)).contains("STOPPING=1"));
 
     // New connections are no longer served once the drain began (refused, or closed
     // unanswered), while the upload is still in flight.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let served = match tokio::net::TcpStream::connect(addr).await {
-            Err(_) => false,
-            Ok(mut s) => {
-                let head = raw::head("GET", "/", &[("host".to_string(), addr.to_string())]);
-                let _ = s.write_all(&head).await;
-                let answer =
-                    tokio::time::timeout(Duration::from_secs(2), raw::read_response(&mut s, false));
-                matches!(answer.await, Ok(Ok(_)))
-            }
-        };
-        if !served {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "new connections still served 10 s into the drain"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        Duration::from_secs(10),
+        "new connections to go unserved in the drain",
+        || async {
+            let served = match tokio::net::TcpStream::connect(addr).await {
+                Err(_) => false,
+                Ok(mut s) => {
+                    let head = raw::head("GET", "/", &[("host".to_string(), addr.to_string())]);
+                    let _ = s.write_all(&head).await;
+                    let answer = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        raw::read_response(&mut s, false),
+                    );
+                    matches!(answer.await, Ok(Ok(_)))
+                }
+            };
+            (!served).then_some(())
+        },
+    )
+    .await;
 
     // The upload in flight finishes and is acknowledged.
     put.write_all(&body[half..]).await.unwrap();
@@ -969,16 +965,13 @@ fn logs_to_a_file_are_plain_and_json_on_request() {
         .spawn()
         .unwrap();
     // Wait (bounded) for a log line, then stop it.
-    let deadline = Instant::now() + START_TIMEOUT;
-    while std::fs::read_to_string(&json_log)
-        .unwrap_or_default()
-        .lines()
-        .count()
-        == 0
-    {
-        assert!(Instant::now() < deadline, "no JSON log line");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::blocking_until(START_TIMEOUT, "a JSON log line", || {
+        std::fs::read_to_string(&json_log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            > 0
+    });
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(&json_log).unwrap();
@@ -1035,23 +1028,14 @@ async fn the_status_page_renders_plots_of_real_traffic_in_a_browser() {
         );
     }
     // Wait (bounded) for a sample taken after the traffic.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let samples = history(gw.admin.clone()).await;
-        let first = &samples[0];
-        let last = &samples[samples.len() - 1];
-        if samples.len() >= 2
+    let moved = |samples: &Vec<serde_json::Value>| {
+        let (first, last) = (&samples[0], &samples[samples.len() - 1]);
+        samples.len() >= 2
             && last[1].as_u64() > first[1].as_u64()
             && last[2].as_u64() > first[2].as_u64()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no sample after the traffic: {samples:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    };
+    let samples = wait::observe(Duration::from_secs(30), || history(gw.admin.clone()), moved).await;
+    assert!(moved(&samples), "no sample after the traffic: {samples:?}");
 
     let profile = tempfile::tempdir().unwrap();
     let shot = d.data.join("status.png");

@@ -17,8 +17,10 @@ async fn a_read_in_progress_survives_overwrite_and_collection() {
     let gw = TestGateway::start().await;
     let c = gw.client();
     c.create_bucket().bucket("gc-bucket").send().await.unwrap();
-    // 12 segments of 256 KiB: far more than the download buffers ahead.
-    let old = data(3 << 20, 1);
+    // 64 segments of 256 KiB: far more than the download buffers ahead plus what the
+    // loopback socket holds (its send buffer grows to 4 MiB here) while the client reads
+    // nothing.
+    let old = data(16 << 20, 1);
     c.put_object()
         .bucket("gc-bucket")
         .key("k")
@@ -43,8 +45,14 @@ async fn a_read_in_progress_survives_overwrite_and_collection() {
         .send()
         .await
         .unwrap();
-    // Give the collector time to run; it must skip the body being read.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A collection round after the overwrite must skip the body being read.
+    gw.collect_garbage().await;
+    let now = storage::piece_paths(&gw.nodes_dir());
+    let lost: Vec<_> = old_files.iter().filter(|f| !now.contains(f)).collect();
+    assert!(
+        lost.is_empty(),
+        "the body being read lost pieces: {lost:?} of {old_files:?}"
+    );
     let got = reading.body.collect().await.unwrap().into_bytes();
     assert!(got[..] == old[..], "the reader saw the old body intact");
 
@@ -103,7 +111,7 @@ async fn replaced_bodies_keep_their_pieces_for_the_grace_period() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    gw.collect_garbage().await;
     let after = storage::piece_paths(&gw.nodes_dir());
     assert!(!before.is_empty());
     assert!(

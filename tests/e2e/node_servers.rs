@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::harness::data;
 use crate::harness::nodes::{node_id, start_nodes, NodeProcess};
 use crate::harness::raw;
+use crate::harness::wait::eventually;
 use crate::harness::{Setup, TestGateway};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
@@ -584,20 +585,6 @@ fn flip_byte(path: &Path, offset: u64) {
     );
     bytes[i] ^= 0xff;
     std::fs::write(path, bytes).expect("write corrupted piece");
-}
-
-/// Polls `cond` every 50 ms until it holds or `limit` passes; returns whether it held.
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() > limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Issue 10's scenario over real node servers, 4/5/6/8: two nodes die, 200 objects are

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::harness::data;
 use crate::harness::nodes::{node_id, start_nodes, NodeProcess};
 use crate::harness::process::GatewayProcess;
 use crate::harness::Setup;
+use crate::harness::{data, wait};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use aws_sdk_s3::Client;
@@ -388,8 +388,9 @@ async fn recovery_point_in_async_and_sync_mode() {
             .expect("bucket");
         gw.wait_replicated().await;
         // A client writing continuously; the gateway is killed under it.
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writer = {
-            let c = c.clone();
+            let (c, count) = (c.clone(), count.clone());
             tokio::spawn(async move {
                 let mut acked = Vec::new();
                 for i in 0..100_000u64 {
@@ -402,14 +403,21 @@ async fn recovery_point_in_async_and_sync_mode() {
                         .send()
                         .await;
                     match r {
-                        Ok(_) => acked.push((i, Instant::now())),
+                        Ok(_) => {
+                            acked.push((i, Instant::now()));
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                         Err(_) => break,
                     }
                 }
                 acked
             })
         };
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Killed in the middle of the stream, once it is well under way.
+        wait::until_true(Duration::from_secs(60), "50 acknowledged writes", || {
+            count.load(std::sync::atomic::Ordering::SeqCst) >= 50
+        })
+        .await;
         let killed_at = Instant::now();
         gw.kill9();
         let acked = writer.await.expect("writer");

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use crate::harness;
 use crate::harness::raw::{self, Payload};
 use crate::harness::s3x::{base64, status_code};
-use crate::harness::{data, TestGateway};
+use crate::harness::{data, wait, TestGateway};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -73,19 +73,13 @@ fn piece_files(gw: &TestGateway) -> Vec<std::path::PathBuf> {
 /// Waits (bounded) until the nodes hold exactly `n` piece files; aborted uploads delete
 /// their pieces in the background.
 async fn wait_for_piece_count(gw: &TestGateway, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let files = piece_files(gw);
-        if files.len() == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} piece files left, expected {n}: {files:?}",
-            files.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let files = wait::observe(
+        Duration::from_secs(5),
+        || std::future::ready(piece_files(gw)),
+        |files| files.len() == n,
+    )
+    .await;
+    assert_eq!(files.len(), n, "piece files left: {files:?}");
 }
 
 /// The object is visible neither through S3 nor in the gateway's metadata.

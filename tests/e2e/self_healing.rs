@@ -76,17 +76,18 @@ async fn repair(gw: &TestGateway) -> RepairReport {
 /// Waits (bounded) until every segment of `keys` is at full health: the background repair
 /// loop may be repairing a segment the explicit pass then skips.
 async fn settle(gw: &TestGateway, keys: &[&str]) -> Vec<Vec<(String, PieceState)>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut all = Vec::new();
-        for k in keys {
-            all.extend(segments(gw, k).await);
-        }
-        if full_health(&all) || tokio::time::Instant::now() > deadline {
-            return all;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::observe(
+        Duration::from_secs(20),
+        || async {
+            let mut all = Vec::new();
+            for k in keys {
+                all.extend(segments(gw, k).await);
+            }
+            all
+        },
+        |all| full_health(all),
+    )
+    .await
 }
 
 fn full_health(segs: &[Vec<(String, PieceState)>]) -> bool {
@@ -238,15 +239,12 @@ async fn bit_rot_is_recorded_by_reads_and_repaired() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let counts = loop {
-        let counts = gw.gateway().layer.health_counts().await.unwrap();
-        let done = corrupt_findings(&counts) >= 3 && counted(&gw) >= 3;
-        if done || tokio::time::Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let counts = wait::observe(
+        Duration::from_secs(10),
+        || async { gw.gateway().layer.health_counts().await.unwrap() },
+        |counts| corrupt_findings(counts) >= 3 && counted(&gw) >= 3,
+    )
+    .await;
     assert_eq!(corrupt_findings(&counts), 3, "{counts:?}");
     // Three pieces on three nodes, found by the read.
     let found: Vec<(&str, &str)> = counts
@@ -424,11 +422,12 @@ async fn a_running_gateway_drains_in_the_background_and_writes_elsewhere() {
     }
     // The background repair moves the old pieces off n2.
     let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while nodes_used(&gw, &keys).await.contains("n2") && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(!nodes_used(&gw, &keys).await.contains("n2"));
+    wait::until(
+        Duration::from_secs(30),
+        "repair to move every piece off n2",
+        || async { (!nodes_used(&gw, &keys).await.contains("n2")).then_some(()) },
+    )
+    .await;
     let n2 = gw.node_dir("n2");
     assert!(
         wait::eventually(Duration::from_secs(10), || storage::piece_paths(&n2)

@@ -10,6 +10,7 @@
 //! (S3 bucket), `i` counting from 1 in the order given.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::Client;
@@ -415,6 +416,17 @@ impl TestGateway {
     /// [`TestGateway::client`] without retries: an error reaches the test as it was sent.
     pub fn client_no_retry(&self) -> Client {
         super::no_retry(&self.client())
+    }
+
+    /// Wakes the garbage collector and waits (bounded) for a whole round that began after
+    /// this call: what a test then finds on the nodes is what collection leaves.
+    pub async fn collect_garbage(&self) {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.gateway().layer.collect_garbage(),
+        )
+        .await
+        .expect("a garbage collection round within 30 s");
     }
 
     /// The gateway's own metadata record of an object (`None` when it does not exist).

@@ -65,3 +65,32 @@ where
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Polls `probe` until `done` holds for what it returned or `limit` passes, and returns the
+/// last value either way: for tests that then assert on what they saw, with their own message.
+pub async fn observe<T, F, Fut>(limit: Duration, mut probe: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = probe().await;
+        if done(&v) || Instant::now() >= deadline {
+            return v;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`until_true`] outside a runtime (a plain `#[test]`): the thread sleeps between checks.
+pub fn blocking_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
