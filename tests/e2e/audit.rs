@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::harness::s3x::{get, put};
 use crate::harness::storage;
 use crate::harness::storage::{piece, piece_files};
 use crate::harness::{data, wait, Setup, TestGateway};
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use gateway::meta::{HealthCounts, PieceFinding, PieceState, Placement, StreamId};
 use gateway::object::audit::{AuditOptions, AuditReport};
@@ -30,27 +30,6 @@ fn no_background() -> Setup {
 /// Neither background audit nor background repair: what a pass finds stays as it found it.
 fn manual() -> Setup {
     no_background().set("repair", "enabled", false)
-}
-
-async fn put(c: &Client, key: &str, body: &[u8]) {
-    c.put_object()
-        .bucket(BUCKET)
-        .key(key)
-        .body(ByteStream::from(body.to_vec()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-}
-
-async fn get(c: &Client, key: &str) -> Vec<u8> {
-    let out = c
-        .get_object()
-        .bucket(BUCKET)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
-    out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
 async fn stream_of(gw: &TestGateway, key: &str) -> StreamId {
@@ -117,7 +96,7 @@ async fn a_pass_finds_a_deleted_and_a_corrupted_piece_and_repair_restores_them()
         ("c", data(30_000, 3)),
     ];
     for (key, body) in &bodies {
-        put(&c, key, body).await;
+        put(&c, BUCKET, key, body).await;
     }
     // One piece of `a` is deleted, one byte of a piece of `b` (its second segment) flipped.
     let rec_a = gw.record(BUCKET, "a").await.unwrap();
@@ -220,7 +199,7 @@ async fn a_pass_finds_a_deleted_and_a_corrupted_piece_and_repair_restores_them()
     );
     assert!(gone.path.exists());
     for (key, body) in &bodies {
-        assert!(get(&c, key).await == *body, "{key}");
+        assert!(get(&c, BUCKET, key).await == *body, "{key}");
     }
     // The rebuilt pieces verify: the next pass finds nothing.
     let again = pass(&gw, &everything()).await;
@@ -241,8 +220,8 @@ async fn the_background_audit_finds_them_within_its_configured_pass() {
     .await;
     let a = data(200_000, 4);
     let b = data(600_000, 5);
-    put(&c, "a", &a).await;
-    put(&c, "b", &b).await;
+    put(&c, BUCKET, "a", &a).await;
+    put(&c, BUCKET, "b", &b).await;
     let rec_a = gw.record(BUCKET, "a").await.unwrap();
     let gone = piece(&gw, &rec_a, 0, 5);
     std::fs::remove_file(&gone.path).unwrap();
@@ -286,8 +265,8 @@ async fn the_background_audit_finds_them_within_its_configured_pass() {
         "{:?}",
         counts(&gw).await
     );
-    assert!(get(&c, "a").await == a);
-    assert!(get(&c, "b").await == b);
+    assert!(get(&c, BUCKET, "a").await == a);
+    assert!(get(&c, BUCKET, "b").await == b);
 }
 
 #[tokio::test]
@@ -295,7 +274,7 @@ async fn a_healthy_store_yields_no_finding_even_under_concurrent_writes() {
     let (gw, c) = setup(no_background()).await;
     let sizes = [100usize, 5_000, 30_000, 200_000, 700_000];
     for (i, size) in sizes.iter().enumerate() {
-        put(&c, &format!("k{i}"), &data(*size, i as u64)).await;
+        put(&c, BUCKET, &format!("k{i}"), &data(*size, i as u64)).await;
     }
     // Overwrites, new objects and deletes race the passes (garbage is collected at once:
     // `gc_grace` is 0 in tests).
@@ -306,11 +285,18 @@ async fn a_healthy_store_yields_no_finding_even_under_concurrent_writes() {
                 let key = format!("k{}", round % 5);
                 put(
                     &c,
+                    BUCKET,
                     &key,
                     &data(10_000 + (round as usize % 3) * 150_000, round),
                 )
                 .await;
-                put(&c, &format!("new{round}"), &data(50_000, 100 + round)).await;
+                put(
+                    &c,
+                    BUCKET,
+                    &format!("new{round}"),
+                    &data(50_000, 100 + round),
+                )
+                .await;
                 c.delete_object()
                     .bucket(BUCKET)
                     .key(format!("new{round}"))
@@ -352,7 +338,7 @@ async fn a_healthy_store_yields_no_finding_even_under_concurrent_writes() {
 async fn a_pass_keeps_within_its_byte_and_request_rates() {
     let (gw, c) = setup(no_background()).await;
     for i in 0..4u64 {
-        put(&c, &format!("k{i}"), &data(200_000, i)).await;
+        put(&c, BUCKET, &format!("k{i}"), &data(200_000, i)).await;
     }
     // Each node is listed in one page and every piece read whole: requests = 6 + pieces.
     let slow = AuditOptions {

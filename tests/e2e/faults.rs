@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::harness::s3x::{get_range, put};
 use crate::harness::storage;
 use crate::harness::storage::{code_of, piece, piece_paths, status_of};
 use crate::harness::{data, wait, Setup, TestGateway};
@@ -30,44 +31,17 @@ async fn setup(setup: Setup) -> (TestGateway, Client) {
     (gw, c)
 }
 
-async fn put(c: &Client, key: &str, body: &[u8]) {
-    c.put_object()
-        .bucket(BUCKET)
-        .key(key)
-        .body(ByteStream::from(body.to_vec()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-}
-
 async fn put_all(c: &Client) -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
     for (i, (key, size)) in OBJECTS.into_iter().enumerate() {
         let body = data(size, 100 + i as u64);
-        put(c, key, &body).await;
+        put(c, BUCKET, key, &body).await;
         out.push((key, body));
     }
     out
 }
 
 /// GET (optionally with a Range header); panics on failure.
-async fn get(c: &Client, key: &str, range: Option<&str>) -> Vec<u8> {
-    let out = c
-        .get_object()
-        .bucket(BUCKET)
-        .key(key)
-        .set_range(range.map(str::to_string))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {key} {range:?}: {e:?}"));
-    out.body
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("body of {key} {range:?}: {e:?}"))
-        .into_bytes()
-        .to_vec()
-}
-
 /// Asserts a GET fails with 503 ServiceUnavailable before any body byte is sent.
 async fn get_fails_503(c: &Client, key: &str, range: Option<&str>) {
     let r = c
@@ -118,14 +92,14 @@ fn ranges(size: usize) -> Vec<(String, std::ops::Range<usize>)> {
 
 async fn assert_all_readable(c: &Client, objects: &[(&str, Vec<u8>)]) {
     for (key, body) in objects {
-        let got = get(c, key, None).await;
+        let got = get_range(c, BUCKET, key, None).await;
         assert!(
             got == *body,
             "{key}: full GET differs ({} bytes)",
             got.len()
         );
         for (header, want) in ranges(body.len()) {
-            let got = get(c, key, Some(&header)).await;
+            let got = get_range(c, BUCKET, key, Some(&header)).await;
             assert!(
                 got[..] == body[want.clone()],
                 "{key} {header}: bytes differ"
@@ -195,10 +169,10 @@ async fn too_many_corrupt_pieces_fail_and_never_return_wrong_bytes() {
     }
     // Segment 0 is untouched, and so are the later stripes of segment 1 (a range read
     // verifies only the stripes it reads).
-    let got = get(&c, "multi-segment", Some("bytes=0-99999")).await;
+    let got = get_range(&c, BUCKET, "multi-segment", Some("bytes=0-99999")).await;
     assert!(got[..] == body[..100_000]);
     let (a, b) = (SEG + 40_000, SEG + 60_000);
-    let got = get(&c, "multi-segment", Some(&format!("bytes={a}-{b}"))).await;
+    let got = get_range(&c, BUCKET, "multi-segment", Some(&format!("bytes={a}-{b}"))).await;
     assert!(got[..] == body[a..=b]);
     // A read starting in the damaged stripe fails before any byte is sent.
     get_fails_503(
@@ -238,7 +212,7 @@ async fn more_than_n_minus_k_nodes_gone_gives_503_not_wrong_bytes() {
     for (key, body) in &objects {
         if *key == "inline" {
             // Inline bodies live in the metadata: no node is involved.
-            assert!(get(&c, key, None).await == *body);
+            assert!(get_range(&c, BUCKET, key, None).await == *body);
             continue;
         }
         get_fails_503(&c, key, None).await;
@@ -260,7 +234,7 @@ async fn more_than_n_minus_k_nodes_gone_gives_503_not_wrong_bytes() {
 async fn upload_with_too_few_nodes_fails_with_503_and_commits_nothing() {
     let (gw, c) = setup(Setup::new()).await;
     let old = data(50_000, 1);
-    put(&c, "kept", &old).await;
+    put(&c, BUCKET, "kept", &old).await;
     gw.remove_node_dir("n5");
     gw.remove_node_dir("n6");
 
@@ -306,7 +280,7 @@ async fn upload_with_too_few_nodes_fails_with_503_and_commits_nothing() {
         .await
         .expect_err("overwrite without enough nodes succeeded");
     assert_eq!(status_of(&err), Some(503));
-    assert!(get(&c, "kept", None).await == old);
+    assert!(get_range(&c, BUCKET, "kept", None).await == old);
 
     let listed = c.list_objects_v2().bucket(BUCKET).send().await.unwrap();
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
@@ -373,7 +347,7 @@ async fn bad_chunks_in_three_pieces_at_different_stripes_are_per_stripe_erasures
     let (gw, c) = setup(Setup::new()).await;
     // One segment of 13 stripes.
     let body = data(200_000, 7);
-    put(&c, "rot", &body).await;
+    put(&c, BUCKET, "rot", &body).await;
     let rec = gw.record(BUCKET, "rot").await.unwrap();
     assert_eq!(stripes_read(0, body.len() - 1), (0, 12));
     // Bit rot in three of six pieces, each in another stripe: no stripe has more than one bad
@@ -382,7 +356,10 @@ async fn bad_chunks_in_three_pieces_at_different_stripes_are_per_stripe_erasures
         let p = piece(&gw, &rec, 0, number);
         storage::flip_byte(&p.path, p.data_offset(stripe, byte));
     }
-    assert!(get(&c, "rot", None).await == body, "full GET differs");
+    assert!(
+        get_range(&c, BUCKET, "rot", None).await == body,
+        "full GET differs"
+    );
     // Ranges over the damaged stripes, over one of them only, and around them.
     for (a, b, stripes) in [
         (33_000, 170_000, (2, 10)),
@@ -391,7 +368,7 @@ async fn bad_chunks_in_three_pieces_at_different_stripes_are_per_stripe_erasures
         (150_000, 199_999, (9, 12)),
     ] {
         assert_eq!(stripes_read(a, b), stripes, "bytes={a}-{b}");
-        let got = get(&c, "rot", Some(&format!("bytes={a}-{b}"))).await;
+        let got = get_range(&c, BUCKET, "rot", Some(&format!("bytes={a}-{b}"))).await;
         assert!(got[..] == body[a..=b], "bytes={a}-{b} differ");
     }
     assert_all_readable(&c, &[("rot", body.clone())]).await;
@@ -439,7 +416,7 @@ async fn bad_chunks_in_three_pieces_at_different_stripes_are_per_stripe_erasures
         .await
         .unwrap();
     assert!(
-        get(&c, "rot-copy", None).await == body,
+        get_range(&c, BUCKET, "rot-copy", None).await == body,
         "copied body differs"
     );
 }
@@ -448,7 +425,7 @@ async fn bad_chunks_in_three_pieces_at_different_stripes_are_per_stripe_erasures
 async fn a_stripe_with_fewer_than_k_good_chunks_fails_with_503() {
     let (gw, c) = setup(Setup::new()).await;
     let body = data(200_000, 8);
-    put(&c, "rot", &body).await;
+    put(&c, BUCKET, "rot", &body).await;
     let rec = gw.record(BUCKET, "rot").await.unwrap();
     // Stripe 4 keeps three good chunks of six (k = 4); stripe 8 loses one, which is fine.
     for (number, stripe) in [(1, 4), (2, 4), (4, 4), (0, 8)] {
@@ -466,7 +443,7 @@ async fn a_stripe_with_fewer_than_k_good_chunks_fails_with_503() {
     for (a, b) in [(0, 60_000), (90_000, 199_999), (130_000, 140_000)] {
         let (first, last) = stripes_read(a, b);
         assert!(last < 4 || first > 4, "bytes={a}-{b}");
-        let got = get(&c, "rot", Some(&format!("bytes={a}-{b}"))).await;
+        let got = get_range(&c, BUCKET, "rot", Some(&format!("bytes={a}-{b}"))).await;
         assert!(got[..] == body[a..=b], "bytes={a}-{b} differ");
     }
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::harness::data;
 use crate::harness::nodes::{node_id, start_nodes, NodeProcess};
 use crate::harness::raw;
+use crate::harness::s3x::{get, put};
 use crate::harness::wait::eventually;
 use crate::harness::{Setup, TestGateway};
 use aws_sdk_s3::primitives::ByteStream;
@@ -42,31 +43,6 @@ async fn bucket(c: &Client) {
         .send()
         .await
         .expect("create bucket");
-}
-
-async fn put(c: &Client, key: &str, body: &[u8]) {
-    c.put_object()
-        .bucket(BUCKET)
-        .key(key)
-        .body(ByteStream::from(body.to_vec()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-}
-
-async fn get(c: &Client, key: &str) -> Vec<u8> {
-    c.get_object()
-        .bucket(BUCKET)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("body of {key}: {e:?}"))
-        .into_bytes()
-        .to_vec()
 }
 
 /// The pieces of every segment stored on nodes, by segment index.
@@ -156,7 +132,7 @@ async fn upload_until_refused(
     for i in 0..6u64 {
         let key = format!("object-{i}");
         let body = data(4 * SEG + 1_000, i + 1);
-        put(c, &key, &body).await;
+        put(c, BUCKET, &key, &body).await;
         let rec = gw.record(BUCKET, &key).await.expect("record");
         let segs = segments(&rec);
         assert_eq!(segs.len(), 5, "{key}: segments");
@@ -167,7 +143,7 @@ async fn upload_until_refused(
                 "{key} segment {s} has a piece on {avoid}: {pieces:?}"
             );
         }
-        assert!(get(c, &key).await == body, "{key} round-trip");
+        assert!(get(c, BUCKET, &key).await == body, "{key} round-trip");
         out.push((key, body));
         if traffic(gw, avoid).requests_error > 0 {
             break;
@@ -198,7 +174,10 @@ async fn node_down_at_upload_moves_its_pieces_to_the_spare() {
     assert_ne!(rank, Rank::Healthy, "{dead} still healthy");
     assert!(last_error.is_some(), "{dead} has no last error");
     for (key, body) in &objects {
-        assert!(get(&c, key).await == *body, "{key} after the uploads");
+        assert!(
+            get(&c, BUCKET, key).await == *body,
+            "{key} after the uploads"
+        );
     }
     gw.stop().await;
 }
@@ -226,7 +205,7 @@ async fn stalled_node_is_left_behind_by_uploads_and_reads() {
     for (key, size, segment_count) in [("short", 3 * MIB, 1), ("long", 20 * MIB, 2)] {
         let body = data(size, size as u64);
         let started = Instant::now();
-        tokio::time::timeout(LIVENESS, put(&c, key, &body))
+        tokio::time::timeout(LIVENESS, put(&c, BUCKET, key, &body))
             .await
             .unwrap_or_else(|_| panic!("upload of {key} waited for the stalled node"));
         let took = started.elapsed();
@@ -244,7 +223,7 @@ async fn stalled_node_is_left_behind_by_uploads_and_reads() {
         assert_eq!(sent_for(&traffic(&gw, &stalled), Reason::Upload), 0);
 
         let started = Instant::now();
-        let got = tokio::time::timeout(LIVENESS, get(&c, key))
+        let got = tokio::time::timeout(LIVENESS, get(&c, BUCKET, key))
             .await
             .unwrap_or_else(|_| panic!("read of {key} waited for the stalled node"));
         assert!(got == body, "{key}: round-trip with the node stopped");
@@ -277,7 +256,7 @@ async fn node_killed_mid_download() {
     let c = gw.client();
     bucket(&c).await;
     let body = data(8 * MIB, 3);
-    put(&c, "big", &body).await;
+    put(&c, BUCKET, "big", &body).await;
 
     // The node holding data piece 0 of the last segment: the download must use it (data
     // pieces first) long after the first bytes reached the client.
@@ -436,14 +415,14 @@ async fn corrupted_piece_is_detected_and_replaced() {
     bucket(&c).await;
     // One segment: data pieces 0..3 and parity pieces 4, 5 on six distinct nodes.
     let body = data(200_000, 5);
-    put(&c, "one", &body).await;
+    put(&c, BUCKET, "one", &body).await;
     let rec = gw.record(BUCKET, "one").await.expect("record");
     let segs = segments(&rec);
     assert_eq!(segs.len(), 1);
     let holder = |n: u16| segs[0].iter().find(|p| p.number == n).unwrap().node.clone();
     let parity = holder(4);
 
-    assert!(get(&c, "one").await == body);
+    assert!(get(&c, BUCKET, "one").await == body);
     assert_eq!(
         received_for(&traffic(&gw, &parity), Reason::Download),
         0,
@@ -453,7 +432,7 @@ async fn corrupted_piece_is_detected_and_replaced() {
     let path = piece_path(&gw, &nodes, &rec, 0, 0);
     flip_byte(&path, PIECE_HEADER_LEN as u64 + 100);
     assert!(
-        get(&c, "one").await == body,
+        get(&c, BUCKET, "one").await == body,
         "corrupted piece reached the client"
     );
     assert!(
@@ -483,7 +462,7 @@ async fn upstream_bytes_match_what_nodes_received() {
     bucket(&c).await;
     const SIZE: usize = 64 * MIB;
     let body = data(SIZE, 11);
-    put(&c, "big", &body).await;
+    put(&c, BUCKET, "big", &body).await;
     drop(body);
 
     // Cancelled pieces are counted (and deleted) in the background, a committing one up to
@@ -616,7 +595,7 @@ async fn two_nodes_die_one_is_replaced_and_repair_restores_full_health() {
                 let (c, chunk) = (c.clone(), chunk.to_vec());
                 set.spawn(async move {
                     for (k, b) in &chunk {
-                        put(&c, k, b).await;
+                        put(&c, BUCKET, k, b).await;
                     }
                 });
             }
@@ -630,7 +609,7 @@ async fn two_nodes_die_one_is_replaced_and_repair_restores_full_health() {
     nodes[5].kill();
     put_all(&objects[100..]).await;
     for (k, b) in &objects {
-        assert!(get(&c, k).await == *b, "{k} with two nodes dead");
+        assert!(get(&c, BUCKET, k).await == *b, "{k} with two nodes dead");
     }
     let on =
         |rec: &ObjectRecord, id: &str| segments(rec).iter().any(|s| s.iter().any(|p| p.node == id));
@@ -684,7 +663,7 @@ async fn two_nodes_die_one_is_replaced_and_repair_restores_full_health() {
     nodes[1].kill();
     let c = gw.client();
     for (k, b) in &objects {
-        assert!(get(&c, k).await == *b, "{k} after repair");
+        assert!(get(&c, BUCKET, k).await == *b, "{k} after repair");
     }
     gw.stop().await;
 }

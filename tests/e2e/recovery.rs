@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::nodes::{node_id, start_nodes, NodeProcess};
 use crate::harness::process::GatewayProcess;
+use crate::harness::s3x::get;
 use crate::harness::Setup;
 use crate::harness::{data, wait};
 use aws_sdk_s3::primitives::ByteStream;
@@ -94,20 +95,6 @@ async fn listing(c: &Client) -> Vec<String> {
         }
     }
     out
-}
-
-async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    c.get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .expect("body")
-        .to_vec()
 }
 
 /// Writes a mixed population; returns key -> (bucket, content hash).

@@ -4,28 +4,12 @@
 //! with two node processes killed any four remaining pieces still give back every byte.
 
 use crate::harness::nodes::start_nodes;
+use crate::harness::s3x::get_range;
 use crate::harness::{data, Setup};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::Client;
 
 const SEG: usize = 256 << 10;
 const BUCKET: &str = "remote";
-
-async fn get(c: &Client, key: &str, range: Option<&str>) -> Vec<u8> {
-    c.get_object()
-        .bucket(BUCKET)
-        .key(key)
-        .set_range(range.map(str::to_string))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {key} {range:?}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("body of {key}: {e:?}"))
-        .into_bytes()
-        .to_vec()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_survive_two_killed_node_servers() {
@@ -54,7 +38,7 @@ async fn objects_survive_two_killed_node_servers() {
             .send()
             .await
             .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-        assert_eq!(&get(&c, key, None).await, body, "{key}");
+        assert_eq!(&get_range(&c, BUCKET, key, None).await, body, "{key}");
     }
     for n in &nodes {
         // Four segments of the big object plus one of the small one, one piece each.
@@ -64,12 +48,16 @@ async fn objects_survive_two_killed_node_servers() {
     nodes[1].kill();
     nodes[4].kill();
     for (key, body) in &objects {
-        assert_eq!(&get(&c, key, None).await, body, "{key} with two nodes down");
+        assert_eq!(
+            &get_range(&c, BUCKET, key, None).await,
+            body,
+            "{key} with two nodes down"
+        );
     }
     let (key, body) = &objects[0];
     let (a, b) = (SEG - 100, 2 * SEG + 5_000);
     assert_eq!(
-        get(&c, key, Some(&format!("bytes={a}-{b}"))).await,
+        get_range(&c, BUCKET, key, Some(&format!("bytes={a}-{b}"))).await,
         body[a..=b],
         "range across segments with two nodes down"
     );

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use crate::harness::s3x::{get, put};
 use crate::harness::storage;
 use crate::harness::storage::piece;
 use crate::harness::{data, wait, Setup, TestGateway};
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use gateway::meta::{PieceState, Placement};
 use gateway::object::repair::{RepairOptions, RepairReport};
@@ -22,27 +22,6 @@ async fn setup_with(nodes: usize) -> (TestGateway, Client) {
     let c = gw.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();
     (gw, c)
-}
-
-async fn put(c: &Client, key: &str, body: &[u8]) {
-    c.put_object()
-        .bucket(BUCKET)
-        .key(key)
-        .body(ByteStream::from(body.to_vec()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-}
-
-async fn get(c: &Client, key: &str) -> Vec<u8> {
-    let out = c
-        .get_object()
-        .bucket(BUCKET)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
-    out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
 /// (healthy piece count, piece states) of every erasure-coded segment of `key`.
@@ -99,7 +78,7 @@ fn full_health(segs: &[Vec<(String, PieceState)>]) -> bool {
 async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
     let (gw, c) = setup().await;
     let before = data(300_000, 1);
-    put(&c, "before", &before).await;
+    put(&c, BUCKET, "before", &before).await;
 
     // n6's directory disappears (an unmounted disk).
     let dir = gw.node_dir("n6");
@@ -111,7 +90,7 @@ async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
     for (i, size) in [10_000usize, 200_000, 700_000].into_iter().enumerate() {
         let key = format!("during-{i}");
         let body = data(size, 10 + i as u64);
-        put(&c, &key, &body).await;
+        put(&c, BUCKET, &key, &body).await;
         for s in segments(&gw, &key).await {
             assert_eq!(s.len(), 5, "{key}: {s:?}");
             assert!(s.iter().all(|(n, _)| n != "n6"), "{key}: {s:?}");
@@ -119,9 +98,9 @@ async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
         objects.push((key, body));
     }
     for (key, body) in &objects {
-        assert!(get(&c, key).await == *body, "{key}");
+        assert!(get(&c, BUCKET, key).await == *body, "{key}");
     }
-    assert!(get(&c, "before").await == before);
+    assert!(get(&c, BUCKET, "before").await == before);
     let counts = gw.gateway().layer.health_counts().await.unwrap();
     assert!(
         counts.by_healthy.iter().any(|&(h, n)| h == 5 && n > 0),
@@ -198,7 +177,7 @@ async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
         std::fs::rename(&d, d.with_extension("away")).unwrap();
     }
     for (key, body) in &objects {
-        assert!(get(&c, key).await == *body, "{key} after repair");
+        assert!(get(&c, BUCKET, key).await == *body, "{key} after repair");
     }
 }
 
@@ -206,13 +185,13 @@ async fn writes_continue_with_one_node_gone_and_repair_restores_full_health() {
 async fn bit_rot_is_recorded_by_reads_and_repaired() {
     let (gw, c) = setup().await;
     let body = data(200_000, 7);
-    put(&c, "rot", &body).await;
+    put(&c, BUCKET, "rot", &body).await;
     let rec = gw.record(BUCKET, "rot").await.unwrap();
     for (number, stripe, byte) in [(0u16, 2u64, 100usize), (3, 6, 4095), (5, 10, 0)] {
         let p = piece(&gw, &rec, 0, number);
         storage::flip_byte(&p.path, p.data_offset(stripe, byte));
     }
-    assert!(get(&c, "rot").await == body);
+    assert!(get(&c, BUCKET, "rot").await == body);
 
     // The read records the three corrupt pieces (in the background). The findings history is
     // what to wait on: the background repair loop, woken by the same read, may already have
@@ -267,7 +246,7 @@ async fn bit_rot_is_recorded_by_reads_and_repaired() {
     for number in [1u16, 2] {
         std::fs::remove_file(piece(&gw, &rec, 0, number).path).unwrap();
     }
-    assert!(get(&c, "rot").await == body);
+    assert!(get(&c, BUCKET, "rot").await == body);
 }
 
 #[tokio::test]
@@ -277,7 +256,7 @@ async fn a_replaced_empty_node_is_refilled_by_repair() {
     for i in 0..5u64 {
         let key = format!("k{i}");
         let body = data(150_000 + i as usize * 70_000, 20 + i);
-        put(&c, &key, &body).await;
+        put(&c, BUCKET, &key, &body).await;
         objects.push((key, body));
     }
     gw.stop().await;
@@ -307,7 +286,7 @@ async fn a_replaced_empty_node_is_refilled_by_repair() {
             segs.iter().all(|s| s.iter().any(|(n, _)| n == "n3")),
             "{key}: {segs:?}"
         );
-        assert!(get(&c, key).await == *body, "{key}");
+        assert!(get(&c, BUCKET, key).await == *body, "{key}");
     }
 }
 
@@ -329,7 +308,7 @@ async fn a_drained_node_is_emptied_and_removed_without_losing_anything() {
     for i in 0..6u64 {
         let key = format!("d{i}");
         let body = data(120_000 + i as usize * 90_000, 40 + i);
-        put(&c, &key, &body).await;
+        put(&c, BUCKET, &key, &body).await;
         objects.push((key, body));
     }
     let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
@@ -385,7 +364,7 @@ async fn a_drained_node_is_emptied_and_removed_without_losing_anything() {
     for (key, body) in &objects {
         let segs = segments(&gw, key).await;
         assert!(full_health(&segs), "{key}: {segs:?}");
-        assert!(get(&c, key).await == *body, "{key}");
+        assert!(get(&c, BUCKET, key).await == *body, "{key}");
     }
     assert!(!nodes_used(&gw, &keys).await.contains("n3"));
 }
@@ -397,7 +376,7 @@ async fn a_running_gateway_drains_in_the_background_and_writes_elsewhere() {
     for i in 0..6u64 {
         let key = format!("b{i}");
         let body = data(100_000 + i as usize * 50_000, 60 + i);
-        put(&c, &key, &body).await;
+        put(&c, BUCKET, &key, &body).await;
         objects.push((key, body));
     }
     gw.stop().await;
@@ -414,7 +393,7 @@ async fn a_running_gateway_drains_in_the_background_and_writes_elsewhere() {
     for i in 0..3u64 {
         let key = format!("new{i}");
         let body = data(150_000, 80 + i);
-        put(&c, &key, &body).await;
+        put(&c, BUCKET, &key, &body).await;
         assert!(!nodes_used(&gw, std::slice::from_ref(&key))
             .await
             .contains("n2"));
@@ -438,6 +417,6 @@ async fn a_running_gateway_drains_in_the_background_and_writes_elsewhere() {
     );
     for (key, body) in &objects {
         assert!(full_health(&segments(&gw, key).await), "{key}");
-        assert!(get(&c, key).await == *body, "{key}");
+        assert!(get(&c, BUCKET, key).await == *body, "{key}");
     }
 }

@@ -196,14 +196,24 @@ pub async fn put(c: &Client, bucket: &str, key: &str, body: &[u8]) -> String {
 }
 
 pub async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = c
-        .get_object()
+    get_range(c, bucket, key, None).await
+}
+
+/// GET of `range` (a `Range` header value such as `bytes=0-99`) or of the whole object.
+pub async fn get_range(c: &Client, bucket: &str, key: &str, range: Option<&str>) -> Vec<u8> {
+    c.get_object()
         .bucket(bucket)
         .key(key)
+        .set_range(range.map(str::to_string))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"));
-    out.body.collect().await.unwrap().into_bytes().to_vec()
+        .unwrap_or_else(|e| panic!("get {bucket}/{key} {range:?}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("body of {bucket}/{key} {range:?}: {e:?}"))
+        .into_bytes()
+        .to_vec()
 }
 
 /// Asserts that two byte strings are equal without printing megabytes on failure.
