@@ -14,6 +14,8 @@
 //!   1970..=9999. The weekday must match the date; second 60 is refused. RFC 850 two-digit
 //!   years 70–99 are 19xx and 00–69 are 20xx (a fixed pivot, so parsing does not depend on the
 //!   clock). httpdate's RFC 850 reader does not check the space after the weekday's comma.
+//! - [`parse_iso8601`]: ISO 8601 extended UTC `2026-11-25T17:13:11Z`, optionally with a
+//!   fraction of a second (`.000Z`, dropped), as XML bodies carry timestamps.
 //! - [`parse_amz_date`] / [`format_amz_date`]: ISO 8601 basic `20261125T171311Z` (SigV4
 //!   `X-Amz-Date`), exactly 16 ASCII characters with calendar-valid fields.
 
@@ -114,6 +116,33 @@ pub fn parse_http_date(s: &str) -> Result<i64, TimeError> {
         .map_err(|_| TimeError::new(s))
 }
 
+/// Parses `2026-11-25T17:13:11Z` or `2026-11-25T17:13:11.123Z` into epoch seconds.
+pub fn parse_iso8601(s: &str) -> Result<i64, TimeError> {
+    let err = || TimeError::new(s);
+    let b = s.as_bytes();
+    let whole = b.len() == 20 && b[19] == b'Z';
+    let fraction = b.len() > 21
+        && b[19] == b'.'
+        && b[b.len() - 1] == b'Z'
+        && b[20..b.len() - 1].iter().all(u8::is_ascii_digit);
+    if !(whole || fraction) || [4, 7, 10, 13, 16].map(|i| b[i]) != *b"--T::" {
+        return Err(err());
+    }
+    // The same fields in the basic form: YYYYMMDDTHHMMSSZ.
+    let basic: String = [
+        &s[0..4],
+        &s[5..7],
+        &s[8..10],
+        "T",
+        &s[11..13],
+        &s[14..16],
+        &s[17..19],
+        "Z",
+    ]
+    .concat();
+    parse_amz_date(&basic).map(epoch_secs).map_err(|_| err())
+}
+
 /// Parses `20261125T171311Z`.
 pub fn parse_amz_date(s: &str) -> Result<SystemTime, TimeError> {
     let err = || TimeError::new(s);
@@ -144,6 +173,36 @@ mod tests {
 
     // 2026-11-25T17:13:11Z, checked with `date -u -d @1795626791`.
     const T: i64 = 1_795_626_791;
+
+    #[test]
+    fn iso8601_parses_what_it_formats() {
+        for ms in [
+            0,
+            T * 1000,
+            T * 1000 + 7,
+            951_782_400_000,
+            4_107_542_400_000,
+        ] {
+            assert_eq!(parse_iso8601(&format_iso8601_millis(ms)), Ok(ms / 1000));
+        }
+        assert_eq!(parse_iso8601("2026-11-25T17:13:11Z"), Ok(T));
+        assert_eq!(parse_iso8601("2026-11-25T17:13:11.123456Z"), Ok(T));
+        for bad in [
+            "",
+            "2026-11-25T17:13:11",
+            "2026-11-25 17:13:11Z",
+            "2026-11-25T17:13:11.Z",
+            "2026-11-25T17:13:11+00:00",
+            "2026-02-30T17:13:11Z",
+            "2026-11-25T24:13:11Z",
+            "2026-11-25T17:13:11.1x3Z",
+            "20261125T171311Z",
+            "2026-1é-25T17:13:11Z",
+            "२०२६-11-25T17:13:11Z",
+        ] {
+            assert!(parse_iso8601(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn iso8601_known_values() {

@@ -10,10 +10,10 @@ use tokio::sync::watch;
 
 use super::log::RawEntry;
 use super::{
-    BucketInfo, CompletedUpload, Garbage, HealthCounts, ListPage, ListQuery, MetaError,
-    ObjectRecord, PartRecord, PartSummary, PieceFinding, PieceRecord, Precondition, RepairSource,
-    ReplicationState, SegmentHealth, SnapshotTaken, SqliteMeta, StorageTotals, StreamId,
-    UploadListPage, UploadListQuery, UploadRecord,
+    BucketInfo, CompletedUpload, DeleteCondition, Garbage, HealthCounts, ListPage, ListQuery,
+    MetaError, ObjectRecord, PartRecord, PartSummary, PieceFinding, PieceRecord, Precondition,
+    RepairSource, ReplicationState, SegmentHealth, SnapshotTaken, SqliteMeta, StorageTotals,
+    StreamId, UploadListPage, UploadListQuery, UploadRecord,
 };
 
 /// Cheap to clone; clones share the same database connections.
@@ -158,8 +158,20 @@ impl Meta {
     }
 
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, MetaError> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.write(move |m| m.delete_object(&bucket, &key)).await
+        self.delete_object_if(bucket, key, &DeleteCondition::default())
+            .await
+    }
+
+    /// [`SqliteMeta::delete_object_if`].
+    pub async fn delete_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &DeleteCondition,
+    ) -> Result<bool, MetaError> {
+        let (bucket, key, condition) = (bucket.to_owned(), key.to_owned(), condition.clone());
+        self.write(move |m| m.delete_object_if(&bucket, &key, &condition))
+            .await
     }
 
     pub async fn set_object_tags(

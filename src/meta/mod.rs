@@ -175,8 +175,30 @@ pub enum Precondition {
     None,
     /// `If-None-Match: *`: only if no object exists under the key.
     IfNoneMatchStar,
-    /// `If-Match: etag`: only if the object exists with this ETag (unquoted).
+    /// `If-Match: etag`: only if the object exists with this ETag (unquoted); `*`: only if
+    /// it exists.
     IfMatch(String),
+}
+
+/// What a conditional delete requires of the object under the key. Every condition given must
+/// hold; they are checked inside the delete's transaction, so a write racing the delete
+/// cannot slip between check and delete.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeleteCondition {
+    /// `If-Match`: the object's ETag (unquoted), or `*` for any existing object. With this
+    /// condition a missing key is `NoSuchKey` (S3 answers 404 there).
+    pub if_match: Option<String>,
+    /// `x-amz-if-match-last-modified-time`: the object's Last-Modified, in whole seconds since
+    /// the epoch (the precision S3 shows it with).
+    pub last_modified_secs: Option<i64>,
+    /// `x-amz-if-match-size`: the object's size in bytes.
+    pub size: Option<u64>,
+}
+
+impl DeleteCondition {
+    pub fn is_unconditional(&self) -> bool {
+        *self == DeleteCondition::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

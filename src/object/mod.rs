@@ -41,8 +41,8 @@ use crate::config::StorageConfig;
 use crate::crypto::{CryptoError, RootKey};
 use crate::erasure::ErasureError;
 use crate::meta::{
-    BucketInfo, ListPage, ListQuery, Meta, MetaError, ObjectRecord, PieceFinding, PieceState,
-    StoredChecksum, StreamId,
+    BucketInfo, DeleteCondition, ListPage, ListQuery, Meta, MetaError, ObjectRecord, PieceFinding,
+    PieceState, StoredChecksum, StreamId,
 };
 use crate::nodes::NodeError;
 use crate::transfer::download::FaultKind;
@@ -402,10 +402,21 @@ impl ObjectLayer {
             .ok_or(ObjectError::NoSuchKey)
     }
 
-    /// Deletes an object; deleting a missing key succeeds, as in S3.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+    /// Deletes an object if it meets `condition` (see [`DeleteCondition`]); deleting a
+    /// missing key unconditionally succeeds, as in S3.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &DeleteCondition,
+    ) -> Result<(), ObjectError> {
         self.bucket(bucket).await?;
-        if self.inner.meta.delete_object(bucket, key).await? {
+        if self
+            .inner
+            .meta
+            .delete_object_if(bucket, key, condition)
+            .await?
+        {
             self.inner.gc_wake.notify_one();
         }
         Ok(())

@@ -105,6 +105,7 @@ pub fn headers(data: &[u8]) {
     let _ = headers::conditions(h, "");
     let _ = headers::conditions(h, "x-amz-copy-source-");
     let _ = headers::write_precondition(h);
+    let _ = headers::delete_condition(h);
     let _ = headers::content_md5(h);
     let _ = headers::copy_source(h);
     let _ = headers::tagging_header(h);

@@ -7,7 +7,7 @@ use http::HeaderValue;
 use super::error::{S3Error, S3ErrorCode};
 use super::router::decode_path;
 use crate::checksum::ChecksumAlgorithm;
-use crate::meta::{ObjectRecord, Precondition, MAX_PART_NUMBER};
+use crate::meta::{DeleteCondition, ObjectRecord, Precondition, MAX_PART_NUMBER};
 use crate::object::Conditions;
 
 /// The `partNumber` query parameter (GetObject, HeadObject, UploadPart, UploadPartCopy):
@@ -177,7 +177,69 @@ pub fn conditions(h: &HeaderMap, prefix: &str) -> Conditions {
     }
 }
 
-/// Conditional writes: `If-None-Match: *` or `If-Match: "etag"`.
+/// The `If-Match` of a write or a delete: `*`, or the value compared whole with the object's
+/// ETag (one pair of quotes dropped). S3 does not apply HTTP's list semantics there: a list of
+/// ETags is one string that matches no ETag, so it fails as a mismatch would.
+fn if_match_value(v: &str) -> String {
+    let v = v.trim();
+    if v == "*" {
+        return v.to_owned();
+    }
+    v.strip_prefix('"')
+        .and_then(|e| e.strip_suffix('"'))
+        .unwrap_or(v)
+        .to_owned()
+}
+
+/// Conditional deletes: `If-Match` (an ETag or `*`), `x-amz-if-match-last-modified-time` (an
+/// HTTP date, or ISO 8601) and `x-amz-if-match-size`, all of which must hold. The conditions of
+/// reads (`If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`) mean nothing S3 defines
+/// on a delete: they are refused with 501 rather than ignored, so no client believes a delete
+/// was guarded when it was not.
+pub fn delete_condition(h: &HeaderMap) -> Result<DeleteCondition, S3Error> {
+    for name in ["if-none-match", "if-modified-since", "if-unmodified-since"] {
+        if h.contains_key(name) {
+            return Err(S3Error::new(
+                S3ErrorCode::NotImplemented,
+                format!(
+                    "{name} is not a condition of DeleteObject (If-Match, \
+                     x-amz-if-match-last-modified-time and x-amz-if-match-size are)"
+                ),
+            ));
+        }
+    }
+    let last_modified_secs = match header_str(h, "x-amz-if-match-last-modified-time") {
+        None => None,
+        Some(v) => Some(
+            crate::timestamp::parse_http_date(v.trim())
+                .or_else(|_| crate::timestamp::parse_iso8601(v.trim()))
+                .map_err(|_| {
+                    S3Error::invalid_argument(
+                        "x-amz-if-match-last-modified-time must be an HTTP date",
+                        "x-amz-if-match-last-modified-time",
+                        v,
+                    )
+                })?,
+        ),
+    };
+    let size = match header_str(h, "x-amz-if-match-size") {
+        None => None,
+        Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+            S3Error::invalid_argument(
+                "x-amz-if-match-size must be a number of bytes",
+                "x-amz-if-match-size",
+                v,
+            )
+        })?),
+    };
+    Ok(DeleteCondition {
+        if_match: header_str(h, "if-match").map(if_match_value),
+        last_modified_secs,
+        size,
+    })
+}
+
+/// Conditional writes: `If-None-Match: *` or `If-Match` (see [`if_match_value`]).
 pub fn write_precondition(h: &HeaderMap) -> Result<Precondition, S3Error> {
     match (header_str(h, "if-none-match"), header_str(h, "if-match")) {
         (None, None) => Ok(Precondition::None),
@@ -186,16 +248,7 @@ pub fn write_precondition(h: &HeaderMap) -> Result<Precondition, S3Error> {
             S3ErrorCode::NotImplemented,
             "If-None-Match on writes supports only '*'",
         )),
-        (None, Some(v)) => {
-            let tags = parse_etags(v);
-            match tags.as_slice() {
-                [one] if one != "*" => Ok(Precondition::IfMatch(one.clone())),
-                _ => Err(S3Error::new(
-                    S3ErrorCode::NotImplemented,
-                    "If-Match on writes supports a single ETag",
-                )),
-            }
-        }
+        (None, Some(v)) => Ok(Precondition::IfMatch(if_match_value(v))),
         (Some(_), Some(_)) => Err(S3Error::invalid_request(
             "If-Match and If-None-Match cannot both be given on a write",
         )),
@@ -350,6 +403,59 @@ mod tests {
     }
 
     #[test]
+    fn delete_conditions() {
+        assert!(delete_condition(&hm(&[])).unwrap().is_unconditional());
+        assert_eq!(
+            delete_condition(&hm(&[
+                ("if-match", "\"abc\""),
+                (
+                    "x-amz-if-match-last-modified-time",
+                    "Wed, 25 Nov 2026 17:13:11 GMT"
+                ),
+                ("x-amz-if-match-size", "42"),
+            ]))
+            .unwrap(),
+            DeleteCondition {
+                if_match: Some("abc".into()),
+                last_modified_secs: Some(1_795_626_791),
+                size: Some(42),
+            }
+        );
+        assert_eq!(
+            delete_condition(&hm(&[(
+                "x-amz-if-match-last-modified-time",
+                "2026-11-25T17:13:11.000Z"
+            )]))
+            .unwrap()
+            .last_modified_secs,
+            Some(1_795_626_791)
+        );
+        for (name, value, code) in [
+            ("x-amz-if-match-size", "-1", S3ErrorCode::InvalidArgument),
+            ("x-amz-if-match-size", "lots", S3ErrorCode::InvalidArgument),
+            (
+                "x-amz-if-match-last-modified-time",
+                "soon",
+                S3ErrorCode::InvalidArgument,
+            ),
+            ("if-none-match", "*", S3ErrorCode::NotImplemented),
+            (
+                "if-modified-since",
+                "Wed, 25 Nov 2026 17:13:11 GMT",
+                S3ErrorCode::NotImplemented,
+            ),
+            (
+                "if-unmodified-since",
+                "Wed, 25 Nov 2026 17:13:11 GMT",
+                S3ErrorCode::NotImplemented,
+            ),
+        ] {
+            let e = delete_condition(&hm(&[(name, value)])).unwrap_err();
+            assert_eq!(e.code, code, "{name}: {value}");
+        }
+    }
+
+    #[test]
     fn preconditions_and_tags() {
         assert_eq!(
             write_precondition(&hm(&[("if-none-match", "*")])).unwrap(),
@@ -360,6 +466,15 @@ mod tests {
             Precondition::IfMatch("abc".into())
         );
         assert!(write_precondition(&hm(&[("if-match", "a"), ("if-none-match", "*")])).is_err());
+        // `*` is "exists"; a list is one string that matches no ETag (S3 compares it whole).
+        assert_eq!(
+            write_precondition(&hm(&[("if-match", " * ")])).unwrap(),
+            Precondition::IfMatch("*".into())
+        );
+        assert_eq!(
+            write_precondition(&hm(&[("if-match", "\"a\", \"b\"")])).unwrap(),
+            Precondition::IfMatch("a\", \"b".into())
+        );
         let tags = tagging_header(&hm(&[("x-amz-tagging", "a=1&b=two%20words")]))
             .unwrap()
             .unwrap();

@@ -8,11 +8,13 @@ use tokio::sync::mpsc;
 use super::body::{pump_request_body, read_small_body, RequestBody, ResponseBody, MAX_PUT_SIZE};
 use super::error::{S3Error, S3ErrorCode};
 use super::headers::{
-    apply_response_overrides, check_key, conditions, content_md5, header_str, insert,
-    object_headers, part_number, system_meta, tagging_header, user_meta, write_precondition,
+    apply_response_overrides, check_key, conditions, content_md5, delete_condition, header_str,
+    insert, object_headers, part_number, system_meta, tagging_header, user_meta,
+    write_precondition,
 };
 use super::xml::{self, DeleteError, DeletedObject};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
+use crate::meta::DeleteCondition;
 use crate::object::{
     part_range, BodyReceiver, ByteRange, ConditionOutcome, ObjectError, PutObject,
 };
@@ -213,11 +215,28 @@ pub(super) async fn delete_object(
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
     check_key(key)?;
+    let condition = delete_condition(&ctx.parts.headers)?;
     ctx.layer
-        .delete_object(bucket, key)
+        .delete_object(bucket, key, &condition)
         .await
-        .map_err(|e| object_error(e, bucket, key))?;
+        .map_err(|e| delete_error(e, bucket, key, &condition))?;
     Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+/// A failed delete's S3 error; a failed precondition names the condition that was given.
+fn delete_error(e: ObjectError, bucket: &str, key: &str, condition: &DeleteCondition) -> S3Error {
+    match e {
+        ObjectError::PreconditionFailed => {
+            S3Error::precondition_failed(if condition.if_match.is_some() {
+                "If-Match"
+            } else if condition.last_modified_secs.is_some() {
+                "x-amz-if-match-last-modified-time"
+            } else {
+                "x-amz-if-match-size"
+            })
+        }
+        e => object_error(e, bucket, key),
+    }
 }
 
 pub(super) async fn delete_objects(
@@ -248,11 +267,17 @@ pub(super) async fn delete_objects(
             )),
             _ => match check_key(&obj.key) {
                 Err(e) => Err(e),
-                Ok(()) => ctx
-                    .layer
-                    .delete_object(bucket, &obj.key)
-                    .await
-                    .map_err(|e| object_error(e, bucket, &obj.key)),
+                Ok(()) => {
+                    let condition = DeleteCondition {
+                        if_match: obj.etag.clone(),
+                        last_modified_secs: obj.last_modified_secs,
+                        size: obj.size,
+                    };
+                    ctx.layer
+                        .delete_object(bucket, &obj.key, &condition)
+                        .await
+                        .map_err(|e| delete_error(e, bucket, &obj.key, &condition))
+                }
             },
         };
         match result {

@@ -469,3 +469,166 @@ async fn response_overrides_on_head() {
     assert_eq!(head.content_type(), Some("application/x-test"));
     assert_eq!(head.cache_control(), Some("no-cache"));
 }
+
+/// Conditional DeleteObject (as AWS documents for general purpose buckets): `If-Match` (an
+/// ETag or `*`), `x-amz-if-match-size` and `x-amz-if-match-last-modified-time`, each failing
+/// alone or beside ones that hold; read conditions refused; a missing key.
+#[tokio::test]
+async fn deletes_happen_only_when_their_conditions_hold() {
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("del").send().await.unwrap();
+    let body = data(3000, 7);
+    let etag = put(&c, "del", "k", &body).await;
+    let (_, lm) = etag_and_time(&c, "del", "k").await;
+    let delete = || c.delete_object().bucket("del").key("k");
+    let at = |secs| DateTime::from_secs(secs);
+
+    let failing = [
+        delete().if_match("\"0123456789abcdef0123456789abcdef\""),
+        delete().if_match(format!("{etag}, {etag}")),
+        delete().if_match_size(2999),
+        delete().if_match_last_modified_time(at(lm - 1)),
+        delete().if_match(&etag).if_match_size(3001),
+        delete()
+            .if_match("*")
+            .if_match_size(3000)
+            .if_match_last_modified_time(at(lm + 1)),
+    ];
+    for request in failing {
+        expect_err(request.send().await, 412, "PreconditionFailed");
+        assert_bytes(&get(&c, "del", "k").await, &body, "after a failed delete");
+    }
+    // The conditions of a read mean nothing on a delete: refused, never ignored.
+    for (name, value) in [
+        ("if-none-match", "*"),
+        ("if-unmodified-since", "Wed, 25 Nov 2026 17:13:11 GMT"),
+    ] {
+        let r = delete()
+            .customize()
+            .mutate_request(move |req| {
+                req.headers_mut().insert(name, value);
+            })
+            .send()
+            .await;
+        expect_err(r, 501, "NotImplemented");
+        assert_bytes(&get(&c, "del", "k").await, &body, name);
+    }
+
+    delete()
+        .if_match(&etag)
+        .if_match_size(3000)
+        .if_match_last_modified_time(at(lm))
+        .send()
+        .await
+        .unwrap();
+    expect_status(c.head_object().bucket("del").key("k").send().await, 404);
+    // A missing key: If-Match is 404 NoSuchKey; size or time alone succeed (nothing to do).
+    expect_err(delete().if_match("*").send().await, 404, "NoSuchKey");
+    expect_err(delete().if_match(&etag).send().await, 404, "NoSuchKey");
+    delete().if_match_size(3000).send().await.unwrap();
+    // `If-Match: *` deletes whatever is there.
+    put(&c, "del", "k", b"again").await;
+    delete().if_match("*").send().await.unwrap();
+    expect_status(c.head_object().bucket("del").key("k").send().await, 404);
+}
+
+/// DeleteObjects evaluates each object's `ETag`, `Size` and `LastModifiedTime`: a failed one
+/// is an error entry and stays; the others are deleted.
+#[tokio::test]
+async fn delete_objects_checks_each_object_s_conditions() {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("dels").send().await.unwrap();
+    let mut etags = std::collections::HashMap::new();
+    for key in ["a", "b", "c", "d", "e"] {
+        etags.insert(key, put(&c, "dels", key, key.as_bytes()).await);
+    }
+    let (_, lm) = etag_and_time(&c, "dels", "e").await;
+    let id = |key: &str| ObjectIdentifier::builder().key(key);
+    let objects = vec![
+        id("a").e_tag("\"ffffffffffffffffffffffffffffffff\""),
+        id("b").e_tag(&etags["b"]),
+        id("c").size(2),
+        id("d").e_tag(&etags["d"]).size(1),
+        id("e").last_modified_time(DateTime::from_secs(lm - 1)),
+        id("missing").e_tag("*"),
+        id("missing-too").size(5),
+    ];
+    let out = c
+        .delete_objects()
+        .bucket("dels")
+        .delete(
+            Delete::builder()
+                .set_objects(Some(
+                    objects.into_iter().map(|o| o.build().unwrap()).collect(),
+                ))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut deleted: Vec<&str> = out.deleted().iter().filter_map(|d| d.key()).collect();
+    deleted.sort_unstable();
+    assert_eq!(deleted, ["b", "d", "missing-too"]);
+    let mut errors: Vec<(&str, &str)> = out
+        .errors()
+        .iter()
+        .map(|e| (e.key().unwrap(), e.code().unwrap()))
+        .collect();
+    errors.sort_unstable();
+    assert_eq!(
+        errors,
+        [
+            ("a", "PreconditionFailed"),
+            ("c", "PreconditionFailed"),
+            ("e", "PreconditionFailed"),
+            ("missing", "NoSuchKey"),
+        ]
+    );
+    for key in ["a", "c", "e"] {
+        assert_eq!(get(&c, "dels", key).await, key.as_bytes());
+    }
+    for key in ["b", "d"] {
+        expect_status(c.head_object().bucket("dels").key(key).send().await, 404);
+    }
+}
+
+/// `If-Match` on a write: `*` means "exists" (404 NoSuchKey on a missing key); a list of
+/// ETags is compared whole, as S3 does, so it never matches (412), even when it names the
+/// current ETag.
+#[tokio::test]
+async fn if_match_on_writes_takes_star_and_compares_a_list_whole() {
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("wrt").send().await.unwrap();
+    let etag = put(&c, "wrt", "k", b"one").await;
+    let write = |body: &'static [u8]| {
+        c.put_object()
+            .bucket("wrt")
+            .key("k")
+            .body(ByteStream::from_static(body))
+    };
+    expect_err(
+        write(b"two")
+            .if_match(format!("\"0\", {etag}"))
+            .send()
+            .await,
+        412,
+        "PreconditionFailed",
+    );
+    assert_eq!(get(&c, "wrt", "k").await, b"one");
+    write(b"three").if_match("*").send().await.unwrap();
+    assert_eq!(get(&c, "wrt", "k").await, b"three");
+    let missing = c
+        .put_object()
+        .bucket("wrt")
+        .key("missing")
+        .if_match("*")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    expect_err(missing, 404, "NoSuchKey");
+}

@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::super::log::Change;
 use super::super::{
-    ListPage, ListQuery, MetaError, ObjectPart, ObjectRecord, Precondition, StoredChecksum,
-    StreamId,
+    DeleteCondition, ListPage, ListQuery, MetaError, ObjectPart, ObjectRecord, Precondition,
+    StoredChecksum, StreamId,
 };
 use super::{from_json, list, require_bucket, streams, to_json, SqliteMeta};
 
@@ -82,9 +82,24 @@ impl SqliteMeta {
     /// Removes the object (if present; returns whether it existed); the streams it referenced
     /// become garbage unless referenced elsewhere.
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool, MetaError> {
+        self.delete_object_if(bucket, key, &DeleteCondition::default())
+    }
+
+    /// [`SqliteMeta::delete_object`] if the object meets `condition`: `PreconditionFailed`
+    /// when it does not, `NoSuchKey` when an `If-Match` finds no object, `Ok(false)` when only
+    /// other conditions were given and there is no object (S3 answers 204 there).
+    pub fn delete_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &DeleteCondition,
+    ) -> Result<bool, MetaError> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         require_bucket(&tx, bucket)?;
+        if !condition.is_unconditional() && !check_delete_condition(&tx, bucket, key, condition)? {
+            return Ok(false);
+        }
         let referenced = object_streams(&tx, bucket, key)?;
         let deleted = tx
             .prepare_cached("DELETE FROM objects WHERE bucket = ?1 AND key = ?2")?
@@ -192,6 +207,42 @@ pub(super) fn check_precondition(
         (Precondition::IfMatch(_), None) => Err(MetaError::NoSuchKey),
         (Precondition::IfMatch(want), Some(have)) if *want == have || want == "*" => Ok(()),
         (Precondition::IfMatch(_), Some(_)) => Err(MetaError::PreconditionFailed),
+    }
+}
+
+/// Whether the delete may go on: `Ok(false)` if there is no object and no `If-Match`.
+fn check_delete_condition(
+    conn: &Connection,
+    bucket: &str,
+    key: &str,
+    c: &DeleteCondition,
+) -> Result<bool, MetaError> {
+    let current = conn
+        .prepare_cached(
+            "SELECT etag, last_modified_ms, size FROM objects WHERE bucket = ?1 AND key = ?2",
+        )?
+        .query_row(params![bucket, key.as_bytes()], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .optional()?;
+    let Some((etag, last_modified_ms, size)) = current else {
+        return match c.if_match {
+            Some(_) => Err(MetaError::NoSuchKey),
+            None => Ok(false),
+        };
+    };
+    let holds = c.if_match.as_ref().is_none_or(|m| m == "*" || *m == etag)
+        && c.last_modified_secs
+            .is_none_or(|t| t == last_modified_ms.div_euclid(1000))
+        && c.size.is_none_or(|s| i64::try_from(s) == Ok(size));
+    if holds {
+        Ok(true)
+    } else {
+        Err(MetaError::PreconditionFailed)
     }
 }
 

@@ -58,6 +58,11 @@ pub struct DeleteRequest {
 pub struct ObjectIdentifier {
     pub key: String,
     pub version_id: Option<String>,
+    /// Conditions of a conditional delete: `ETag` (unquoted, or `*`), `LastModifiedTime`
+    /// (an HTTP date or ISO 8601, as epoch seconds), `Size`.
+    pub etag: Option<String>,
+    pub last_modified_secs: Option<i64>,
+    pub size: Option<u64>,
 }
 
 /// One `Part` of a CompleteMultipartUpload request. Checksums are as sent (base64).
@@ -96,9 +101,27 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, XmlError> {
         if objects.len() == MAX_DELETE_OBJECTS {
             return Err(malformed());
         }
+        let last_modified_secs = match obj.optional_trimmed("LastModifiedTime")? {
+            None => None,
+            // An HTTP date, as the AWS SDKs send it here, or ISO 8601 as elsewhere in XML.
+            Some(t) => Some(
+                crate::timestamp::parse_http_date(&t)
+                    .or_else(|_| crate::timestamp::parse_iso8601(&t))
+                    .map_err(|_| malformed())?,
+            ),
+        };
+        let size = match obj.optional_trimmed("Size")? {
+            None => None,
+            Some(n) => Some(parse_u64(&n)?),
+        };
         objects.push(ObjectIdentifier {
             key: obj.required_exact("Key")?,
             version_id: obj.optional_trimmed("VersionId")?,
+            etag: obj
+                .optional_trimmed("ETag")?
+                .map(|e| unquote(&e).to_owned()),
+            last_modified_secs,
+            size,
         });
     }
     if objects.is_empty() {
@@ -167,6 +190,10 @@ fn parse_bool(s: &str) -> Result<bool, XmlError> {
 }
 
 fn parse_u32(s: &str) -> Result<u32, XmlError> {
+    parse_u64(s).and_then(|n| u32::try_from(n).map_err(|_| malformed()))
+}
+
+fn parse_u64(s: &str) -> Result<u64, XmlError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(malformed());
     }
@@ -367,6 +394,8 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Delete {NS}>\n  <Quiet>true</Quiet>\n  \
              <Object><Key> spaced key </Key></Object>\n  \
              <Object><Key>v</Key><VersionId>3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY</VersionId></Object>\n\
+             <Object><Key>c</Key><ETag>\"abc\"</ETag>\
+             <LastModifiedTime>2026-11-25T17:13:11.000Z</LastModifiedTime><Size>42</Size></Object>\n\
              </Delete>"
         );
         let req = parse_delete(body.as_bytes()).unwrap();
@@ -376,14 +405,41 @@ mod tests {
             vec![
                 ObjectIdentifier {
                     key: " spaced key ".to_owned(),
-                    version_id: None
+                    version_id: None,
+                    etag: None,
+                    last_modified_secs: None,
+                    size: None,
                 },
                 ObjectIdentifier {
                     key: "v".to_owned(),
-                    version_id: Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".to_owned())
+                    version_id: Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".to_owned()),
+                    etag: None,
+                    last_modified_secs: None,
+                    size: None,
+                },
+                ObjectIdentifier {
+                    key: "c".to_owned(),
+                    version_id: None,
+                    etag: Some("abc".to_owned()),
+                    last_modified_secs: Some(1_795_626_791),
+                    size: Some(42),
                 },
             ]
         );
+        let http_date = parse_delete(
+            b"<Delete><Object><Key>a</Key>\
+              <LastModifiedTime>Wed, 25 Nov 2026 17:13:11 GMT</LastModifiedTime></Object></Delete>",
+        )
+        .unwrap();
+        assert_eq!(http_date.objects[0].last_modified_secs, Some(1_795_626_791));
+        for bad in [
+            "<Size>-1</Size>",
+            "<Size>x</Size>",
+            "<LastModifiedTime>yesterday</LastModifiedTime>",
+        ] {
+            let body = format!("<Delete><Object><Key>a</Key>{bad}</Object></Delete>");
+            assert!(parse_delete(body.as_bytes()).is_err(), "{bad}");
+        }
         let req = parse_delete(b"<Delete><Object><Key>a</Key></Object></Delete>").unwrap();
         assert!(!req.quiet);
         let req =

@@ -21,8 +21,8 @@ use list::{keys, list};
 
 use super::*;
 use crate::meta::{
-    ListPage, ListQuery, ObjectPart, ObjectRecord, Placement, Precondition, SegmentRecord,
-    StreamAccounting, StreamRecord, OBJECT_FORMAT, SCHEMA_VERSION,
+    DeleteCondition, ListPage, ListQuery, ObjectPart, ObjectRecord, Placement, Precondition,
+    SegmentRecord, StreamAccounting, StreamRecord, OBJECT_FORMAT, SCHEMA_VERSION,
 };
 
 const NONE: Precondition = Precondition::None;
@@ -193,6 +193,63 @@ impl Rng {
         self.0 ^= self.0 << 17;
         (self.0 % n as u64) as usize
     }
+}
+
+#[test]
+fn conditional_deletes_check_the_current_object_in_the_transaction() {
+    let (_dir, meta) = store();
+    meta.create_bucket("b", 1).unwrap();
+    let obj = small("b", "k", 1);
+    meta.put_object(&obj, &NONE).unwrap();
+    let (etag, secs, size) = (obj.etag.clone(), obj.last_modified_ms / 1000, obj.size);
+    let cond = |if_match: Option<&str>, secs: Option<i64>, size: Option<u64>| DeleteCondition {
+        if_match: if_match.map(str::to_owned),
+        last_modified_secs: secs,
+        size,
+    };
+    // Every failing condition, alone or beside ones that hold, leaves the object in place.
+    for failing in [
+        cond(Some("other"), None, None),
+        cond(Some(&etag), Some(secs + 1), None),
+        cond(None, Some(secs - 1), Some(size)),
+        cond(Some("*"), None, Some(size + 1)),
+        cond(None, None, Some(0)),
+    ] {
+        assert!(
+            matches!(
+                meta.delete_object_if("b", "k", &failing),
+                Err(MetaError::PreconditionFailed)
+            ),
+            "{failing:?}"
+        );
+        assert_eq!(meta.get_object("b", "k").unwrap(), Some(obj.clone()));
+    }
+    assert!(garbage_ids(&meta).is_empty());
+    // All of them holding: deleted, and the body becomes garbage.
+    assert!(meta
+        .delete_object_if("b", "k", &cond(Some(&etag), Some(secs), Some(size)))
+        .unwrap());
+    assert_eq!(meta.get_object("b", "k").unwrap(), None);
+    assert_eq!(garbage_ids(&meta), vec![id(1)]);
+    // A missing key: If-Match (an ETag or `*`) is NoSuchKey; size or time alone is a no-op.
+    for if_match in [etag.as_str(), "*"] {
+        assert!(matches!(
+            meta.delete_object_if("b", "k", &cond(Some(if_match), None, None)),
+            Err(MetaError::NoSuchKey)
+        ));
+    }
+    assert!(!meta
+        .delete_object_if("b", "k", &cond(None, Some(secs), Some(size)))
+        .unwrap());
+    // `*` deletes whatever is there.
+    meta.put_object(&small("b", "k", 2), &NONE).unwrap();
+    assert!(meta
+        .delete_object_if("b", "k", &cond(Some("*"), None, None))
+        .unwrap());
+    assert!(matches!(
+        meta.delete_object_if("nope", "k", &cond(Some("*"), None, None)),
+        Err(MetaError::NoSuchBucket(_))
+    ));
 }
 
 #[test]
