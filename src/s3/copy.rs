@@ -2,8 +2,8 @@
 
 use super::error::S3Error;
 use super::headers::{
-    check_key, conditions, copy_source, header_str, system_meta, tagging_header, user_meta,
-    write_precondition,
+    check_key, conditions, copy_source, header_str, refuse_unsupported_write_headers, system_meta,
+    tagging_header, user_meta, write_precondition,
 };
 use super::{object_error, xml, xml_response, Ctx, HttpResponse};
 use crate::object::{CopyObject, MetadataDirective, TaggingDirective};
@@ -29,6 +29,7 @@ pub(super) async fn copy_object(
 ) -> Result<HttpResponse, S3Error> {
     check_key(key)?;
     let h = &ctx.parts.headers;
+    refuse_unsupported_write_headers(h)?;
     let (src_bucket, src_key) = copy_source(h)?;
     let metadata = if directive(ctx, "x-amz-metadata-directive")? {
         MetadataDirective::Replace {

@@ -239,6 +239,97 @@ pub fn delete_condition(h: &HeaderMap) -> Result<DeleteCondition, S3Error> {
     })
 }
 
+/// Refuses the headers of object writes (PutObject, CopyObject, CreateMultipartUpload,
+/// UploadPart, UploadPartCopy) whose meaning the gateway does not provide, rather than store
+/// the object without it:
+/// - object lock (`x-amz-object-lock-*`): 400 InvalidRequest, AWS's answer for a bucket
+///   without an object lock configuration (no bucket here has one): an object the client
+///   believes locked must not be stored unlocked.
+/// - SSE-C (`x-amz-server-side-encryption-customer-*`, also of a copy source) and SSE-KMS
+///   (`x-amz-server-side-encryption: aws:kms...`): 501. `AES256` is accepted: every object is
+///   encrypted at rest, with the gateway's key.
+/// - ACLs other than `private` / `bucket-owner-full-control` (the same thing for a single
+///   owner) and `x-amz-grant-*`: 501; objects are only ever readable by the owner.
+/// - storage classes other than `STANDARD`: 400 InvalidStorageClass; every object is stored
+///   the one way, and listings say `STANDARD`.
+/// - `x-amz-website-redirect-location`: 501 (no website hosting; it would not be kept).
+pub fn refuse_unsupported_write_headers(h: &HeaderMap) -> Result<(), S3Error> {
+    let not_implemented = |what: String| Err(S3Error::new(S3ErrorCode::NotImplemented, what));
+    for (name, _) in h.iter() {
+        let name = name.as_str();
+        if name.starts_with("x-amz-object-lock-") {
+            return Err(S3Error::invalid_request(
+                "Bucket is missing Object Lock Configuration",
+            ));
+        }
+        if name.starts_with("x-amz-server-side-encryption-customer-")
+            || name.starts_with("x-amz-copy-source-server-side-encryption-customer-")
+        {
+            return not_implemented(format!(
+                "{name}: customer-provided keys (SSE-C) are not supported; every object is \
+                 encrypted with the gateway's own key"
+            ));
+        }
+        if name.starts_with("x-amz-grant-") {
+            return not_implemented(format!("{name}: ACL grants are not supported"));
+        }
+        if name == "x-amz-website-redirect-location" {
+            return not_implemented(format!("{name}: website hosting is not supported"));
+        }
+    }
+    if let Some(v) = header_str(h, "x-amz-server-side-encryption") {
+        match v.trim() {
+            "AES256" => {}
+            "aws:kms" | "aws:kms:dsse" => {
+                return not_implemented(
+                    "SSE-KMS is not supported; every object is encrypted with the gateway's own \
+                     key (x-amz-server-side-encryption: AES256 is accepted)"
+                        .into(),
+                )
+            }
+            other => {
+                return Err(S3Error::invalid_argument(
+                    "The encryption method specified is not supported",
+                    "x-amz-server-side-encryption",
+                    other,
+                ))
+            }
+        }
+    }
+    if let Some(v) = header_str(h, "x-amz-acl") {
+        match v.trim() {
+            "private" | "bucket-owner-full-control" => {}
+            "public-read" | "public-read-write" | "authenticated-read" | "aws-exec-read"
+            | "bucket-owner-read" | "log-delivery-write" => {
+                return not_implemented(format!(
+                    "x-amz-acl: {v}: only the canned ACL private is supported; objects are \
+                     readable by the owner alone"
+                ))
+            }
+            other => {
+                return Err(S3Error::invalid_argument(
+                    "The canned ACL specified is not valid",
+                    "x-amz-acl",
+                    other,
+                ))
+            }
+        }
+    }
+    if let Some(v) = header_str(h, "x-amz-storage-class") {
+        if v.trim() != super::xml::STORAGE_CLASS {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidStorageClass,
+                format!(
+                    "The storage class you specified is not valid: every object is stored as {}",
+                    super::xml::STORAGE_CLASS
+                ),
+            )
+            .with_detail("StorageClassRequested", v));
+        }
+    }
+    Ok(())
+}
+
 /// Conditional writes: `If-None-Match: *` or `If-Match` (see [`if_match_value`]).
 pub fn write_precondition(h: &HeaderMap) -> Result<Precondition, S3Error> {
     match (header_str(h, "if-none-match"), header_str(h, "if-match")) {
@@ -400,6 +491,58 @@ mod tests {
         assert_eq!(ok("b/k?versionId=null"), ("b".into(), "k".into()));
         assert!(copy_source(&hm(&[("x-amz-copy-source", "b")])).is_err());
         assert!(copy_source(&hm(&[("x-amz-copy-source", "b/k?versionId=x")])).is_err());
+    }
+
+    #[test]
+    fn unsupported_write_headers_are_refused() {
+        use S3ErrorCode::*;
+        let cases: &[(&str, &str, Option<S3ErrorCode>)] = &[
+            ("x-amz-acl", "private", None),
+            ("x-amz-acl", "bucket-owner-full-control", None),
+            ("x-amz-server-side-encryption", "AES256", None),
+            ("x-amz-storage-class", "STANDARD", None),
+            ("x-amz-request-payer", "requester", None),
+            ("x-amz-object-lock-mode", "COMPLIANCE", Some(InvalidRequest)),
+            (
+                "x-amz-object-lock-retain-until-date",
+                "2030-01-01T00:00:00Z",
+                Some(InvalidRequest),
+            ),
+            ("x-amz-object-lock-legal-hold", "ON", Some(InvalidRequest)),
+            (
+                "x-amz-server-side-encryption",
+                "aws:kms",
+                Some(NotImplemented),
+            ),
+            (
+                "x-amz-server-side-encryption",
+                "rot13",
+                Some(InvalidArgument),
+            ),
+            (
+                "x-amz-server-side-encryption-customer-algorithm",
+                "AES256",
+                Some(NotImplemented),
+            ),
+            (
+                "x-amz-copy-source-server-side-encryption-customer-key",
+                "k",
+                Some(NotImplemented),
+            ),
+            ("x-amz-acl", "public-read", Some(NotImplemented)),
+            ("x-amz-acl", "everyone", Some(InvalidArgument)),
+            ("x-amz-grant-read", "id=1", Some(NotImplemented)),
+            ("x-amz-storage-class", "GLACIER", Some(InvalidStorageClass)),
+            (
+                "x-amz-website-redirect-location",
+                "/x",
+                Some(NotImplemented),
+            ),
+        ];
+        for (name, value, want) in cases {
+            let got = refuse_unsupported_write_headers(&hm(&[(name, value)])).err();
+            assert_eq!(got.map(|e| e.code), *want, "{name}: {value}");
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use super::body::{pump_request_body, read_small_body, RequestBody};
 use super::error::S3Error;
 use super::headers::{
-    check_key, conditions, content_md5, copy_source, header_str, insert, part_number, system_meta,
-    tagging_header, user_meta, write_precondition,
+    check_key, conditions, content_md5, copy_source, header_str, insert, part_number,
+    refuse_unsupported_write_headers, system_meta, tagging_header, user_meta, write_precondition,
 };
 use super::object::{checksum_response_headers, declared_length};
 use super::xml::{self, ListMultipartUploads, ListParts, PartEntry, UploadEntry};
@@ -51,6 +51,7 @@ pub(super) async fn create_upload(
 ) -> Result<HttpResponse, S3Error> {
     check_key(key)?;
     let h = &ctx.parts.headers;
+    refuse_unsupported_write_headers(h)?;
     let algorithm = match header_str(h, "x-amz-checksum-algorithm") {
         None => None,
         Some(v) => Some(ChecksumAlgorithm::from_name(v).ok_or_else(|| {
@@ -133,6 +134,7 @@ pub(super) async fn upload_part(
     let number = part_number(ctx.query.get("partNumber"))?;
     let id = upload_id(ctx);
     let h = &ctx.parts.headers;
+    refuse_unsupported_write_headers(h)?;
     let expected_len = declared_length(ctx)?;
     let upload = ctx
         .layer
@@ -217,6 +219,7 @@ pub(super) async fn upload_part_copy(
     let number = part_number(ctx.query.get("partNumber"))?;
     let id = upload_id(ctx);
     let h = &ctx.parts.headers;
+    refuse_unsupported_write_headers(h)?;
     let (src_bucket, src_key) = copy_source(h)?;
     let range = copy_range(ctx)?;
     let range_text = header_str(h, "x-amz-copy-source-range").unwrap_or("");

@@ -9,8 +9,8 @@ use super::body::{pump_request_body, read_small_body, RequestBody, ResponseBody,
 use super::error::{S3Error, S3ErrorCode};
 use super::headers::{
     apply_response_overrides, check_key, conditions, content_md5, delete_condition, header_str,
-    insert, object_headers, part_number, system_meta, tagging_header, user_meta,
-    write_precondition,
+    insert, object_headers, part_number, refuse_unsupported_write_headers, system_meta,
+    tagging_header, user_meta, write_precondition,
 };
 use super::xml::{self, DeleteError, DeletedObject};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
@@ -66,6 +66,7 @@ pub(super) async fn put_object(
 ) -> Result<HttpResponse, S3Error> {
     let h = &ctx.parts.headers;
     check_key(key)?;
+    refuse_unsupported_write_headers(h)?;
     let expected_len = declared_length(ctx)?;
     let req = PutObject {
         bucket: bucket.to_string(),

@@ -688,3 +688,94 @@ async fn sigv2_presigned_and_header_signed_requests() {
     );
     assert_eq!(get(&c, "misc", "v2-object").await, put_body);
 }
+
+/// Write headers whose meaning the gateway does not provide are refused, and nothing is
+/// stored: a client asking for object lock, SSE-C, SSE-KMS, a public ACL or another storage
+/// class must not get an object that silently lacks it. What it does provide is accepted.
+#[tokio::test]
+async fn writes_asking_for_what_is_not_provided_are_refused_and_store_nothing() {
+    use aws_sdk_s3::primitives::DateTime;
+    use aws_sdk_s3::types::{ObjectCannedAcl, ObjectLockMode, ServerSideEncryption, StorageClass};
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("refuse").send().await.unwrap();
+    let put = || {
+        c.put_object()
+            .bucket("refuse")
+            .key("k")
+            .body(ByteStream::from_static(b"data"))
+    };
+    let until = DateTime::from_secs(4_102_444_800);
+    expect_err(
+        put()
+            .object_lock_mode(ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(until)
+            .send()
+            .await,
+        400,
+        "InvalidRequest",
+    );
+    expect_err(
+        put().acl(ObjectCannedAcl::PublicRead).send().await,
+        501,
+        "NotImplemented",
+    );
+    expect_err(
+        put()
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .send()
+            .await,
+        501,
+        "NotImplemented",
+    );
+    expect_err(
+        put().storage_class(StorageClass::Glacier).send().await,
+        400,
+        "InvalidStorageClass",
+    );
+    expect_err(
+        c.create_multipart_upload()
+            .bucket("refuse")
+            .key("k")
+            .sse_customer_algorithm("AES256")
+            .sse_customer_key("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+            .sse_customer_key_md5("zZ5FnqcIqUjVwvWmyog4zw==")
+            .send()
+            .await,
+        501,
+        "NotImplemented",
+    );
+    expect_status(c.head_object().bucket("refuse").key("k").send().await, 404);
+    let uploads = c
+        .list_multipart_uploads()
+        .bucket("refuse")
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty());
+
+    // What it provides: the owner-only ACL, encryption at rest, the one storage class.
+    put()
+        .acl(ObjectCannedAcl::Private)
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .storage_class(StorageClass::Standard)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get(&c, "refuse", "k").await, b"data");
+    expect_err(
+        c.copy_object()
+            .bucket("refuse")
+            .key("copy")
+            .copy_source("refuse/k")
+            .object_lock_legal_hold_status(aws_sdk_s3::types::ObjectLockLegalHoldStatus::On)
+            .send()
+            .await,
+        400,
+        "InvalidRequest",
+    );
+    expect_status(
+        c.head_object().bucket("refuse").key("copy").send().await,
+        404,
+    );
+}
