@@ -2,7 +2,7 @@
 
 use super::error::S3Error;
 use super::headers::{
-    check_key, conditions, copy_source, header_str, refuse_unsupported_write_headers, system_meta,
+    conditions, copy_source, header_str, refuse_unsupported_write_headers, system_meta,
     tagging_header, user_meta, write_precondition,
 };
 use super::{object_error, xml, xml_response, Ctx, HttpResponse};
@@ -27,7 +27,6 @@ pub(super) async fn copy_object(
     bucket: &str,
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let h = &ctx.parts.headers;
     refuse_unsupported_write_headers(h)?;
     let (src_bucket, src_key) = copy_source(h)?;

@@ -183,6 +183,9 @@ impl S3Service {
         };
         let b = bucket.as_deref().unwrap_or("");
         let k = key.as_deref().unwrap_or("");
+        if op.checks_key() {
+            headers::check_key(k)?;
+        }
         match op {
             Op::ListBuckets => bucket::list_buckets(&ctx).await,
             Op::CreateBucket => bucket::create_bucket(&ctx, b, body).await,

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::body::{pump_request_body, read_small_body, RequestBody};
 use super::error::S3Error;
 use super::headers::{
-    check_key, conditions, content_md5, copy_source, header_str, insert, part_number,
+    conditions, content_md5, copy_source, header_str, insert, part_number,
     refuse_unsupported_write_headers, system_meta, tagging_header, user_meta, write_precondition,
 };
 use super::object::{checksum_response_headers, declared_length};
@@ -49,7 +49,6 @@ pub(super) async fn create_upload(
     bucket: &str,
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let h = &ctx.parts.headers;
     refuse_unsupported_write_headers(h)?;
     let algorithm = match header_str(h, "x-amz-checksum-algorithm") {
@@ -130,7 +129,6 @@ pub(super) async fn upload_part(
     key: &str,
     body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let number = part_number(ctx.query.get("partNumber"))?;
     let id = upload_id(ctx);
     let h = &ctx.parts.headers;
@@ -215,7 +213,6 @@ pub(super) async fn upload_part_copy(
     bucket: &str,
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let number = part_number(ctx.query.get("partNumber"))?;
     let id = upload_id(ctx);
     let h = &ctx.parts.headers;
@@ -260,7 +257,6 @@ pub(super) async fn complete_upload(
     key: &str,
     body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let id = upload_id(ctx);
     let h = &ctx.parts.headers;
     let precondition = write_precondition(h)?;
@@ -334,7 +330,6 @@ pub(super) async fn abort_upload(
     bucket: &str,
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let id = upload_id(ctx);
     ctx.layer
         .abort_upload(bucket, key, id)
@@ -348,7 +343,6 @@ pub(super) async fn list_parts(
     bucket: &str,
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let id = upload_id(ctx);
     let max = max_param(ctx, "max-parts")?;
     let marker = match ctx.query.get("part-number-marker") {

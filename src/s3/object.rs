@@ -65,7 +65,6 @@ pub(super) async fn put_object(
     body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
     let h = &ctx.parts.headers;
-    check_key(key)?;
     refuse_unsupported_write_headers(h)?;
     let expected_len = declared_length(ctx)?;
     let req = PutObject {
@@ -215,7 +214,6 @@ pub(super) async fn delete_object(
     bucket: &str,
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let condition = delete_condition(&ctx.parts.headers)?;
     ctx.layer
         .delete_object(bucket, key, &condition)

@@ -114,6 +114,30 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// Whether the operation's key is checked against S3's key limit (1024 bytes, else
+    /// `KeyTooLongError`) before it runs: every operation that writes under a key or names an
+    /// upload or tags of one. Reads of a key (GET, HEAD, GetObjectAcl) are not: an over-long
+    /// key simply does not exist.
+    pub fn checks_key(&self) -> bool {
+        matches!(
+            self,
+            Op::PutObject
+                | Op::CopyObject
+                | Op::DeleteObject
+                | Op::GetObjectTagging
+                | Op::PutObjectTagging
+                | Op::DeleteObjectTagging
+                | Op::CreateMultipartUpload
+                | Op::UploadPart
+                | Op::UploadPartCopy
+                | Op::CompleteMultipartUpload
+                | Op::AbortMultipartUpload
+                | Op::ListParts
+        )
+    }
+}
+
 /// Query parameters that do not select a sub-resource.
 const PLAIN_PARAMS: &[&str] = &[
     "prefix",

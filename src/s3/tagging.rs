@@ -5,7 +5,7 @@ use hyper::body::Incoming;
 
 use super::body::{read_small_body, RequestBody};
 use super::error::{S3Error, S3ErrorCode};
-use super::headers::{check_key, check_tags, object_tag_limit};
+use super::headers::{check_tags, object_tag_limit};
 use super::xml::{self, Tag};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
 
@@ -49,7 +49,6 @@ pub(super) async fn get_object_tagging(
     bucket: &str,
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let tags = ctx
         .layer
         .object_tags(bucket, key)
@@ -64,7 +63,6 @@ pub(super) async fn put_object_tagging(
     key: &str,
     body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     let tags = read_tags(ctx, body, object_tag_limit()).await?;
     ctx.layer
         .set_object_tags(bucket, key, &tags)
@@ -78,7 +76,6 @@ pub(super) async fn delete_object_tagging(
     bucket: &str,
     key: &str,
 ) -> Result<HttpResponse, S3Error> {
-    check_key(key)?;
     ctx.layer
         .set_object_tags(bucket, key, &[])
         .await

@@ -642,6 +642,45 @@ async fn keys_are_at_most_1024_bytes() {
             400,
             "KeyTooLongError"
         );
+        // Every operation that writes under a key, or names one's upload or tags, is refused
+        // the same way (one check, before the operation runs).
+        assert_s3_err!(
+            c.copy_object()
+                .bucket("keylen")
+                .key(&too_long)
+                .copy_source(format!("keylen/{longest}"))
+                .send()
+                .await,
+            400,
+            "KeyTooLongError"
+        );
+        assert_s3_err!(
+            c.create_multipart_upload()
+                .bucket("keylen")
+                .key(&too_long)
+                .send()
+                .await,
+            400,
+            "KeyTooLongError"
+        );
+        assert_s3_err!(
+            c.delete_object()
+                .bucket("keylen")
+                .key(&too_long)
+                .send()
+                .await,
+            400,
+            "KeyTooLongError"
+        );
+        assert_s3_err!(
+            c.get_object_tagging()
+                .bucket("keylen")
+                .key(&too_long)
+                .send()
+                .await,
+            400,
+            "KeyTooLongError"
+        );
         let layer = &gw.gateway().layer;
         assert!(matches!(
             layer.head_object("keylen", &too_long).await,
