@@ -361,9 +361,11 @@ impl ObjectLayer {
     }
 
     /// Wakes the garbage collector and waits until a round that began after this call has
-    /// finished: what it could delete is gone, what it had to keep (being read, within the
-    /// grace period, on a node that is down) is still there. For tests and tools that need a
-    /// settled state.
+    /// finished. That round looked at the oldest garbage (up to 64 bodies besides those
+    /// deferred after failed deletes, fewer if reading the metadata failed): what it could
+    /// delete of those is gone, what it had to keep (being read, within the grace period, on
+    /// a node that is down) is still there. For tests and tools that need a settled state;
+    /// bounded by the caller (a collector task that died would never finish a round).
     pub async fn collect_garbage(&self) {
         let mut rounds = self.inner.gc_rounds.subscribe();
         let target = rounds.borrow().begun + 1;

@@ -62,6 +62,7 @@ macro_rules! s3_error_codes {
 }
 
 s3_error_codes! {
+    AccessControlListNotSupported => BAD_REQUEST, "The bucket does not allow ACLs";
     AccessDenied => FORBIDDEN, "Access Denied";
     AuthorizationHeaderMalformed => BAD_REQUEST,
         "The authorization header you provided is invalid.";
@@ -344,6 +345,7 @@ mod tests {
     fn statuses_match_aws_table() {
         use S3ErrorCode::*;
         let expected = [
+            (AccessControlListNotSupported, 400),
             (AccessDenied, 403),
             (AuthorizationHeaderMalformed, 400),
             (AuthorizationQueryParametersError, 400),

@@ -47,6 +47,30 @@ pub fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A header that changes what an operation does: `None` when absent; a value that is not
+/// visible ASCII, or the header repeated, is 400 InvalidArgument, never read as absent (which
+/// would drop the condition or the refusal the header asks for).
+fn semantic_header<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, S3Error> {
+    let mut values = h.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        S3Error::invalid_argument(
+            format!("{name} {why}"),
+            name,
+            &String::from_utf8_lossy(first.as_bytes()),
+        )
+    };
+    if values.next().is_some() {
+        return Err(bad("is given more than once"));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| bad("must be visible ASCII"))
+}
+
 pub fn check_key(key: &str) -> Result<(), S3Error> {
     if key.len() > MAX_KEY_LEN {
         return Err(S3Error::new(
@@ -208,7 +232,7 @@ pub fn delete_condition(h: &HeaderMap) -> Result<DeleteCondition, S3Error> {
             ));
         }
     }
-    let last_modified_secs = match header_str(h, "x-amz-if-match-last-modified-time") {
+    let last_modified_secs = match semantic_header(h, "x-amz-if-match-last-modified-time")? {
         None => None,
         Some(v) => Some(
             crate::timestamp::parse_http_date(v.trim())
@@ -222,7 +246,7 @@ pub fn delete_condition(h: &HeaderMap) -> Result<DeleteCondition, S3Error> {
                 })?,
         ),
     };
-    let size = match header_str(h, "x-amz-if-match-size") {
+    let size = match semantic_header(h, "x-amz-if-match-size")? {
         None => None,
         Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
             S3Error::invalid_argument(
@@ -233,7 +257,7 @@ pub fn delete_condition(h: &HeaderMap) -> Result<DeleteCondition, S3Error> {
         })?),
     };
     Ok(DeleteCondition {
-        if_match: header_str(h, "if-match").map(if_match_value),
+        if_match: semantic_header(h, "if-match")?.map(if_match_value),
         last_modified_secs,
         size,
     })
@@ -246,10 +270,13 @@ pub fn delete_condition(h: &HeaderMap) -> Result<DeleteCondition, S3Error> {
 ///   without an object lock configuration (no bucket here has one): an object the client
 ///   believes locked must not be stored unlocked.
 /// - SSE-C (`x-amz-server-side-encryption-customer-*`, also of a copy source) and SSE-KMS
-///   (`x-amz-server-side-encryption: aws:kms...`): 501. `AES256` is accepted: every object is
+///   (`x-amz-server-side-encryption: aws:kms...`, a KMS key id or context): 501. `AES256` is accepted: every object is
 ///   encrypted at rest, with the gateway's key.
 /// - ACLs other than `private` / `bucket-owner-full-control` (the same thing for a single
-///   owner) and `x-amz-grant-*`: 501; objects are only ever readable by the owner.
+///   owner) and `x-amz-grant-*`: 400 AccessControlListNotSupported, AWS's answer on a bucket
+///   with ACLs disabled; objects are only ever readable by the owner.
+/// - Any of these (and the conditions of deletes) repeated, or with a value that is not
+///   visible ASCII: 400 InvalidArgument.
 /// - storage classes other than `STANDARD`: 400 InvalidStorageClass; every object is stored
 ///   the one way, and listings say `STANDARD`.
 /// - `x-amz-website-redirect-location`: 501 (no website hosting; it would not be kept).
@@ -270,14 +297,22 @@ pub fn refuse_unsupported_write_headers(h: &HeaderMap) -> Result<(), S3Error> {
                  encrypted with the gateway's own key"
             ));
         }
+        if name.starts_with("x-amz-server-side-encryption-aws-kms-")
+            || name == "x-amz-server-side-encryption-context"
+        {
+            return not_implemented(format!(
+                "{name}: SSE-KMS is not supported; every object is encrypted with the \
+                 gateway's own key"
+            ));
+        }
         if name.starts_with("x-amz-grant-") {
-            return not_implemented(format!("{name}: ACL grants are not supported"));
+            return Err(acl_not_supported(name));
         }
         if name == "x-amz-website-redirect-location" {
             return not_implemented(format!("{name}: website hosting is not supported"));
         }
     }
-    if let Some(v) = header_str(h, "x-amz-server-side-encryption") {
+    if let Some(v) = semantic_header(h, "x-amz-server-side-encryption")? {
         match v.trim() {
             "AES256" => {}
             "aws:kms" | "aws:kms:dsse" => {
@@ -296,15 +331,12 @@ pub fn refuse_unsupported_write_headers(h: &HeaderMap) -> Result<(), S3Error> {
             }
         }
     }
-    if let Some(v) = header_str(h, "x-amz-acl") {
+    if let Some(v) = semantic_header(h, "x-amz-acl")? {
         match v.trim() {
             "private" | "bucket-owner-full-control" => {}
             "public-read" | "public-read-write" | "authenticated-read" | "aws-exec-read"
             | "bucket-owner-read" | "log-delivery-write" => {
-                return not_implemented(format!(
-                    "x-amz-acl: {v}: only the canned ACL private is supported; objects are \
-                     readable by the owner alone"
-                ))
+                return Err(acl_not_supported(&format!("x-amz-acl: {v}")))
             }
             other => {
                 return Err(S3Error::invalid_argument(
@@ -315,7 +347,7 @@ pub fn refuse_unsupported_write_headers(h: &HeaderMap) -> Result<(), S3Error> {
             }
         }
     }
-    if let Some(v) = header_str(h, "x-amz-storage-class") {
+    if let Some(v) = semantic_header(h, "x-amz-storage-class")? {
         if v.trim() != super::xml::STORAGE_CLASS {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidStorageClass,
@@ -328,6 +360,18 @@ pub fn refuse_unsupported_write_headers(h: &HeaderMap) -> Result<(), S3Error> {
         }
     }
     Ok(())
+}
+
+/// AWS's answer to an ACL on a bucket whose ACLs are disabled (its default since 2023): here
+/// every bucket is that, objects are readable by their owner alone.
+fn acl_not_supported(what: &str) -> S3Error {
+    S3Error::new(
+        S3ErrorCode::AccessControlListNotSupported,
+        format!(
+            "The bucket does not allow ACLs ({what}): only the canned ACL private (or \
+             bucket-owner-full-control) is accepted; objects are readable by their owner alone"
+        ),
+    )
 }
 
 /// Conditional writes: `If-None-Match: *` or `If-Match` (see [`if_match_value`]).
@@ -529,9 +573,32 @@ mod tests {
                 "k",
                 Some(NotImplemented),
             ),
-            ("x-amz-acl", "public-read", Some(NotImplemented)),
+            (
+                "x-amz-acl",
+                "public-read",
+                Some(AccessControlListNotSupported),
+            ),
             ("x-amz-acl", "everyone", Some(InvalidArgument)),
-            ("x-amz-grant-read", "id=1", Some(NotImplemented)),
+            (
+                "x-amz-grant-read",
+                "id=1",
+                Some(AccessControlListNotSupported),
+            ),
+            (
+                "x-amz-server-side-encryption-aws-kms-key-id",
+                "k",
+                Some(NotImplemented),
+            ),
+            (
+                "x-amz-server-side-encryption-context",
+                "e30=",
+                Some(NotImplemented),
+            ),
+            (
+                "x-amz-server-side-encryption-bucket-key-enabled",
+                "false",
+                None,
+            ),
             ("x-amz-storage-class", "GLACIER", Some(InvalidStorageClass)),
             (
                 "x-amz-website-redirect-location",
@@ -543,6 +610,26 @@ mod tests {
             let got = refuse_unsupported_write_headers(&hm(&[(name, value)])).err();
             assert_eq!(got.map(|e| e.code), *want, "{name}: {value}");
         }
+        // A value that cannot be read, or the header twice, is refused, never skipped.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-storage-class",
+            HeaderValue::from_bytes(b"GLACIER\xff").unwrap(),
+        );
+        assert_eq!(
+            refuse_unsupported_write_headers(&h).unwrap_err().code,
+            InvalidArgument
+        );
+        let mut h = HeaderMap::new();
+        h.append("x-amz-acl", HeaderValue::from_static("private"));
+        h.append("x-amz-acl", HeaderValue::from_static("public-read"));
+        assert_eq!(
+            refuse_unsupported_write_headers(&h).unwrap_err().code,
+            InvalidArgument
+        );
+        let mut h = HeaderMap::new();
+        h.insert("if-match", HeaderValue::from_bytes(b"\"\xe9\"").unwrap());
+        assert_eq!(delete_condition(&h).unwrap_err().code, InvalidArgument);
     }
 
     #[test]

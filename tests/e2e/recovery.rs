@@ -400,9 +400,13 @@ async fn recovery_point_in_async_and_sync_mode() {
                 acked
             })
         };
-        // Killed in the middle of the stream, once it is well under way.
+        // Killed in the middle of the stream, once it is well under way: 50 writes
+        // acknowledged and at least 3 s of them, so that (in async mode) writes older than the
+        // one-second window exist and must survive.
+        let started = Instant::now();
         wait::until_true(Duration::from_secs(60), "50 acknowledged writes", || {
             count.load(std::sync::atomic::Ordering::SeqCst) >= 50
+                && started.elapsed() >= Duration::from_secs(3)
         })
         .await;
         let killed_at = Instant::now();
@@ -412,6 +416,12 @@ async fn recovery_point_in_async_and_sync_mode() {
             acked.len() > 10,
             "{mode}: only {} writes acknowledged",
             acked.len()
+        );
+        assert!(
+            acked
+                .iter()
+                .any(|(_, at)| killed_at.saturating_duration_since(*at) > window * 2),
+            "{mode}: no write acknowledged well before the kill: the check below tests nothing"
         );
         lose_data_dir(&data_dir);
         let out = recover_cmd(&data_dir, &[]);

@@ -717,8 +717,8 @@ async fn writes_asking_for_what_is_not_provided_are_refused_and_store_nothing() 
     );
     expect_err(
         put().acl(ObjectCannedAcl::PublicRead).send().await,
-        501,
-        "NotImplemented",
+        400,
+        "AccessControlListNotSupported",
     );
     expect_err(
         put()
