@@ -8,6 +8,7 @@ use super::error::S3Error;
 use super::router::valid_bucket_name;
 use super::xml::{self, BucketEntry, Owner};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
+use crate::object::ObjectError;
 
 pub(super) fn owner() -> Owner {
     Owner {
@@ -50,11 +51,15 @@ pub(super) async fn create_bucket(
         true,
     )
     .await?;
-    xml::read::parse_create_bucket_configuration(&raw)?;
-    ctx.layer
-        .create_bucket(bucket)
-        .await
-        .map_err(|e| object_error(e, bucket, ""))?;
+    let location = xml::read::parse_create_bucket_configuration(&raw)?;
+    let region = location.as_deref().unwrap_or(&ctx.cfg.region);
+    match ctx.layer.create_bucket(bucket).await {
+        Ok(()) => {}
+        // AWS, for legacy compatibility: re-creating a bucket you own in us-east-1 is 200
+        // (BucketAlreadyOwnedByYou in every other region). Nothing changes.
+        Err(ObjectError::BucketExists(_)) if region == "us-east-1" => {}
+        Err(e) => return Err(object_error(e, bucket, "")),
+    }
     let mut resp = empty_response(StatusCode::OK);
     if let Ok(v) = HeaderValue::from_str(&format!("/{bucket}")) {
         resp.headers_mut().insert(http::header::LOCATION, v);

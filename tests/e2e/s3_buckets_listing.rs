@@ -53,11 +53,28 @@ async fn bucket_lifecycle_and_errors() {
         assert!((now - 60..=now + 1).contains(&created), "{b:?}");
     }
 
+    // Re-creating a bucket you own: 200 in us-east-1 (AWS's legacy answer, and this
+    // gateway's region), BucketAlreadyOwnedByYou when another region is asked for.
+    c.create_bucket()
+        .bucket("alpha.bucket")
+        .send()
+        .await
+        .unwrap();
     assert_s3_err!(
-        c.create_bucket().bucket("alpha.bucket").send().await,
+        c.create_bucket()
+            .bucket("alpha.bucket")
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                    .build()
+            )
+            .send()
+            .await,
         409,
         Some("BucketAlreadyOwnedByYou")
     );
+    let again = c.list_buckets().send().await.unwrap();
+    assert_eq!(again.buckets().len(), 3);
     for bad in [
         "ab",
         "UPPERCASE",
