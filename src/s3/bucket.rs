@@ -17,20 +17,68 @@ pub(super) fn owner() -> Owner {
     }
 }
 
+/// Most buckets one ListBuckets page may be asked for (AWS's bound on `max-buckets`).
+const MAX_BUCKETS: usize = 10_000;
+
+/// ListBuckets, in name order: `prefix`, `bucket-region` (every bucket is in the gateway's
+/// region), and pages of `max-buckets` continued by `continuation-token` (the last name of
+/// the page before; opaque to clients).
 pub(super) async fn list_buckets(ctx: &Ctx<'_>) -> Result<HttpResponse, S3Error> {
+    let q = ctx.query;
+    let max = match q.get("max-buckets") {
+        None => MAX_BUCKETS,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_BUCKETS).contains(n))
+            .ok_or_else(|| {
+                S3Error::invalid_argument(
+                    "max-buckets must be an integer from 1 to 10000",
+                    "max-buckets",
+                    v,
+                )
+            })?,
+    };
+    let after = match q.get("continuation-token") {
+        None => None,
+        Some(t) if valid_bucket_name(t) => Some(t),
+        Some(t) => {
+            return Err(S3Error::invalid_argument(
+                "The continuation token provided is incorrect",
+                "continuation-token",
+                t,
+            ))
+        }
+    };
+    let prefix = q.get("prefix").filter(|p| !p.is_empty());
+    let in_region = q.get("bucket-region").is_none_or(|r| r == ctx.cfg.region);
     let buckets = ctx
         .layer
         .list_buckets()
         .await
         .map_err(|e| object_error(e, "", ""))?;
-    let entries: Vec<BucketEntry> = buckets
+    let mut entries: Vec<BucketEntry> = buckets
         .into_iter()
+        .filter(|b| in_region && prefix.is_none_or(|p| b.name.starts_with(p)))
+        .filter(|b| after.is_none_or(|a| b.name.as_str() > a))
         .map(|b| BucketEntry {
             name: b.name,
             creation_date_ms: b.created_ms,
         })
+        .take(max + 1)
         .collect();
-    Ok(xml_response(xml::list_all_my_buckets(&owner(), &entries)))
+    let next = if entries.len() > max {
+        entries.truncate(max);
+        entries.last().map(|b| b.name.clone())
+    } else {
+        None
+    };
+    Ok(xml_response(xml::list_all_my_buckets(
+        &owner(),
+        &entries,
+        next.as_deref(),
+        prefix,
+    )))
 }
 
 pub(super) async fn create_bucket(

@@ -141,6 +141,8 @@ impl Op {
 /// Query parameters that do not select a sub-resource.
 const PLAIN_PARAMS: &[&str] = &[
     "prefix",
+    "max-buckets",
+    "bucket-region",
     "delimiter",
     "marker",
     "max-keys",

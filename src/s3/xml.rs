@@ -183,8 +183,14 @@ pub struct BucketEntry {
     pub creation_date_ms: i64,
 }
 
-/// `ListAllMyBucketsResult` (ListBuckets).
-pub fn list_all_my_buckets(owner: &Owner, buckets: &[BucketEntry]) -> String {
+/// `ListAllMyBucketsResult` (ListBuckets): `next` is the ContinuationToken of a truncated
+/// page, `prefix` the prefix asked for (echoed).
+pub fn list_all_my_buckets(
+    owner: &Owner,
+    buckets: &[BucketEntry],
+    next: Option<&str>,
+    prefix: Option<&str>,
+) -> String {
     let mut d = Doc::new("ListAllMyBucketsResult");
     d.owner("Owner", owner);
     d.open("Buckets");
@@ -195,6 +201,12 @@ pub fn list_all_my_buckets(owner: &Owner, buckets: &[BucketEntry]) -> String {
         d.close("Bucket");
     }
     d.close("Buckets");
+    if let Some(t) = next {
+        d.text("ContinuationToken", t);
+    }
+    if let Some(p) = prefix {
+        d.text("Prefix", p);
+    }
     d.finish("ListAllMyBucketsResult")
 }
 

@@ -903,3 +903,67 @@ async fn delete_objects_takes_at_most_1000_keys() {
     let listed = c.list_objects_v2().bucket("thousand").send().await.unwrap();
     assert_eq!(listed.key_count(), Some(0));
 }
+
+/// ListBuckets pages with `max-buckets` and `continuation-token`, filters by `prefix` and
+/// `bucket-region`, and refuses a bad page size or token.
+#[tokio::test]
+async fn list_buckets_pages_and_filters() {
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    let names = ["logs-a", "logs-b", "logs-c", "photos", "zz-top"];
+    for b in names {
+        c.create_bucket().bucket(b).send().await.unwrap();
+    }
+    let page = |size: i32, token: Option<String>, prefix: Option<&str>| {
+        c.list_buckets()
+            .max_buckets(size)
+            .set_continuation_token(token)
+            .set_prefix(prefix.map(str::to_string))
+            .send()
+    };
+    for (size, prefix, want) in [
+        (2, None, &names[..]),
+        (1, Some("logs-"), &names[..3]),
+        (10, Some("logs-"), &names[..3]),
+        (3, Some("nothing"), &names[..0]),
+    ] {
+        let (mut seen, mut token, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let out = page(size, token.clone(), prefix).await.unwrap();
+            pages += 1;
+            assert!(out.buckets().len() <= size as usize);
+            assert_eq!(out.prefix(), prefix);
+            seen.extend(out.buckets().iter().map(|b| b.name().unwrap().to_string()));
+            token = out.continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+            assert!(pages < 10, "no end to the pages");
+        }
+        assert_eq!(seen, want, "size {size}, prefix {prefix:?}");
+        // A full last page still says there is no more; pages hold `size` but the last.
+        assert_eq!(pages, want.len().div_ceil(size as usize).max(1));
+    }
+    let other = c
+        .list_buckets()
+        .bucket_region("eu-west-1")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.buckets().is_empty());
+    let here = c
+        .list_buckets()
+        .bucket_region("us-east-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(here.buckets().len(), names.len());
+    for bad in [0, 10_001, -1] {
+        let e = c.list_buckets().max_buckets(bad).send().await.unwrap_err();
+        assert_eq!(status_code(&e), (Some(400), Some("InvalidArgument".into())));
+    }
+    let e = page(2, Some("Not A Token!".into()), None)
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&e), (Some(400), Some("InvalidArgument".into())));
+}

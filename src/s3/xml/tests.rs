@@ -40,7 +40,7 @@ fn list_all_my_buckets_exact() {
         },
     ];
     assert_eq!(
-        list_all_my_buckets(&owner(), &buckets),
+        list_all_my_buckets(&owner(), &buckets, None, None),
         format!(
             "{HEAD}<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
              <Owner><ID>abc123</ID><DisplayName>me</DisplayName></Owner><Buckets>\
@@ -50,10 +50,20 @@ fn list_all_my_buckets_exact() {
         )
     );
     assert_eq!(
-        list_all_my_buckets(&owner(), &[]),
+        list_all_my_buckets(&owner(), &[], None, None),
         format!(
             "{HEAD}<ListAllMyBucketsResult xmlns=\"{S3_XMLNS}\">\
              <Owner><ID>abc123</ID><DisplayName>me</DisplayName></Owner><Buckets></Buckets>\
+             </ListAllMyBucketsResult>"
+        )
+    );
+    assert_eq!(
+        list_all_my_buckets(&owner(), &buckets[..1], Some("photos"), Some("p&")),
+        format!(
+            "{HEAD}<ListAllMyBucketsResult xmlns=\"{S3_XMLNS}\">\
+             <Owner><ID>abc123</ID><DisplayName>me</DisplayName></Owner><Buckets>\
+             <Bucket><Name>photos</Name><CreationDate>2026-11-25T17:13:11.000Z</CreationDate></Bucket>\
+             </Buckets><ContinuationToken>photos</ContinuationToken><Prefix>p&amp;</Prefix>\
              </ListAllMyBucketsResult>"
         )
     );
