@@ -4,7 +4,7 @@ use http::{HeaderValue, StatusCode};
 use hyper::body::Incoming;
 
 use super::body::{read_small_body, RequestBody};
-use super::error::S3Error;
+use super::error::{S3Error, S3ErrorCode};
 use super::router::valid_bucket_name;
 use super::xml::{self, BucketEntry, Owner};
 use super::{empty_response, object_error, xml_response, Ctx, HttpResponse};
@@ -154,25 +154,82 @@ pub(super) async fn get_versioning(ctx: &Ctx<'_>, bucket: &str) -> Result<HttpRe
 
 /// ACLs are not supported; clients that probe them get the only policy there is: the owner
 /// has FULL_CONTROL (what AWS answers for a private bucket or object).
-pub(super) async fn get_acl(
+/// PutBucketAcl / PutObjectAcl. Every bucket and object is readable by its owner alone (AWS's
+/// "ACLs disabled"), so the only ACL that can be set is that one, and setting it changes
+/// nothing: `x-amz-acl: private` (or `bucket-owner-full-control`), or a body granting
+/// FULL_CONTROL to the owner and nothing else. Anything else is AccessControlListNotSupported.
+pub(super) async fn put_acl(
     ctx: &Ctx<'_>,
     bucket: &str,
     key: Option<&str>,
+    body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
+    exists(ctx, bucket, key).await?;
+    let header = super::headers::acl_headers(&ctx.parts.headers)?;
+    let raw = read_small_body(
+        RequestBody::new(body, &ctx.cfg.server),
+        ctx.auth,
+        &ctx.parts.headers,
+        xml::read::MAX_XML_BODY,
+        true,
+    )
+    .await?;
+    let body_given = !raw.iter().all(u8::is_ascii_whitespace);
+    match (header, body_given) {
+        (true, true) => Err(S3Error::new(
+            S3ErrorCode::UnexpectedContent,
+            "This request does not support content when x-amz-acl is given",
+        )),
+        (true, false) => Ok(empty_response(StatusCode::OK)),
+        (false, false) => Err(S3Error::new(
+            S3ErrorCode::MissingSecurityHeader,
+            "Your request was missing a required header: x-amz-acl (or an \
+             AccessControlPolicy body)",
+        )),
+        (false, true) => {
+            let grants = xml::read::parse_access_control_policy(&raw)?;
+            let me = owner().id;
+            let owner_only = !grants.is_empty()
+                && grants.iter().all(|g| {
+                    g.grantee_id.as_deref() == Some(me.as_str()) && g.permission == "FULL_CONTROL"
+                });
+            if owner_only {
+                Ok(empty_response(StatusCode::OK))
+            } else {
+                Err(S3Error::new(
+                    S3ErrorCode::AccessControlListNotSupported,
+                    "The bucket does not allow ACLs: only FULL_CONTROL for the owner alone can \
+                     be set; objects are readable by their owner alone",
+                ))
+            }
+        }
+    }
+}
+
+/// NoSuchBucket / NoSuchKey unless the bucket (and the object, for a key) exists.
+async fn exists(ctx: &Ctx<'_>, bucket: &str, key: Option<&str>) -> Result<(), S3Error> {
     match key {
         Some(k) => ctx
             .layer
             .head_object(bucket, k)
             .await
             .map(|_| ())
-            .map_err(|e| object_error(e, bucket, k))?,
+            .map_err(|e| object_error(e, bucket, k)),
         None => ctx
             .layer
             .bucket(bucket)
             .await
             .map(|_| ())
-            .map_err(|e| object_error(e, bucket, ""))?,
+            .map_err(|e| object_error(e, bucket, "")),
     }
+}
+
+pub(super) async fn get_acl(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: Option<&str>,
+) -> Result<HttpResponse, S3Error> {
+    exists(ctx, bucket, key).await?;
     let o = owner();
     Ok(xml_response(format!(
         "{}<AccessControlPolicy xmlns=\"{}\"><Owner><ID>{id}</ID><DisplayName>{name}</DisplayName></Owner><AccessControlList><Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\"><ID>{id}</ID><DisplayName>{name}</DisplayName></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>",

@@ -305,9 +305,6 @@ pub fn refuse_unsupported_write_headers(h: &HeaderMap) -> Result<(), S3Error> {
                  gateway's own key"
             ));
         }
-        if name.starts_with("x-amz-grant-") {
-            return Err(acl_not_supported(name));
-        }
         if name == "x-amz-website-redirect-location" {
             return not_implemented(format!("{name}: website hosting is not supported"));
         }
@@ -331,22 +328,7 @@ pub fn refuse_unsupported_write_headers(h: &HeaderMap) -> Result<(), S3Error> {
             }
         }
     }
-    if let Some(v) = semantic_header(h, "x-amz-acl")? {
-        match v.trim() {
-            "private" | "bucket-owner-full-control" => {}
-            "public-read" | "public-read-write" | "authenticated-read" | "aws-exec-read"
-            | "bucket-owner-read" | "log-delivery-write" => {
-                return Err(acl_not_supported(&format!("x-amz-acl: {v}")))
-            }
-            other => {
-                return Err(S3Error::invalid_argument(
-                    "The canned ACL specified is not valid",
-                    "x-amz-acl",
-                    other,
-                ))
-            }
-        }
-    }
+    acl_headers(h)?;
     if let Some(v) = semantic_header(h, "x-amz-storage-class")? {
         if v.trim() != super::xml::STORAGE_CLASS {
             return Err(S3Error::new(
@@ -360,6 +342,31 @@ pub fn refuse_unsupported_write_headers(h: &HeaderMap) -> Result<(), S3Error> {
         }
     }
     Ok(())
+}
+
+/// The ACL a request's headers ask for, which must be the owner-only one: `Ok(true)` for
+/// `x-amz-acl: private` or `bucket-owner-full-control` (the same for a single owner),
+/// `Ok(false)` when no ACL header is given; any other canned ACL or an `x-amz-grant-*` is
+/// 400 AccessControlListNotSupported, an unknown canned ACL 400 InvalidArgument.
+pub fn acl_headers(h: &HeaderMap) -> Result<bool, S3Error> {
+    if let Some(name) = h.keys().find(|n| n.as_str().starts_with("x-amz-grant-")) {
+        return Err(acl_not_supported(name.as_str()));
+    }
+    let Some(v) = semantic_header(h, "x-amz-acl")? else {
+        return Ok(false);
+    };
+    match v.trim() {
+        "private" | "bucket-owner-full-control" => Ok(true),
+        "public-read" | "public-read-write" | "authenticated-read" | "aws-exec-read"
+        | "bucket-owner-read" | "log-delivery-write" => {
+            Err(acl_not_supported(&format!("x-amz-acl: {v}")))
+        }
+        other => Err(S3Error::invalid_argument(
+            "The canned ACL specified is not valid",
+            "x-amz-acl",
+            other,
+        )),
+    }
 }
 
 /// AWS's answer to an ACL on a bucket whose ACLs are disabled (its default since 2023): here

@@ -85,6 +85,7 @@ pub enum Op {
     GetBucketLocation,
     GetBucketVersioning,
     GetBucketAcl,
+    PutBucketAcl,
     GetBucketTagging,
     PutBucketTagging,
     DeleteBucketTagging,
@@ -99,6 +100,7 @@ pub enum Op {
     HeadObject,
     DeleteObject,
     GetObjectAcl,
+    PutObjectAcl,
     GetObjectTagging,
     PutObjectTagging,
     DeleteObjectTagging,
@@ -125,6 +127,7 @@ impl Op {
             Op::PutObject
                 | Op::CopyObject
                 | Op::DeleteObject
+                | Op::PutObjectAcl
                 | Op::GetObjectTagging
                 | Op::PutObjectTagging
                 | Op::DeleteObjectTagging
@@ -266,6 +269,7 @@ pub fn route(
             (&M::GET, ["location"]) => Op::GetBucketLocation,
             (&M::GET, ["versioning"]) => Op::GetBucketVersioning,
             (&M::GET, ["acl"]) => Op::GetBucketAcl,
+            (&M::PUT, ["acl"]) => Op::PutBucketAcl,
             (&M::GET, ["tagging"]) => Op::GetBucketTagging,
             (&M::PUT, ["tagging"]) => Op::PutBucketTagging,
             (&M::DELETE, ["tagging"]) => Op::DeleteBucketTagging,
@@ -284,6 +288,7 @@ pub fn route(
         (&M::HEAD, [] | ["partNumber"]) => Op::HeadObject,
         (&M::DELETE, []) => Op::DeleteObject,
         (&M::GET, ["acl"]) => Op::GetObjectAcl,
+        (&M::PUT, ["acl"]) => Op::PutObjectAcl,
         (&M::GET, ["tagging"]) => Op::GetObjectTagging,
         (&M::PUT, ["tagging"]) => Op::PutObjectTagging,
         (&M::DELETE, ["tagging"]) => Op::DeleteObjectTagging,
@@ -405,7 +410,7 @@ mod tests {
             (Method::GET, "/b", "policy"),
             (Method::PUT, "/b", "versioning"),
             (Method::POST, "/b/k", ""),
-            (Method::PUT, "/b/k", "acl"),
+            (Method::PUT, "/b/k", "cors"),
             (Method::GET, "/b", "lifecycle"),
         ] {
             assert!(

@@ -245,8 +245,8 @@ async fn operations_we_do_not_implement_answer_501() {
             .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
             .send()
             .await,
-        501,
-        "NotImplemented"
+        400,
+        "AccessControlListNotSupported"
     );
     assert_s3_err!(
         c.put_bucket_lifecycle_configuration()

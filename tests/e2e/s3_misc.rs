@@ -541,17 +541,124 @@ async fn acls_answer_the_owners_full_control() {
         404,
         "NoSuchBucket",
     );
-    // Setting ACLs is not supported.
-    let r = signed(
-        &gw,
-        "PUT",
-        "/misc/k?acl",
-        &[("x-amz-acl", "public-read")],
-        b"",
-    )
-    .await;
-    assert_eq!(r.status, 501, "{}", r.body_text());
-    assert_eq!(r.code().as_deref(), Some("NotImplemented"));
+    // Setting an ACL: only the owner-only one, which changes nothing, is accepted.
+    use aws_sdk_s3::types::{
+        AccessControlPolicy, BucketCannedAcl, Grant, Grantee, ObjectCannedAcl, Owner,
+    };
+    c.put_bucket_acl()
+        .bucket("misc")
+        .acl(BucketCannedAcl::Private)
+        .send()
+        .await
+        .unwrap();
+    c.put_object_acl()
+        .bucket("misc")
+        .key("k")
+        .acl(ObjectCannedAcl::BucketOwnerFullControl)
+        .send()
+        .await
+        .unwrap();
+    let owner_id = bucket.owner().and_then(|o| o.id()).unwrap().to_string();
+    let grant = |id: Option<&str>, uri: Option<&str>, permission: Permission| {
+        Grant::builder()
+            .grantee(
+                Grantee::builder()
+                    .r#type(if uri.is_some() {
+                        Type::Group
+                    } else {
+                        Type::CanonicalUser
+                    })
+                    .set_id(id.map(str::to_string))
+                    .set_uri(uri.map(str::to_string))
+                    .build()
+                    .unwrap(),
+            )
+            .permission(permission)
+            .build()
+    };
+    let policy = |grants: Vec<Grant>| {
+        AccessControlPolicy::builder()
+            .owner(Owner::builder().id(&owner_id).build())
+            .set_grants(Some(grants))
+            .build()
+    };
+    c.put_object_acl()
+        .bucket("misc")
+        .key("k")
+        .access_control_policy(policy(vec![grant(
+            Some(&owner_id),
+            None,
+            Permission::FullControl,
+        )]))
+        .send()
+        .await
+        .unwrap();
+    let all_users = "http://acs.amazonaws.com/groups/global/AllUsers";
+    for grants in [
+        vec![
+            grant(Some(&owner_id), None, Permission::FullControl),
+            grant(None, Some(all_users), Permission::Read),
+        ],
+        vec![grant(Some(&owner_id), None, Permission::Read)],
+        vec![grant(Some("someone-else"), None, Permission::FullControl)],
+    ] {
+        expect_err(
+            c.put_bucket_acl()
+                .bucket("misc")
+                .access_control_policy(policy(grants))
+                .send()
+                .await,
+            400,
+            "AccessControlListNotSupported",
+        );
+    }
+    for acl in [
+        ObjectCannedAcl::PublicRead,
+        ObjectCannedAcl::AuthenticatedRead,
+    ] {
+        expect_err(
+            c.put_object_acl()
+                .bucket("misc")
+                .key("k")
+                .acl(acl)
+                .send()
+                .await,
+            400,
+            "AccessControlListNotSupported",
+        );
+    }
+    expect_err(
+        c.put_object_acl()
+            .bucket("misc")
+            .key("k")
+            .grant_read("id=someone")
+            .send()
+            .await,
+        400,
+        "AccessControlListNotSupported",
+    );
+    expect_err(
+        c.put_object_acl()
+            .bucket("misc")
+            .key("nope")
+            .acl(ObjectCannedAcl::Private)
+            .send()
+            .await,
+        404,
+        "NoSuchKey",
+    );
+    let r = signed(&gw, "PUT", "/misc/k?acl", &[], b"").await;
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert_eq!(r.code().as_deref(), Some("MissingSecurityHeader"));
+    // Still the owner's FULL_CONTROL alone.
+    let after = c
+        .get_object_acl()
+        .bucket("misc")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.grants().len(), 1);
 }
 
 /// Base64 HMAC-SHA1 of `string_to_sign` under the test secret.

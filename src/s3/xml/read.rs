@@ -89,6 +89,33 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, 
     Ok(location.filter(|l| !l.is_empty()))
 }
 
+/// One grant of an AccessControlPolicy (PutBucketAcl / PutObjectAcl body): the grantee's
+/// canonical ID (`None` for a group URI or an email address) and the permission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclGrant {
+    pub grantee_id: Option<String>,
+    pub permission: String,
+}
+
+/// AccessControlPolicy body: its grants, in request order.
+pub fn parse_access_control_policy(body: &[u8]) -> Result<Vec<AclGrant>, XmlError> {
+    let root = parse_root(body, "AccessControlPolicy", MAX_XML_BODY)?;
+    let Some(list) = root.single("AccessControlList")? else {
+        return Ok(Vec::new());
+    };
+    list.children_named("Grant")
+        .map(|grant| {
+            let grantee = grant.single("Grantee")?.ok_or_else(malformed)?;
+            Ok(AclGrant {
+                grantee_id: grantee.optional_trimmed("ID")?,
+                permission: grant
+                    .optional_trimmed("Permission")?
+                    .ok_or_else(malformed)?,
+            })
+        })
+        .collect()
+}
+
 /// DeleteObjects body.
 pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, XmlError> {
     let root = parse_root(body, "Delete", MAX_DELETE_BODY)?;
