@@ -527,6 +527,16 @@ async fn deletes_happen_only_when_their_conditions_hold() {
     expect_err(delete().if_match("*").send().await, 404, "NoSuchKey");
     expect_err(delete().if_match(&etag).send().await, 404, "NoSuchKey");
     delete().if_match_size(3000).send().await.unwrap();
+    // A missing bucket is NoSuchBucket, with or without conditions.
+    for r in [
+        c.delete_object().bucket("no-such-bucket").key("k"),
+        c.delete_object()
+            .bucket("no-such-bucket")
+            .key("k")
+            .if_match("*"),
+    ] {
+        expect_err(r.send().await, 404, "NoSuchBucket");
+    }
     // `If-Match: *` deletes whatever is there.
     put(&c, "del", "k", b"again").await;
     delete().if_match("*").send().await.unwrap();

@@ -506,3 +506,50 @@ async fn when_required_and_when_supported_checksum_clients_both_work() {
         }
     }
 }
+
+/// GetObject/HeadObject `partNumber` on an object stored by one PutObject: part 1 is the whole
+/// object (206, its Content-Range), any other part is 416 InvalidPartNumber.
+#[tokio::test]
+async fn part_number_on_a_single_part_object() {
+    use crate::harness::s3x::{assert_bytes, expect_err, put};
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("single").send().await.unwrap();
+    let body = data(70_000, 5);
+    put(&c, "single", "k", &body).await;
+    let one = c
+        .get_object()
+        .bucket("single")
+        .key("k")
+        .part_number(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.content_length(), Some(70_000));
+    assert_eq!(one.content_range(), Some("bytes 0-69999/70000"));
+    assert_eq!(one.parts_count(), None);
+    assert_bytes(
+        &one.body.collect().await.unwrap().into_bytes(),
+        &body,
+        "part 1",
+    );
+    let head = c
+        .head_object()
+        .bucket("single")
+        .key("k")
+        .part_number(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_length(), Some(70_000));
+    expect_err(
+        c.get_object()
+            .bucket("single")
+            .key("k")
+            .part_number(2)
+            .send()
+            .await,
+        416,
+        "InvalidPartNumber",
+    );
+}
