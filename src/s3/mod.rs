@@ -210,6 +210,7 @@ impl S3Service {
             Op::DeleteObject => object::delete_object(&ctx, b, k).await,
             Op::GetObjectAcl => bucket::get_acl(&ctx, b, Some(k)).await,
             Op::PutObjectAcl => bucket::put_acl(&ctx, b, Some(k), body).await,
+            Op::GetObjectAttributes => object::get_object_attributes(&ctx, b, k).await,
             Op::GetObjectTagging => tagging::get_object_tagging(&ctx, b, k).await,
             Op::PutObjectTagging => tagging::put_object_tagging(&ctx, b, k, body).await,
             Op::DeleteObjectTagging => tagging::delete_object_tagging(&ctx, b, k).await,

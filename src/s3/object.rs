@@ -58,6 +58,99 @@ pub(super) fn checksum_response_headers(h: &mut http::HeaderMap, algorithm: u8, 
     }
 }
 
+/// GetObjectAttributes: the attributes named in `x-amz-object-attributes` (ETag, Checksum,
+/// ObjectParts, StorageClass, ObjectSize; at least one, else 400 InvalidArgument). ObjectParts
+/// exists for multipart objects only and pages with `x-amz-max-parts` (default and cap 1000)
+/// and `x-amz-part-number-marker` (parts after that number).
+pub(super) async fn get_object_attributes(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<HttpResponse, S3Error> {
+    const NAMES: [&str; 5] = [
+        "ETag",
+        "Checksum",
+        "ObjectParts",
+        "StorageClass",
+        "ObjectSize",
+    ];
+    let h = &ctx.parts.headers;
+    let invalid =
+        |name: &str, value: &str| S3Error::invalid_argument(format!("Invalid {name}"), name, value);
+    let mut wanted = [false; 5];
+    for value in h.get_all("x-amz-object-attributes") {
+        let value = value
+            .to_str()
+            .map_err(|_| invalid("x-amz-object-attributes", ""))?;
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let i = NAMES
+                .iter()
+                .position(|n| *n == name)
+                .ok_or_else(|| invalid("x-amz-object-attributes", name))?;
+            wanted[i] = true;
+        }
+    }
+    if !wanted.contains(&true) {
+        return Err(invalid("x-amz-object-attributes", ""));
+    }
+    let number = |name: &str, default: u32| match header_str(h, name) {
+        None if !h.contains_key(name) => Ok(default),
+        v => v
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .ok_or_else(|| invalid(name, v.unwrap_or(""))),
+    };
+    let max_parts = number("x-amz-max-parts", 1000)?.min(1000);
+    let marker = number("x-amz-part-number-marker", 0)?;
+    let rec = ctx
+        .layer
+        .head_object(bucket, key)
+        .await
+        .map_err(|e| object_error(e, bucket, key))?;
+    let algorithm = rec
+        .checksum
+        .as_ref()
+        .and_then(|c| crate::checksum::ChecksumAlgorithm::from_id(c.algorithm))
+        .map(|a| a.name());
+    let checksum = rec.checksum.as_ref().and_then(|c| {
+        let kind = crate::checksum::ChecksumType::from_id(c.kind)?.name();
+        Some((algorithm?, c.value.as_str(), kind))
+    });
+    let multipart = rec.parts.first().is_some_and(|p| p.number > 0);
+    let parts = (wanted[2] && multipart).then(|| {
+        let after: Vec<_> = rec.parts.iter().filter(|p| p.number > marker).collect();
+        let page: Vec<_> = after
+            .iter()
+            .take(max_parts as usize)
+            .map(|p| (p.number, p.size, p.checksum.as_deref()))
+            .collect();
+        let next_marker = (after.len() > page.len())
+            .then(|| page.last().map(|p| p.0))
+            .flatten();
+        xml::AttributeParts {
+            parts_count: rec.parts.len(),
+            marker,
+            max_parts,
+            next_marker,
+            algorithm,
+            parts: page,
+        }
+    });
+    let doc = xml::get_object_attributes(&xml::ObjectAttributes {
+        etag: wanted[0].then_some(rec.etag.as_str()),
+        checksum: checksum.filter(|_| wanted[1]),
+        parts,
+        storage_class: wanted[3],
+        size: wanted[4].then_some(rec.size),
+    });
+    let mut resp = xml_response(doc);
+    insert(
+        resp.headers_mut(),
+        header::LAST_MODIFIED,
+        &crate::timestamp::format_http_date(rec.last_modified_ms.div_euclid(1000)),
+    );
+    Ok(resp)
+}
+
 pub(super) async fn put_object(
     ctx: &Ctx<'_>,
     bucket: &str,

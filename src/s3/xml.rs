@@ -495,6 +495,72 @@ pub fn complete_multipart_upload_result_with_checksum(
     d.finish("CompleteMultipartUploadResult")
 }
 
+/// What GetObjectAttributes returns; `None` for an attribute not asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectAttributes<'a> {
+    /// Unquoted: GetObjectAttributes writes the ETag without quotes, unlike every other
+    /// response.
+    pub etag: Option<&'a str>,
+    /// (`CRC32`-style algorithm name, base64 value, `COMPOSITE`/`FULL_OBJECT`).
+    pub checksum: Option<(&'a str, &'a str, &'a str)>,
+    pub parts: Option<AttributeParts<'a>>,
+    pub storage_class: bool,
+    pub size: Option<u64>,
+}
+
+/// The ObjectParts of GetObjectAttributes: one page of a multipart object's parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttributeParts<'a> {
+    pub parts_count: usize,
+    pub marker: u32,
+    pub max_parts: u32,
+    /// The last part number of this page when more follow.
+    pub next_marker: Option<u32>,
+    /// The parts' checksum algorithm (`CRC32`-style), when they have checksums.
+    pub algorithm: Option<&'a str>,
+    /// (part number, size, base64 checksum).
+    pub parts: Vec<(u32, u64, Option<&'a str>)>,
+}
+
+/// `GetObjectAttributesResponse`.
+pub fn get_object_attributes(a: &ObjectAttributes<'_>) -> String {
+    let mut d = Doc::new("GetObjectAttributesResponse");
+    d.opt_text("ETag", a.etag);
+    if let Some((algorithm, value, kind)) = a.checksum {
+        d.open("Checksum");
+        d.text(&format!("Checksum{algorithm}"), value);
+        d.text("ChecksumType", kind);
+        d.close("Checksum");
+    }
+    if let Some(p) = &a.parts {
+        d.open("ObjectParts");
+        d.value("IsTruncated", p.next_marker.is_some());
+        d.value("MaxParts", p.max_parts);
+        if let Some(n) = p.next_marker {
+            d.value("NextPartNumberMarker", n);
+        }
+        d.value("PartNumberMarker", p.marker);
+        for (number, size, checksum) in &p.parts {
+            d.open("Part");
+            if let (Some(algorithm), Some(c)) = (p.algorithm, checksum) {
+                d.text(&format!("Checksum{algorithm}"), c);
+            }
+            d.value("PartNumber", number);
+            d.value("Size", size);
+            d.close("Part");
+        }
+        d.value("PartsCount", p.parts_count);
+        d.close("ObjectParts");
+    }
+    if a.storage_class {
+        d.text("StorageClass", STORAGE_CLASS);
+    }
+    if let Some(n) = a.size {
+        d.value("ObjectSize", n);
+    }
+    d.finish("GetObjectAttributesResponse")
+}
+
 /// One part of ListParts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartEntry {

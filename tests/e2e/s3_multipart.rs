@@ -1604,3 +1604,149 @@ async fn upload_part_copy_reports_the_part_checksum() {
         Some(checksum_b64(&a, &src[..1000]).as_str())
     );
 }
+
+/// GetObjectAttributes: the attributes asked for, the ETag unquoted, the composite checksum and
+/// its parts' checksums, ObjectParts paged by max-parts / part-number-marker (multipart objects
+/// only), and 400 without a valid attribute list.
+#[tokio::test]
+async fn object_attributes_of_multipart_and_single_objects() {
+    use aws_sdk_s3::types::ObjectAttributes as A;
+    let gw = TestGateway::start().await;
+    let c = gw.client();
+    c.create_bucket().bucket("attrs").send().await.unwrap();
+    let id = c
+        .create_multipart_upload()
+        .bucket("attrs")
+        .key("multi")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .checksum_type(ChecksumType::Composite)
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let parts: Vec<Vec<u8>> = vec![data(5 << 20, 1), data(5 << 20, 2), data(1000, 3)];
+    let mut done = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = c
+            .upload_part()
+            .bucket("attrs")
+            .key("multi")
+            .upload_id(&id)
+            .part_number(n)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(p.clone()))
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap())
+                .checksum_crc32(out.checksum_crc32().unwrap())
+                .build(),
+        );
+    }
+    let completed = c
+        .complete_multipart_upload()
+        .bucket("attrs")
+        .key("multi")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let all = [
+        A::Etag,
+        A::Checksum,
+        A::ObjectParts,
+        A::StorageClass,
+        A::ObjectSize,
+    ];
+    let out = c
+        .get_object_attributes()
+        .bucket("attrs")
+        .key("multi")
+        .set_object_attributes(Some(all.to_vec()))
+        .max_parts(2)
+        .send()
+        .await
+        .unwrap();
+    let etag = completed.e_tag().unwrap().trim_matches('"');
+    assert_eq!(out.e_tag(), Some(etag));
+    assert!(out.last_modified().is_some());
+    assert_eq!(out.object_size(), Some((10 << 20) + 1000));
+    assert_eq!(
+        out.storage_class(),
+        Some(&aws_sdk_s3::types::StorageClass::Standard)
+    );
+    let sum = out.checksum().expect("checksum");
+    assert_eq!(sum.checksum_crc32(), completed.checksum_crc32());
+    assert_eq!(sum.checksum_type(), Some(&ChecksumType::Composite));
+    let page = out.object_parts().expect("object parts");
+    assert_eq!(page.total_parts_count(), Some(3));
+    assert_eq!(page.is_truncated(), Some(true));
+    assert_eq!(page.next_part_number_marker(), Some("2"));
+    let listed: Vec<(i32, i64)> = page
+        .parts()
+        .iter()
+        .map(|p| (p.part_number().unwrap(), p.size().unwrap()))
+        .collect();
+    assert_eq!(listed, [(1, 5 << 20), (2, 5 << 20)]);
+    assert_eq!(
+        page.parts()[0].checksum_crc32(),
+        Some(checksum_b64(&ChecksumAlgorithm::Crc32, &parts[0]).as_str())
+    );
+    let rest = c
+        .get_object_attributes()
+        .bucket("attrs")
+        .key("multi")
+        .object_attributes(A::ObjectParts)
+        .part_number_marker("2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.e_tag(), None);
+    assert_eq!(rest.object_size(), None);
+    let page = rest.object_parts().unwrap();
+    assert_eq!(page.is_truncated(), Some(false));
+    assert_eq!(page.parts().len(), 1);
+    assert_eq!(page.parts()[0].part_number(), Some(3));
+
+    // A single PutObject has no ObjectParts.
+    put(&c, "attrs", "single", b"hello").await;
+    let single = c
+        .get_object_attributes()
+        .bucket("attrs")
+        .key("single")
+        .set_object_attributes(Some(all.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(single.object_size(), Some(5));
+    assert!(single.object_parts().is_none());
+    expect_err(
+        c.get_object_attributes()
+            .bucket("attrs")
+            .key("nope")
+            .object_attributes(A::Etag)
+            .send()
+            .await,
+        404,
+        "NoSuchKey",
+    );
+    for attributes in [None, Some("Colour")] {
+        let headers: Vec<(&str, &str)> = attributes
+            .map(|a| vec![("x-amz-object-attributes", a)])
+            .unwrap_or_default();
+        let r = signed(&gw, "GET", "/attrs/single?attributes", &headers, b"").await;
+        assert_eq!(r.status, 400, "{}", r.body_text());
+        assert_eq!(r.code().as_deref(), Some("InvalidArgument"));
+    }
+}
