@@ -3,7 +3,6 @@
 use http::{HeaderValue, StatusCode};
 use hyper::body::Incoming;
 
-use super::body::{read_small_body, RequestBody};
 use super::error::{S3Error, S3ErrorCode};
 use super::router::valid_bucket_name;
 use super::xml::{self, BucketEntry, Owner};
@@ -91,14 +90,9 @@ pub(super) async fn create_bucket(
     }
     // The body may carry a CreateBucketConfiguration; any region is accepted, since this
     // gateway answers for whichever region the client signs with.
-    let raw = read_small_body(
-        RequestBody::new(body, &ctx.cfg.server),
-        ctx.auth,
-        &ctx.parts.headers,
-        xml::read::MAX_XML_BODY,
-        true,
-    )
-    .await?;
+    let raw = ctx
+        .read_xml_body(body, xml::read::MAX_XML_BODY, true)
+        .await?;
     let location = xml::read::parse_create_bucket_configuration(&raw)?;
     let region = location.as_deref().unwrap_or(&ctx.cfg.region);
     match ctx.layer.create_bucket(bucket).await {
@@ -166,14 +160,9 @@ pub(super) async fn put_acl(
 ) -> Result<HttpResponse, S3Error> {
     exists(ctx, bucket, key).await?;
     let header = super::headers::acl_headers(&ctx.parts.headers)?;
-    let raw = read_small_body(
-        RequestBody::new(body, &ctx.cfg.server),
-        ctx.auth,
-        &ctx.parts.headers,
-        xml::read::MAX_XML_BODY,
-        true,
-    )
-    .await?;
+    let raw = ctx
+        .read_xml_body(body, xml::read::MAX_XML_BODY, true)
+        .await?;
     let body_given = !raw.iter().all(u8::is_ascii_whitespace);
     match (header, body_given) {
         (true, true) => Err(S3Error::new(

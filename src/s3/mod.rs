@@ -66,6 +66,26 @@ pub(crate) struct Ctx<'a> {
     pub auth: &'a Verified,
 }
 
+impl Ctx<'_> {
+    /// The request's small XML body (at most `limit` bytes), checked against its signature
+    /// and, with `checksums`, its declared body checksums.
+    pub async fn read_xml_body(
+        &self,
+        body: hyper::body::Incoming,
+        limit: usize,
+        checksums: bool,
+    ) -> Result<Vec<u8>, S3Error> {
+        body::read_small_body(
+            body::RequestBody::new(body, &self.cfg.server),
+            self.auth,
+            &self.parts.headers,
+            limit,
+            checksums,
+        )
+        .await
+    }
+}
+
 impl S3Service {
     pub fn new(layer: ObjectLayer, cfg: S3Config) -> Self {
         S3Service {

@@ -6,7 +6,7 @@ use http::StatusCode;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
-use super::body::{pump_request_body, read_small_body, RequestBody};
+use super::body::{pump_request_body, RequestBody};
 use super::error::S3Error;
 use super::headers::{
     conditions, content_md5, copy_source, header_str, insert, part_number,
@@ -266,14 +266,9 @@ pub(super) async fn complete_upload(
         .completion_checksum_algorithm(bucket, key, id)
         .await
         .map_err(|e| map(e, bucket, key, id))?;
-    let raw = read_small_body(
-        RequestBody::new(body, &ctx.cfg.server),
-        ctx.auth,
-        h,
-        xml::read::MAX_COMPLETE_MULTIPART_BODY,
-        false,
-    )
-    .await?;
+    let raw = ctx
+        .read_xml_body(body, xml::read::MAX_COMPLETE_MULTIPART_BODY, false)
+        .await?;
     let parts = xml::read::parse_complete_multipart_upload(&raw)?;
     // A whole-object checksum the client states must match ours, checked before commit.
     let expected_whole = algorithm

@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
-use super::body::{pump_request_body, read_small_body, RequestBody, ResponseBody, MAX_PUT_SIZE};
+use super::body::{pump_request_body, RequestBody, ResponseBody, MAX_PUT_SIZE};
 use super::error::{S3Error, S3ErrorCode};
 use super::headers::{
     apply_response_overrides, check_key, conditions, content_md5, delete_condition, header_str,
@@ -336,14 +336,9 @@ pub(super) async fn delete_objects(
     bucket: &str,
     body: Incoming,
 ) -> Result<HttpResponse, S3Error> {
-    let raw = read_small_body(
-        RequestBody::new(body, &ctx.cfg.server),
-        ctx.auth,
-        &ctx.parts.headers,
-        xml::read::MAX_DELETE_BODY,
-        true,
-    )
-    .await?;
+    let raw = ctx
+        .read_xml_body(body, xml::read::MAX_DELETE_BODY, true)
+        .await?;
     let req = xml::read::parse_delete(&raw)?;
     ctx.layer
         .bucket(bucket)

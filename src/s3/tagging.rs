@@ -3,7 +3,6 @@
 use http::StatusCode;
 use hyper::body::Incoming;
 
-use super::body::{read_small_body, RequestBody};
 use super::error::{S3Error, S3ErrorCode};
 use super::headers::{check_tags, object_tag_limit};
 use super::xml::{self, Tag};
@@ -28,14 +27,9 @@ async fn read_tags(
     body: Incoming,
     max: usize,
 ) -> Result<Vec<(String, String)>, S3Error> {
-    let raw = read_small_body(
-        RequestBody::new(body, &ctx.cfg.server),
-        ctx.auth,
-        &ctx.parts.headers,
-        xml::read::MAX_XML_BODY,
-        true,
-    )
-    .await?;
+    let raw = ctx
+        .read_xml_body(body, xml::read::MAX_XML_BODY, true)
+        .await?;
     let tags: Vec<(String, String)> = xml::read::parse_tagging(&raw)?
         .into_iter()
         .map(|t| (t.key, t.value))
