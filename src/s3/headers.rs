@@ -369,6 +369,26 @@ pub fn acl_headers(h: &HeaderMap) -> Result<bool, S3Error> {
     }
 }
 
+/// `x-amz-expected-bucket-owner` (and `x-amz-source-expected-bucket-owner` of a copy): when
+/// given, it must name the owner of every bucket here (`owner_id`), else 403 AccessDenied, as
+/// AWS answers a request whose bucket belongs to another account.
+pub fn expected_owner(h: &HeaderMap, owner_id: &str) -> Result<(), S3Error> {
+    for name in [
+        "x-amz-expected-bucket-owner",
+        "x-amz-source-expected-bucket-owner",
+    ] {
+        if let Some(v) = semantic_header(h, name)? {
+            if v.trim() != owner_id {
+                return Err(S3Error::new(
+                    S3ErrorCode::AccessDenied,
+                    format!("{name}: the bucket's owner is not {v:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// AWS's answer to an ACL on a bucket whose ACLs are disabled (its default since 2023): here
 /// every bucket is that, objects are readable by their owner alone.
 fn acl_not_supported(what: &str) -> S3Error {

@@ -206,6 +206,7 @@ impl S3Service {
         if op.checks_key() {
             headers::check_key(k)?;
         }
+        headers::expected_owner(&parts.headers, &bucket::owner().id)?;
         match op {
             Op::ListBuckets => bucket::list_buckets(&ctx).await,
             Op::CreateBucket => bucket::create_bucket(&ctx, b, body).await,
