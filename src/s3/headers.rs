@@ -369,14 +369,20 @@ pub fn acl_headers(h: &HeaderMap) -> Result<bool, S3Error> {
     }
 }
 
-/// `x-amz-expected-bucket-owner` (and `x-amz-source-expected-bucket-owner` of a copy): when
-/// given, it must name the owner of every bucket here (`owner_id`), else 403 AccessDenied, as
-/// AWS answers a request whose bucket belongs to another account.
-pub fn expected_owner(h: &HeaderMap, owner_id: &str) -> Result<(), S3Error> {
-    for name in [
-        "x-amz-expected-bucket-owner",
-        "x-amz-source-expected-bucket-owner",
-    ] {
+/// `x-amz-expected-bucket-owner` of a request on a bucket (and, for a `copy`,
+/// `x-amz-source-expected-bucket-owner`): when given, it must name the owner of every bucket
+/// here (`owner_id`), else 403 AccessDenied, as AWS answers a request whose bucket belongs to
+/// another account.
+pub fn expected_owner(h: &HeaderMap, owner_id: &str, copy: bool) -> Result<(), S3Error> {
+    let names: &[&str] = if copy {
+        &[
+            "x-amz-expected-bucket-owner",
+            "x-amz-source-expected-bucket-owner",
+        ]
+    } else {
+        &["x-amz-expected-bucket-owner"]
+    };
+    for &name in names {
         if let Some(v) = semantic_header(h, name)? {
             if v.trim() != owner_id {
                 return Err(S3Error::new(

@@ -206,7 +206,10 @@ impl S3Service {
         if op.checks_key() {
             headers::check_key(k)?;
         }
-        headers::expected_owner(&parts.headers, &bucket::owner().id)?;
+        if bucket.is_some() {
+            let copy = matches!(op, Op::CopyObject | Op::UploadPartCopy);
+            headers::expected_owner(&parts.headers, &bucket::owner().id, copy)?;
+        }
         match op {
             Op::ListBuckets => bucket::list_buckets(&ctx).await,
             Op::CreateBucket => bucket::create_bucket(&ctx, b, body).await,

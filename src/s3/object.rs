@@ -123,9 +123,9 @@ pub(super) async fn get_object_attributes(
             .take(max_parts as usize)
             .map(|p| (p.number, p.size, p.checksum.as_deref()))
             .collect();
-        let next_marker = (after.len() > page.len())
-            .then(|| page.last().map(|p| p.0))
-            .flatten();
+        // More parts than this page holds: continue after its last (or, for an empty page of
+        // `x-amz-max-parts: 0`, after the marker asked for).
+        let next_marker = (after.len() > page.len()).then(|| page.last().map_or(marker, |p| p.0));
         xml::AttributeParts {
             parts_count: rec.parts.len(),
             marker,
